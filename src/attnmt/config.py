@@ -1,0 +1,290 @@
+"""Typed, validated configuration: data, model, training and decoding.
+
+A config is four dataclasses loaded from YAML. Every field is documented next to
+its declaration; a bad key or value raises :class:`ConfigError` with a one-line
+message naming the key, the file and what would be valid. Command-line
+overrides (``--set train.max_steps=100``) go through the same validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _f(default: Any, help: str, choices: tuple | None = None, min: float | None = None,
+       max: float | None = None) -> Any:
+    """A dataclass field with its documentation and its valid values."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    dataset: str | None = _f(None, "registered dataset that fills `dir` when it is empty: "
+                             "multi30k, or a synthetic task (numbers, dates, copy, reverse)",
+                             choices=(None, "multi30k", "numbers", "dates", "copy", "reverse"))
+    dir: str | None = _f(None, "folder of aligned files {split}.{lang}; relative to the config")
+    src: str = _f("de", "source language suffix of the files")
+    tgt: str = _f("en", "target language suffix of the files")
+    train: str = _f("train", "name of the training split")
+    valid: str = _f("val", "name of the validation split")
+    test: str = _f("test", "name of the test split")
+    tokenizer: str = _f("sentencepiece", "how text becomes tokens",
+                        choices=("sentencepiece", "char", "word"))
+    spm_type: str = _f("unigram", "SentencePiece model type", choices=("unigram", "bpe"))
+    vocab_size: int = _f(8000, "SentencePiece vocabulary size (upper bound)", min=16)
+    joint_vocab: bool = _f(True, "one vocabulary for source and target (enables tying "
+                           "source embeddings too)")
+    max_len: int = _f(100, "lines longer than this many tokens are skipped (and counted)", min=1)
+    synth: dict = _f({}, "options for a synthetic dataset, as for `attnmt data synth`")
+
+
+@dataclass
+class ModelConfig:
+    preset: str | None = _f(None, "a named architecture (see `attnmt presets`); keys set "
+                            "here override it")
+    arch: str = _f("transformer", "model family", choices=("seq2seq", "rnn", "transformer"))
+    # RNN families
+    rnn_type: str = _f("lstm", "recurrent cell", choices=("rnn", "lstm", "gru"))
+    attention: str = _f("dot", "RNN attention scoring function (arch rnn)",
+                        choices=("dot", "general", "concat", "additive"))
+    emb_size: int = _f(256, "embedding size of RNN models", min=1)
+    enc_hidden: int = _f(256, "RNN encoder hidden size per direction", min=1)
+    dec_hidden: int = _f(512, "RNN decoder hidden size", min=1)
+    enc_layers: int = _f(1, "encoder layers", min=1)
+    dec_layers: int = _f(1, "decoder layers", min=1)
+    bidirectional: bool = _f(True, "bidirectional RNN encoder")
+    input_feeding: bool = _f(True, "Luong input feeding: previous attentional state is "
+                             "concatenated to the next decoder input")
+    feed_context: bool = _f(False, "seq2seq only: context vector also fed to every decoder "
+                            "step and to the output layer (Cho et al. 2014)")
+    # Transformer
+    d_model: int = _f(256, "Transformer model size", min=8)
+    heads: int = _f(4, "attention heads", min=1)
+    ffn: int = _f(1024, "position-wise feed-forward inner size", min=1)
+    norm: str = _f("pre", "layer norm placement: pre (stable) or post (Vaswani 2017)",
+                   choices=("pre", "post"))
+    positions: str = _f("sinusoidal", "position encoding", choices=("sinusoidal", "learned"))
+    max_positions: int = _f(1024, "longest sequence the model accepts", min=8)
+    # shared
+    dropout: float = _f(0.1, "dropout probability", min=0.0, max=0.9)
+    tie_embeddings: bool = _f(True, "tie decoder input and output embeddings (and the source "
+                              "embeddings too with a joint vocabulary)")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = _f(1, "random seed (data order, initialisation, dropout)")
+    max_tokens: int = _f(4096, "token budget of one batch: sentences x longest padded length",
+                         min=16)
+    accum: int = _f(1, "gradient accumulation steps per update", min=1)
+    max_steps: int = _f(10000, "stop after this many updates", min=1)
+    max_minutes: float = _f(0.0, "stop after this many wall-clock minutes (0 = no limit)", min=0)
+    max_epochs: int = _f(1000, "stop after this many epochs", min=1)
+    optimizer: str = _f("adamw", "optimizer", choices=("adam", "adamw"))
+    lr: float = _f(5e-4, "peak learning rate", min=0.0)
+    betas: list = _f([0.9, 0.98], "Adam betas")
+    weight_decay: float = _f(0.0, "decoupled weight decay (adamw)", min=0.0)
+    schedule: str = _f("inverse_sqrt", "learning-rate schedule",
+                       choices=("inverse_sqrt", "constant", "cosine", "plateau"))
+    warmup: int = _f(1000, "linear warm-up steps", min=0)
+    plateau_factor: float = _f(0.5, "plateau: multiply lr by this when validation stalls",
+                               min=0.0, max=1.0)
+    plateau_patience: int = _f(2, "plateau: validations without improvement before decay",
+                               min=0)
+    label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy", min=0.0, max=0.99)
+    clip_norm: float = _f(1.0, "gradient clipping max norm (0 = off)", min=0.0)
+    valid_every: int = _f(500, "validate every this many updates", min=1)
+    valid_bleu: bool = _f(True, "greedy-decode the validation set for BLEU/chrF")
+    valid_max_sentences: int = _f(0, "decode only the first N validation sentences (0 = all)",
+                                  min=0)
+    best_metric: str = _f("bleu", "metric that picks the best checkpoint and early stopping",
+                          choices=("bleu", "chrf", "loss", "exact"))
+    keep_last: int = _f(2, "number of recent checkpoints to keep", min=1)
+    patience: int = _f(0, "stop after this many validations without improvement (0 = off)",
+                       min=0)
+    log_every: int = _f(50, "write training metrics every this many updates", min=1)
+    device: str = _f("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
+    threads: int = _f(0, "CPU threads for torch (0 = torch's default)", min=0)
+
+
+@dataclass
+class DecodeConfig:
+    beam: int = _f(5, "beam size (1 = greedy)", min=1, max=64)
+    alpha: float = _f(0.6, "GNMT length penalty exponent", min=0.0, max=5.0)
+    max_len_ratio: float = _f(1.5, "longest output: ratio x source length + 10", min=0.1)
+    batch_size: int = _f(64, "sentences decoded together", min=1)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+_SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+                    "decode": DecodeConfig}
+
+
+def _suggest(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    if close:
+        return f"did you mean {close[0]}?"
+    return "valid keys: " + ", ".join(valid)
+
+
+def _coerce(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
+    """Check one value against its field's type, choices and range; return it typed."""
+    key = f"{section}.{f.name}"
+    meta = f.metadata
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if value is None and None in (meta.get("choices") or ()):
+        return None
+    kind = type(default) if default is not None else str
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+                value = value.lower() in ("true", "yes")
+            if not isinstance(value, bool):
+                raise ValueError
+        elif kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and value != int(value)):
+                raise ValueError
+            value = int(value)
+        elif kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            value = float(value)
+        elif kind in (list, dict):
+            if not isinstance(value, kind):
+                raise ValueError
+        elif kind is str:
+            if value is None and f.name in ("dir", "preset", "dataset"):
+                return None
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            value = str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be {kind.__name__}, got {value!r} ({where})") from None
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        shown = ", ".join(str(c) for c in choices if c is not None)
+        raise ConfigError(f"{key} must be one of {shown}, got {value!r} ({where})")
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+        raise ConfigError(f"{key} must be in {rng}, got {value!r} ({where})")
+    return value
+
+
+def _apply(cfg: Config, raw: dict, where: str) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the config must be a mapping of sections, got {type(raw).__name__} "
+                          f"({where})")
+    for section, values in raw.items():
+        if section not in _SECTION_CLASSES:
+            raise ConfigError(f"{section} is not a section; {_suggest(str(section), list(SECTIONS))}"
+                              f" ({where})")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section} must be a mapping of keys ({where})")
+        target = getattr(cfg, section)
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in fields:
+                raise ConfigError(f"{section}.{key} is not a key; "
+                                  f"{_suggest(str(key), list(fields))} ({where})")
+            setattr(target, key, _coerce(section, fields[key], value, where))
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``train.max_steps=100`` -> ("train", "max_steps", 100), values parsed as YAML."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"override {text!r} must look like section.key=value "
+                          "(e.g. train.max_steps=100)")
+    path, value = text.split("=", 1)
+    section, key = path.strip().split(".", 1)
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return section, key, parsed
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
+                raw: dict | None = None) -> Config:
+    """Load a YAML config (or a dict), apply presets and ``--set`` overrides, validate.
+
+    The model preset is applied first, then the file's model keys, then the
+    overrides, so ``--set model.dec_hidden=128`` always wins.
+    """
+    where = str(path) if path else "config"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{p}{line} is not valid YAML") from None
+    raw = dict(raw or {})
+    over: dict[str, dict] = {}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        over.setdefault(section, {})[key] = value
+    cfg = Config()
+    model_raw = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    preset = over.get("model", {}).get("preset") or model_raw.get("preset")
+    if preset:
+        from .models.presets import preset_config
+        _apply(cfg, {"model": preset_config(preset)}, where)
+    _apply(cfg, raw, where)
+    _apply(cfg, over, "--set")
+    if path is not None and cfg.data.dir and not Path(cfg.data.dir).is_absolute():
+        cfg.data.dir = str((Path(path).parent / cfg.data.dir).resolve())
+    return cfg
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Rebuild a saved, resolved config (as written into a run directory)."""
+    raw = {k: dict(v) for k, v in raw.items()}
+    raw.get("model", {}).pop("preset", None)  # already resolved into the keys
+    cfg = load_config(raw=raw)
+    return cfg
+
+
+def describe(section: str | None = None) -> str:
+    """Every key with its default and documentation, for `attnmt config keys`."""
+    lines = []
+    for name, cls in _SECTION_CLASSES.items():
+        if section and name != section:
+            continue
+        lines.append(f"{name}:")
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            choices = f.metadata.get("choices")
+            extra = f" [{'|'.join(str(c) for c in choices if c is not None)}]" if choices else ""
+            lines.append(f"  {f.name}: {default!r}  # {f.metadata['help']}{extra}")
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""Every attention scoring function, in one place.
+
+The mechanism, step by step (the numbers are referred to in the code below):
+
+1. **Encoder hidden states** h̄ₛ, one per source position, are the keys and
+   values. Anything that depends only on them (a projection W h̄ₛ) is computed
+   once per sentence by :meth:`Attention.project_keys` and passed back in on
+   every decoder step — the modules keep no state between calls.
+2. **Scores**: the decoder state hₜ is compared with every h̄ₛ.
+3. **Softmax** over source positions turns scores into weights aₜ(s); padding
+   positions are masked to −∞ first, so their weight is exactly 0 and the
+   weights of the real positions sum to 1.
+4. **Context vector** cₜ = Σₛ aₜ(s) h̄ₛ, a fresh summary of the source for this step.
+5. **Combine** with the decoder state (in the decoder, ``rnn.py``):
+   h̃ₜ = tanh(W_c [cₜ; hₜ]) and p(yₜ) = softmax(W_s h̃ₜ)  (Luong et al. 2015, eq. 5–6).
+
+Scoring functions:
+
+- ``dot``       score = hₜᵀ h̄ₛ                        Luong et al. 2015, eq. 8
+- ``general``   score = hₜᵀ W_a h̄ₛ                    Luong et al. 2015, eq. 8
+- ``concat``    score = v_aᵀ tanh(W_a [hₜ; h̄ₛ])        Luong et al. 2015, eq. 8
+- ``additive``  score = v_aᵀ tanh(W_a sₜ₋₁ + U_a h̄ₛ)   Bahdanau et al. 2015, A.1.2
+  (same form as ``concat`` with W_a split in two; the difference is the query:
+  Bahdanau's decoder asks with its *previous* state sₜ₋₁, before its RNN step)
+- :class:`MultiHeadAttention`: softmax(QKᵀ/√d_k) V over h heads, Vaswani et al.
+  2017, §3.2, computed with ``F.scaled_dot_product_attention`` unless the
+  weights themselves are asked for.
+
+All return ``(context, weights)`` with weights of shape ``(batch, tgt_len, src_len)``
+(``(batch, heads, tgt_len, src_len)`` for multi-head).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Attention(nn.Module):
+    """Base class of the RNN attention variants: subclasses define :meth:`score`."""
+
+    def project_keys(self, memory: Tensor) -> Tensor:
+        """Step 1, once per sentence. memory: (B, S, D_mem) -> keys (B, S, D_key)."""
+        return memory
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        """Step 2. query: (B, T, D_q), keys: (B, S, D_key) -> scores (B, T, S)."""
+        raise NotImplementedError
+
+    def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor
+                ) -> tuple[Tensor, Tensor]:
+        """query (B, T, D_q); keys from :meth:`project_keys`; values (B, S, D_mem);
+        mask (B, S), True at real tokens. Returns context (B, T, D_mem), weights (B, T, S)."""
+        scores = self.score(query, keys)                                 # 2. (B, T, S)
+        scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
+        weights = torch.softmax(scores, dim=-1)                          # 3. (B, T, S)
+        context = torch.bmm(weights, values)                             # 4. (B, T, D_mem)
+        return context, weights
+
+
+class DotAttention(Attention):
+    """score = hₜᵀ h̄ₛ — no parameters; query and memory sizes must match."""
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))
+
+
+class GeneralAttention(Attention):
+    """score = hₜᵀ W_a h̄ₛ — W_a h̄ₛ is projected once per sentence."""
+
+    def __init__(self, query_size: int, memory_size: int):
+        super().__init__()
+        self.w_a = nn.Linear(memory_size, query_size, bias=False)
+
+    def project_keys(self, memory: Tensor) -> Tensor:
+        return self.w_a(memory)                                          # (B, S, D_q)
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))
+
+
+class ConcatAttention(Attention):
+    """score = v_aᵀ tanh(W_a [hₜ; h̄ₛ]), with W_a = [W_q | W_k] so W_k h̄ₛ is computed once."""
+
+    def __init__(self, query_size: int, memory_size: int, attn_size: int | None = None):
+        super().__init__()
+        attn_size = attn_size or query_size
+        self.w_q = nn.Linear(query_size, attn_size, bias=False)
+        self.w_k = nn.Linear(memory_size, attn_size, bias=False)
+        self.v_a = nn.Linear(attn_size, 1, bias=False)
+
+    def project_keys(self, memory: Tensor) -> Tensor:
+        return self.w_k(memory)                                          # (B, S, A)
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        q = self.w_q(query)                                              # (B, T, A)
+        hidden = torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))          # (B, T, S, A)
+        return self.v_a(hidden).squeeze(-1)                              # (B, T, S)
+
+
+class AdditiveAttention(ConcatAttention):
+    """Bahdanau: score = v_aᵀ tanh(W_a sₜ₋₁ + U_a h̄ₛ); the decoder passes sₜ₋₁ as the query."""
+
+
+def rnn_attention(kind: str, query_size: int, memory_size: int) -> Attention:
+    """Build an RNN attention module by name."""
+    if kind == "dot":
+        return DotAttention()
+    if kind == "general":
+        return GeneralAttention(query_size, memory_size)
+    if kind == "concat":
+        return ConcatAttention(query_size, memory_size)
+    if kind == "additive":
+        return AdditiveAttention(query_size, memory_size)
+    raise ValueError(f"unknown attention {kind!r}")
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention (Vaswani et al. 2017, §3.2.2).
+
+    Keys and values are projected by :meth:`project_kv` and passed in, so the
+    decoder can cache them (cross-attention: once per sentence; self-attention:
+    one new position per step).
+    """
+
+    def __init__(self, d_model: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"d_model {d_model} is not divisible by heads {heads}")
+        self.heads, self.d_head, self.dropout = heads, d_model // heads, dropout
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.d_head).transpose(1, 2)     # (B, H, T, dh)
+
+    def project_kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, S, D) -> keys, values (B, H, S, dh)."""
+        return self._split(self.k_proj(x)), self._split(self.v_proj(x))
+
+    def forward(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
+                causal: bool = False, need_weights: bool = False
+                ) -> tuple[Tensor, Tensor | None]:
+        """query (B, T, D); k, v (B, H, S, dh); mask (B, S) True at real keys.
+
+        Returns output (B, T, D) and, when asked, weights (B, H, T, S).
+        """
+        q = self._split(self.q_proj(query))                              # (B, H, T, dh)
+        attn_mask = mask[:, None, None, :] if mask is not None else None # (B, 1, 1, S)
+        p = self.dropout if self.training else 0.0
+        if not need_weights:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p,
+                                                 is_causal=causal and attn_mask is None)
+            weights = None
+        else:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)    # (B, H, T, S)
+            if attn_mask is not None:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            if causal:
+                t, s = scores.shape[-2:]
+                future = torch.ones(t, s, dtype=torch.bool, device=q.device).triu(s - t + 1)
+                scores = scores.masked_fill(future, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            out = F.dropout(weights, p) @ v
+        b, _, t, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, t, self.heads * self.d_head)
+        return self.out_proj(out), weights

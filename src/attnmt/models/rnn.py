@@ -1,0 +1,238 @@
+"""Recurrent models: the fixed-context seq2seq and seq2seq with attention.
+
+- :class:`Seq2Seq` (Sutskever et al. 2014; Cho et al. 2014): the encoder's final
+  hidden state is the *context vector*, the only thing the decoder ever sees of
+  the source. With ``feed_context`` it is also fed to every decoder step and to
+  the output layer (Cho et al. 2014, eq. 4 in spirit). No attention weights.
+- :class:`AttentionSeq2Seq` (Luong et al. 2015; Bahdanau et al. 2015): at every
+  step the decoder attends over all encoder states (see ``attention.py``).
+
+RNN cells: ``rnn`` (Elman, tanh), ``lstm``, ``gru``. Decoder states are kept
+batch-first in the state dict: ``h``/``c`` are (B, layers, H).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .attention import rnn_attention
+from .base import EncoderOutput, Seq2SeqModel, State, padding_mask
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class RNNEncoder(nn.Module):
+    """Embedding + (bi)RNN over packed sequences."""
+
+    def __init__(self, embed: nn.Embedding, rnn_type: str, hidden: int, layers: int,
+                 bidirectional: bool, dropout: float):
+        super().__init__()
+        self.embed, self.layers, self.dirs = embed, layers, 2 if bidirectional else 1
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = CELLS[rnn_type](embed.embedding_dim, hidden, layers, batch_first=True,
+                                   bidirectional=bidirectional,
+                                   dropout=dropout if layers > 1 else 0.0)
+
+    @property
+    def output_size(self) -> int:
+        return self.rnn.hidden_size * self.dirs
+
+    def _merge(self, h: Tensor) -> Tensor:
+        """(layers*dirs, B, H) -> (layers, B, dirs*H): both directions side by side."""
+        _, b, hid = h.shape
+        return h.view(self.layers, self.dirs, b, hid).transpose(1, 2).reshape(
+            self.layers, b, self.dirs * hid)
+
+    def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """src (B, S) -> states (B, S, dirs*H), final states: tuple of (layers, B, dirs*H)."""
+        x = self.dropout(self.embed(src))
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, final = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        finals = final if isinstance(final, tuple) else (final,)
+        return out, tuple(self._merge(f) for f in finals)
+
+
+class RNNModelBase(Seq2SeqModel):
+    """Embeddings, encoder, the bridge from encoder to decoder states, output layer."""
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, rnn_type: str, emb_size: int,
+                 enc_hidden: int, dec_hidden: int, enc_layers: int, dec_layers: int,
+                 bidirectional: bool, dropout: float, dec_input_size: int, out_size: int,
+                 tie_embeddings: bool, share_src: bool):
+        super().__init__()
+        self.rnn_type, self.dec_layers = rnn_type, dec_layers
+        self.tgt_embed = nn.Embedding(tgt_vocab, emb_size, padding_idx=0)
+        src_embed = self.tgt_embed if share_src else nn.Embedding(src_vocab, emb_size,
+                                                                  padding_idx=0)
+        self.encoder = RNNEncoder(src_embed, rnn_type, enc_hidden, enc_layers, bidirectional,
+                                  dropout)
+        n_states = 2 if rnn_type == "lstm" else 1
+        self.bridge = nn.ModuleList(nn.Linear(self.encoder.output_size, dec_hidden)
+                                    for _ in range(n_states))
+        self.decoder = CELLS[rnn_type](dec_input_size, dec_hidden, dec_layers, batch_first=True,
+                                       dropout=dropout if dec_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(out_size, tgt_vocab)
+        if tie_embeddings:
+            self.out.weight = self.tgt_embed.weight
+
+    def _initial_hidden(self, finals: tuple[Tensor, ...]) -> list[Tensor]:
+        """Encoder final states -> decoder initial states, each (B, dec_layers, H)."""
+        states = []
+        for final, bridge in zip(finals, self.bridge):
+            top = final[-self.dec_layers:] if final.size(0) >= self.dec_layers else \
+                final[-1:].expand(self.dec_layers, -1, -1)
+            states.append(torch.tanh(bridge(top)).transpose(0, 1).contiguous())
+        return states
+
+    def _hidden_in(self, state: State):
+        h = state["h"].transpose(0, 1).contiguous()
+        return (h, state["c"].transpose(0, 1).contiguous()) if "c" in state else h
+
+    def _hidden_out(self, hidden, state: State) -> State:
+        state = dict(state)
+        if isinstance(hidden, tuple):
+            state["h"], state["c"] = hidden[0].transpose(0, 1), hidden[1].transpose(0, 1)
+        else:
+            state["h"] = hidden.transpose(0, 1)
+        return state
+
+    def _start(self, enc: EncoderOutput) -> State:
+        hidden = enc.final
+        state: State = {"h": hidden[0]}
+        if len(hidden) > 1:
+            state["c"] = hidden[1]
+        return state
+
+
+class Seq2Seq(RNNModelBase):
+    """The fixed-context-vector model: nothing but the final encoder state reaches the decoder."""
+
+    has_attention = False
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, rnn_type: str = "lstm",
+                 emb_size: int = 256, enc_hidden: int = 256, dec_hidden: int = 512,
+                 enc_layers: int = 1, dec_layers: int = 1, bidirectional: bool = True,
+                 dropout: float = 0.2, feed_context: bool = False, tie_embeddings: bool = False,
+                 share_src: bool = False):
+        self.feed_context = feed_context
+        super().__init__(src_vocab, tgt_vocab, rnn_type, emb_size, enc_hidden, dec_hidden,
+                         enc_layers, dec_layers, bidirectional, dropout,
+                         emb_size + (dec_hidden if feed_context else 0),
+                         emb_size if tie_embeddings else dec_hidden, tie_embeddings, share_src)
+        out_size = emb_size if tie_embeddings else dec_hidden
+        pre_in = dec_hidden * (2 if feed_context else 1)
+        self.pre_output = nn.Linear(pre_in, out_size) if (feed_context or tie_embeddings) \
+            else None
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
+        _, finals = self.encoder(src, src_lengths)
+        return EncoderOutput(None, padding_mask(src, src_lengths), self._initial_hidden(finals))
+
+    def init_state(self, enc: EncoderOutput) -> State:
+        state = self._start(enc)
+        state["context"] = state["h"][:, -1]                  # the context vector (B, H)
+        return state
+
+    def _decode(self, emb: Tensor, state: State) -> tuple[Tensor, State]:
+        """emb (B, T, E) -> logits (B, T, V)."""
+        context = state["context"].unsqueeze(1).expand(-1, emb.size(1), -1)
+        x = torch.cat([emb, context], -1) if self.feed_context else emb
+        out, hidden = self.decoder(x, self._hidden_in(state))      # (B, T, H)
+        if self.feed_context:
+            out = torch.tanh(self.pre_output(torch.cat([out, context], -1)))
+        elif self.pre_output is not None:
+            out = self.pre_output(out)
+        return self.out(self.dropout(out)), self._hidden_out(hidden, state)
+
+    def decode_step(self, prev_tokens: Tensor, state: State, need_weights: bool = False
+                    ) -> tuple[Tensor, State, None]:
+        logits, state = self._decode(self.tgt_embed(prev_tokens)[:, None], state)
+        return logits[:, 0], state, None
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
+                need_weights: bool = False) -> tuple[Tensor, None]:
+        state = self.init_state(self.encode(src, src_lengths))
+        logits, _ = self._decode(self.dropout(self.tgt_embed(tgt_in)), state)
+        return logits, None
+
+
+class AttentionSeq2Seq(RNNModelBase):
+    """RNN encoder-decoder with Luong (dot/general/concat) or Bahdanau (additive) attention.
+
+    Luong: hₜ = RNN(yₜ₋₁ [; h̃ₜ₋₁ with input feeding]), then attend with hₜ.
+    Bahdanau: attend with sₜ₋₁ first, then sₜ = RNN([yₜ₋₁; cₜ]).
+    Both: h̃ₜ = tanh(W_c [cₜ; hₜ]) (step 5), logits = W_s h̃ₜ.
+    """
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, rnn_type: str = "gru",
+                 attention: str = "dot", emb_size: int = 256, enc_hidden: int = 256,
+                 dec_hidden: int = 512, enc_layers: int = 1, dec_layers: int = 1,
+                 bidirectional: bool = True, dropout: float = 0.2, input_feeding: bool = True,
+                 tie_embeddings: bool = False, share_src: bool = False):
+        memory = enc_hidden * (2 if bidirectional else 1)
+        self.bahdanau = attention == "additive"
+        self.input_feeding = input_feeding and not self.bahdanau
+        dec_in = emb_size + (memory if self.bahdanau else dec_hidden if self.input_feeding else 0)
+        out_size = emb_size if tie_embeddings else dec_hidden
+        super().__init__(src_vocab, tgt_vocab, rnn_type, emb_size, enc_hidden, dec_hidden,
+                         enc_layers, dec_layers, bidirectional, dropout, dec_in, out_size,
+                         tie_embeddings, share_src)
+        self.attention_type = attention
+        self.attention = rnn_attention(attention, dec_hidden, memory)
+        self.combine = nn.Linear(memory + dec_hidden, out_size, bias=False)   # W_c
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
+        memory, finals = self.encoder(src, src_lengths)                   # 1. (B, S, D_mem)
+        return EncoderOutput(memory, padding_mask(src, src_lengths), self._initial_hidden(finals))
+
+    def init_state(self, enc: EncoderOutput) -> State:
+        state = self._start(enc)
+        state.update(keys=self.attention.project_keys(enc.memory), values=enc.memory,
+                     mask=enc.mask)
+        if self.input_feeding:
+            state["feed"] = enc.memory.new_zeros(enc.memory.size(0), self.combine.out_features)
+        return state
+
+    def _step(self, emb: Tensor, state: State) -> tuple[Tensor, State, Tensor]:
+        """One decoder step. emb (B, E) -> logits (B, V), state, weights (B, S)."""
+        attend = lambda q: self.attention(q[:, None], state["keys"], state["values"],  # noqa: E731
+                                          state["mask"])
+        if self.bahdanau:
+            context, weights = attend(state["h"][:, -1])                  # query sₜ₋₁
+            x = torch.cat([emb, context[:, 0]], -1)
+            out, hidden = self.decoder(x[:, None], self._hidden_in(state))
+        else:
+            x = torch.cat([emb, state["feed"]], -1) if self.input_feeding else emb
+            out, hidden = self.decoder(x[:, None], self._hidden_in(state))
+            context, weights = attend(out[:, 0])                          # query hₜ
+        h_tilde = torch.tanh(self.combine(torch.cat([context, out], -1)))[:, 0]  # 5.
+        state = self._hidden_out(hidden, state)
+        if self.input_feeding:
+            state["feed"] = h_tilde
+        return self.out(self.dropout(h_tilde)), state, weights[:, 0]
+
+    def decode_step(self, prev_tokens: Tensor, state: State, need_weights: bool = False
+                    ) -> tuple[Tensor, State, Tensor]:
+        return self._step(self.tgt_embed(prev_tokens), state)
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
+                need_weights: bool = False) -> tuple[Tensor, Tensor]:
+        state = self.init_state(self.encode(src, src_lengths))
+        emb = self.dropout(self.tgt_embed(tgt_in))                        # (B, T, E)
+        if not self.input_feeding and not self.bahdanau:
+            # Nothing feeds back: run the RNN over the whole target, attend all at once.
+            out, _ = self.decoder(emb, self._hidden_in(state))            # (B, T, H)
+            context, weights = self.attention(out, state["keys"], state["values"],
+                                              state["mask"])
+            h_tilde = torch.tanh(self.combine(torch.cat([context, out], -1)))
+            return self.out(self.dropout(h_tilde)), weights
+        logits, weights = [], []
+        for t in range(emb.size(1)):
+            step_logits, state, w = self._step(emb[:, t], state)
+            logits.append(step_logits)
+            weights.append(w)
+        return torch.stack(logits, 1), torch.stack(weights, 1)

@@ -1,0 +1,191 @@
+"""The Transformer (Vaswani et al. 2017): attention only, no recurrence.
+
+Encoder layer: self-attention + position-wise FFN; decoder layer: causal
+self-attention + cross-attention over the encoder output + FFN. Pre-norm by
+default (stable without long warm-up), post-norm as in the paper as an option.
+Incremental decoding keeps a key/value cache: a step projects one new position
+per layer, and cross-attention keys/values are projected once per sentence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .attention import MultiHeadAttention
+from .base import EncoderOutput, Seq2SeqModel, State, padding_mask
+
+
+def sinusoidal_positions(length: int, d_model: int) -> Tensor:
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...)  (§3.5). (L, D)."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(1e4) / d_model))
+    pe = torch.zeros(length, d_model)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)
+    return pe
+
+
+class Embeddings(nn.Module):
+    """Token embedding x √d_model plus positions (sinusoidal or learned), then dropout."""
+
+    def __init__(self, embed: nn.Embedding, max_positions: int, positions: str, dropout: float):
+        super().__init__()
+        self.embed, self.scale = embed, math.sqrt(embed.embedding_dim)
+        d = embed.embedding_dim
+        if positions == "learned":
+            self.learned = nn.Embedding(max_positions, d)
+        else:
+            self.learned = None
+            self.register_buffer("table", sinusoidal_positions(max_positions, d), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, tokens: Tensor, offset: int = 0) -> Tensor:
+        """tokens (B, T) -> (B, T, D); ``offset`` is the position of the first token."""
+        t = tokens.size(1)
+        pos = (self.learned.weight if self.learned is not None else self.table)[offset:offset + t]
+        return self.dropout(self.embed(tokens) * self.scale + pos)
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d_model: int, ffn: int, dropout: float):
+        super().__init__(nn.Linear(d_model, ffn), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(ffn, d_model))
+
+
+class _Sublayers(nn.Module):
+    """Residual + norm around a sub-layer, pre- or post-norm."""
+
+    def __init__(self, d_model: int, n: int, pre_norm: bool, dropout: float):
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n))
+        self.pre_norm, self.dropout = pre_norm, nn.Dropout(dropout)
+
+    def residual(self, i: int, x: Tensor, fn) -> tuple[Tensor, object]:
+        y = self.norms[i](x) if self.pre_norm else x
+        out, extra = fn(y)
+        x = x + self.dropout(out)
+        return (x if self.pre_norm else self.norms[i](x)), extra
+
+
+class EncoderLayer(_Sublayers):
+    def __init__(self, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool):
+        super().__init__(d_model, 2, pre_norm, dropout)
+        self.self_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.ffn = FeedForward(d_model, ffn, dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        def attend(y):
+            k, v = self.self_attn.project_kv(y)
+            return self.self_attn(y, k, v, mask)
+        x, _ = self.residual(0, x, attend)
+        x, _ = self.residual(1, x, lambda y: (self.ffn(y), None))
+        return x
+
+
+class DecoderLayer(_Sublayers):
+    def __init__(self, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool):
+        super().__init__(d_model, 3, pre_norm, dropout)
+        self.self_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.cross_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.ffn = FeedForward(d_model, ffn, dropout)
+
+    def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor], src_mask: Tensor,
+                cache: tuple[Tensor, Tensor] | None = None, need_weights: bool = False
+                ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
+        """x (B, T, D). With ``cache`` (keys, values of earlier positions), x is the new
+        position(s) only. Returns x, the updated self-attention cache, cross weights."""
+        new_cache = None
+
+        def self_attend(y):
+            nonlocal new_cache
+            k, v = self.self_attn.project_kv(y)                           # (B, H, T, dh)
+            if cache is not None:
+                k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+            new_cache = (k, v)
+            return self.self_attn(y, k, v, causal=cache is None or y.size(1) > 1)
+
+        x, _ = self.residual(0, x, self_attend)
+        x, weights = self.residual(1, x, lambda y: self.cross_attn(
+            y, *memory_kv, mask=src_mask, need_weights=need_weights))
+        x, _ = self.residual(2, x, lambda y: (self.ffn(y), None))
+        return x, new_cache, weights
+
+
+class Transformer(Seq2SeqModel):
+    """Encoder-decoder Transformer with tied embeddings and a KV cache for decoding."""
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, d_model: int = 256, heads: int = 4,
+                 ffn: int = 1024, enc_layers: int = 3, dec_layers: int = 3,
+                 dropout: float = 0.1, norm: str = "pre", positions: str = "sinusoidal",
+                 max_positions: int = 1024, tie_embeddings: bool = True,
+                 share_src: bool = False):
+        super().__init__()
+        pre = norm == "pre"
+        tgt_embed = nn.Embedding(tgt_vocab, d_model, padding_idx=0)
+        src_embed = tgt_embed if share_src else nn.Embedding(src_vocab, d_model, padding_idx=0)
+        for emb in {id(tgt_embed): tgt_embed, id(src_embed): src_embed}.values():
+            nn.init.normal_(emb.weight, 0.0, d_model ** -0.5)
+            with torch.no_grad():
+                emb.weight[0].zero_()
+        self.src_embed = Embeddings(src_embed, max_positions, positions, dropout)
+        self.tgt_embed = Embeddings(tgt_embed, max_positions, positions, dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(d_model, heads, ffn, dropout, pre)
+                                     for _ in range(enc_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(d_model, heads, ffn, dropout, pre)
+                                     for _ in range(dec_layers))
+        self.enc_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
+        self.dec_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
+        self.out = nn.Linear(d_model, tgt_vocab, bias=False)
+        if tie_embeddings:
+            self.out.weight = tgt_embed.weight
+        self.max_positions = max_positions
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
+        mask = padding_mask(src, src_lengths)
+        x = self.src_embed(src)                                           # (B, S, D)
+        for layer in self.encoder:
+            x = layer(x, mask)
+        return EncoderOutput(self.enc_norm(x), mask)
+
+    def init_state(self, enc: EncoderOutput) -> State:
+        memory_kv = [layer.cross_attn.project_kv(enc.memory) for layer in self.decoder]
+        return {"memory_kv": memory_kv, "mask": enc.mask, "cache": None, "step": 0}
+
+    def _decode(self, tokens: Tensor, state: State, need_weights: bool,
+                all_weights: list | None = None) -> tuple[Tensor, State, Tensor | None]:
+        x = self.tgt_embed(tokens, offset=state["step"])
+        caches, new_caches, weights = state["cache"], [], []
+        for i, layer in enumerate(self.decoder):
+            cache = caches[i] if caches is not None else None
+            x, kv, w = layer(x, state["memory_kv"][i], state["mask"], cache, need_weights)
+            new_caches.append(kv)
+            weights.append(w)
+        state = {**state, "cache": new_caches, "step": state["step"] + tokens.size(1)}
+        logits = self.out(self.dec_norm(x))
+        if not need_weights:
+            return logits, state, None
+        if all_weights is not None:
+            all_weights.extend(weights)
+        return logits, state, torch.stack(weights, 1).mean(dim=(1, 2))      # (B, T, S)
+
+    def decode_step(self, prev_tokens: Tensor, state: State, need_weights: bool = False
+                    ) -> tuple[Tensor, State, Tensor | None]:
+        logits, state, weights = self._decode(prev_tokens[:, None], state, need_weights)
+        return logits[:, 0], state, (weights[:, 0] if weights is not None else None)
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        state = self.init_state(self.encode(src, src_lengths))
+        logits, _, weights = self._decode(tgt_in, state, need_weights)
+        return logits, weights
+
+    @torch.no_grad()
+    def attention_layers(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Cross-attention of every layer and head: (B, layers, heads, T, S)."""
+        state = self.init_state(self.encode(src, src_lengths))
+        collected: list[Tensor] = []
+        self._decode(tgt_in, state, True, collected)
+        return torch.stack(collected, 1)
