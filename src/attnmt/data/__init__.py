@@ -1,0 +1,1 @@
+"""Data: corpora, the dataset registry, synthetic tasks, tokenizers and batching."""

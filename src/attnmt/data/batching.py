@@ -1,0 +1,126 @@
+"""Token-budget batching over sentences tokenised once into compact arrays.
+
+A corpus is encoded a single time into two flat ``int32`` arrays with offsets
+(no re-tokenisation per epoch). Each epoch, sentences are sorted by length with
+a seeded random tie-break, cut greedily into batches whose padded size
+(sentences x longest side) stays within ``max_tokens``, and the batch order is
+shuffled — tight buckets mean little padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .tokenizers import BOS, EOS, PAD, Vocabs
+
+
+@dataclass
+class Batch:
+    """Padded tensors of one batch. ``ids`` are the sentences' corpus indices."""
+
+    src: torch.Tensor          # (B, S) source ids ending in </s>
+    src_lengths: torch.Tensor  # (B,)
+    tgt_in: torch.Tensor       # (B, T) <s> y1 .. yn
+    tgt_out: torch.Tensor      # (B, T) y1 .. yn </s>
+    ids: np.ndarray
+
+    @property
+    def n_tgt_tokens(self) -> int:
+        return int((self.tgt_out != PAD).sum())
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.src.to(device), self.src_lengths.to(device), self.tgt_in.to(device),
+                     self.tgt_out.to(device), self.ids)
+
+
+def _pack(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(offsets[-1]))
+    return flat, offsets
+
+
+def _encode_all(tokenizer, texts: list[str]) -> list[list[int]]:
+    if hasattr(tokenizer, "encode_batch"):
+        return tokenizer.encode_batch(texts)
+    return [tokenizer.encode(t) for t in texts]
+
+
+class EncodedSet:
+    """Sentence pairs as flat token arrays; source gets ``</s>`` appended."""
+
+    def __init__(self, src: list[list[int]], tgt: list[list[int]]):
+        self.src_flat, self.src_off = _pack(src)
+        self.tgt_flat, self.tgt_off = _pack(tgt)
+        self.src_lens = np.diff(self.src_off) + 1  # + </s>
+        self.tgt_lens = np.diff(self.tgt_off) + 1  # + <s> (in) or </s> (out)
+
+    @classmethod
+    def from_texts(cls, vocabs: Vocabs, src: list[str], tgt: list[str]) -> EncodedSet:
+        return cls(_encode_all(vocabs.src, src), _encode_all(vocabs.tgt, tgt))
+
+    def __len__(self) -> int:
+        return len(self.src_lens)
+
+    def src_ids(self, i: int) -> np.ndarray:
+        return self.src_flat[self.src_off[i]: self.src_off[i + 1]]
+
+    def tgt_ids(self, i: int) -> np.ndarray:
+        return self.tgt_flat[self.tgt_off[i]: self.tgt_off[i + 1]]
+
+    def batch(self, ids: np.ndarray) -> Batch:
+        n = len(ids)
+        s_len, t_len = self.src_lens[ids], self.tgt_lens[ids]
+        src = np.full((n, s_len.max()), PAD, dtype=np.int64)
+        tin = np.full((n, t_len.max()), PAD, dtype=np.int64)
+        tout = np.full((n, t_len.max()), PAD, dtype=np.int64)
+        for row, i in enumerate(ids):
+            s, t = self.src_ids(i), self.tgt_ids(i)
+            src[row, : len(s)] = s
+            src[row, len(s)] = EOS
+            tin[row, 0] = BOS
+            tin[row, 1: len(t) + 1] = t
+            tout[row, : len(t)] = t
+            tout[row, len(t)] = EOS
+        return Batch(torch.from_numpy(src), torch.from_numpy(s_len.astype(np.int64)),
+                     torch.from_numpy(tin), torch.from_numpy(tout), np.asarray(ids))
+
+
+def token_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int,
+                  seed: int = 0, epoch: int = 0, shuffle: bool = True) -> list[np.ndarray]:
+    """Cut sentences into length-sorted batches of at most ``max_tokens`` padded tokens.
+
+    The padded size of a batch is ``len(batch) * max(longest source, longest target)``.
+    With ``shuffle`` the tie-break inside equal lengths and the batch order depend
+    on ``(seed, epoch)``; the plan is the same on every call with the same arguments.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    longest = np.maximum(src_lens, tgt_lens)
+    if len(longest) and longest.max() > max_tokens:
+        raise ValueError(f"a sentence of {int(longest.max())} tokens exceeds max_tokens "
+                         f"{max_tokens}")
+    noise = rng.random(len(longest)) if shuffle else np.arange(len(longest))
+    order = np.lexsort((noise, src_lens, tgt_lens))
+    sorted_long = longest[order]
+    batches, start, widest = [], 0, 0
+    for pos, width in enumerate(sorted_long.tolist()):
+        new_widest = max(widest, width)
+        if (pos - start + 1) * new_widest > max_tokens:
+            batches.append(order[start:pos])
+            start, new_widest = pos, width
+        widest = new_widest
+    if start < len(order):
+        batches.append(order[start:])
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def sentence_batches(lengths: np.ndarray | list[int], batch_size: int) -> list[np.ndarray]:
+    """Indices sorted by length and cut into groups of ``batch_size`` (for decoding)."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]

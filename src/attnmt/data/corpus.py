@@ -1,0 +1,115 @@
+"""Parallel corpora: read, validate and filter aligned text.
+
+Two aligned files (``train.de`` + ``train.en``) or one TSV (``src<TAB>tgt``).
+Misaligned files, invalid UTF-8 and malformed TSV lines are errors that name the
+file and line. Empty pairs and over-long lines are skipped *by rule* and
+counted in a one-line summary, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+
+
+@dataclass
+class Corpus:
+    """Aligned source/target sentences plus what filtering removed."""
+
+    src: list[str]
+    tgt: list[str]
+    name: str = ""
+    skipped_empty: int = 0
+    skipped_long: int = 0
+    line_numbers: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def summary(self) -> str:
+        total = len(self) + self.skipped_empty + self.skipped_long
+        return (f"{self.name}: {total} pairs read, {len(self)} kept, "
+                f"{self.skipped_empty} skipped as empty, "
+                f"{self.skipped_long} skipped as longer than the limit")
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All lines of a UTF-8 file without line endings; bad bytes raise with the line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(f"{path} line {line} is not valid UTF-8 (byte offset {e.start}); "
+                        "re-encode the file as UTF-8") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def _filter(src: list[str], tgt: list[str], name: str, max_len: int,
+            length: Callable[[str], int]) -> Corpus:
+    corpus = Corpus([], [], name=name)
+    for i, (s, t) in enumerate(zip(src, tgt), start=1):
+        s, t = s.strip(), t.strip()
+        if not s or not t:
+            corpus.skipped_empty += 1
+        elif length(s) > max_len or length(t) > max_len:
+            corpus.skipped_long += 1
+        else:
+            corpus.src.append(s)
+            corpus.tgt.append(t)
+            corpus.line_numbers.append(i)
+    return corpus
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def read_parallel(src_path: str | Path, tgt_path: str | Path, max_len: int = 10**9,
+                  length: Callable[[str], int] = _words) -> Corpus:
+    """Read two aligned files; different line counts are an error naming both."""
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise DataError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; "
+                        "aligned files must have the same number of lines")
+    return _filter(src, tgt, f"{Path(src_path).stem}", max_len, length)
+
+
+def read_tsv(path: str | Path, max_len: int = 10**9,
+             length: Callable[[str], int] = _words) -> Corpus:
+    """Read ``source<TAB>target`` lines; a line without exactly one tab is an error."""
+    src, tgt = [], []
+    for i, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            src.append("")
+            tgt.append("")
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise DataError(f"{path} line {i} has {len(parts) - 1} tabs; expected "
+                            "source<TAB>target")
+        src.append(parts[0])
+        tgt.append(parts[1])
+    return _filter(src, tgt, Path(path).stem, max_len, length)
+
+
+def write_parallel(out_dir: str | Path, split: str, src_lang: str, tgt_lang: str,
+                   pairs: list[tuple[str, str]]) -> None:
+    """Write ``{split}.{src_lang}`` and ``{split}.{tgt_lang}``, one sentence per line."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{split}.{src_lang}").write_text("".join(s + "\n" for s, _ in pairs),
+                                             encoding="utf-8")
+    (out / f"{split}.{tgt_lang}").write_text("".join(t + "\n" for _, t in pairs),
+                                             encoding="utf-8")

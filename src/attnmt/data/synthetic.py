@@ -1,0 +1,112 @@
+"""Synthetic translation tasks, generated deterministically from a seed.
+
+Their length is controllable (1..K items per sentence), which is what makes the
+context-vector bottleneck visible: a fixed-size vector must hold ever more.
+
+- ``numbers``: numbers as words in one language -> another language or digits
+  ("siebenundachtzig" -> "eighty-seven" needs reordering; Korean groups by 10^4).
+- ``dates``: dates in a locale's long/full format -> ISO ``YYYY-MM-DD`` or another locale.
+- ``copy`` / ``reverse``: letter sequences over a small alphabet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import DataError
+from .corpus import write_parallel
+
+TASKS = ("numbers", "dates", "copy", "reverse")
+NUMBER_LANGS = ("en", "de", "fr", "ko", "cs", "es", "ja")
+ITEM_SEP = " ; "
+ALPHABET = "abcdefghijklmnopqrst"
+
+
+def _number_words(lang: str) -> Callable[[int], str]:
+    from num2words import num2words
+
+    if lang == "digits":
+        return str
+    if lang not in NUMBER_LANGS:
+        raise DataError(f"numbers: language {lang!r} is not supported; choose from "
+                        + ", ".join((*NUMBER_LANGS, "digits")))
+    return lambda n: num2words(n, lang=lang)
+
+
+def _date_writer(lang: str) -> Callable[[dt.date, random.Random], str]:
+    if lang == "iso":
+        return lambda d, rng: d.isoformat()
+    from babel import Locale, UnknownLocaleError
+    from babel.dates import format_date
+
+    try:
+        Locale.parse(lang)
+    except (UnknownLocaleError, ValueError):
+        raise DataError(f"dates: locale {lang!r} is unknown; use a locale such as en, de, "
+                        "fr, ko, or iso") from None
+    return lambda d, rng: format_date(d, format=rng.choice(("long", "full")), locale=lang)
+
+
+def make_pair(task: str, rng: random.Random, n_items: int, src: str, tgt: str,
+              max_value: int) -> tuple[str, str]:
+    """One (source, target) pair with ``n_items`` items."""
+    if task == "numbers":
+        to_src, to_tgt = _number_words(src), _number_words(tgt)
+        values = [rng.randint(0, max_value) for _ in range(n_items)]
+        return (ITEM_SEP.join(to_src(v) for v in values),
+                ITEM_SEP.join(to_tgt(v) for v in values))
+    if task == "dates":
+        write_src, write_tgt = _date_writer(src), _date_writer(tgt)
+        start = dt.date(1900, 1, 1).toordinal()
+        days = [dt.date.fromordinal(start + rng.randrange(73000)) for _ in range(n_items)]
+        return (ITEM_SEP.join(write_src(d, rng) for d in days),
+                ITEM_SEP.join(write_tgt(d, rng) for d in days))
+    if task in ("copy", "reverse"):
+        letters = [rng.choice(ALPHABET) for _ in range(n_items)]
+        out = letters if task == "copy" else letters[::-1]
+        return " ".join(letters), " ".join(out)
+    raise DataError(f"unknown synthetic task {task!r}; choose from " + ", ".join(TASKS))
+
+
+def generate(task: str, n: int, src: str, tgt: str, min_items: int, max_items: int,
+             seed: int, max_value: int = 9999) -> list[tuple[str, str]]:
+    """``n`` pairs with item counts drawn uniformly from [min_items, max_items]."""
+    if not 1 <= min_items <= max_items:
+        raise DataError(f"need 1 <= min_items <= max_items, got {min_items} and {max_items}")
+    rng = random.Random(f"{task}-{src}-{tgt}-{seed}")
+    return [make_pair(task, rng, rng.randint(min_items, max_items), src, tgt, max_value)
+            for _ in range(n)]
+
+
+def default_langs(task: str) -> tuple[str, str]:
+    return {"numbers": ("de", "en"), "dates": ("de", "iso")}.get(task, ("src", "tgt"))
+
+
+def write_task(out_dir: str | Path, task: str, src: str | None = None, tgt: str | None = None,
+               n: int = 20000, n_valid: int = 500, n_test: int = 1000, min_items: int = 1,
+               max_items: int = 8, test_max_items: int | None = None, seed: int = 1,
+               max_value: int = 9999) -> dict:
+    """Write train/val/test splits of a task; the test split may reach longer items.
+
+    Returns the description of what was written (also stored as ``task.json``).
+    """
+    import json
+
+    d_src, d_tgt = default_langs(task)
+    src, tgt = src or d_src, tgt or d_tgt
+    test_max = test_max_items or max_items
+    splits = {
+        "train": generate(task, n, src, tgt, min_items, max_items, seed, max_value),
+        "val": generate(task, n_valid, src, tgt, min_items, max_items, seed + 1, max_value),
+        "test": generate(task, n_test, src, tgt, min_items, test_max, seed + 2, max_value),
+    }
+    for split, pairs in splits.items():
+        write_parallel(out_dir, split, src, tgt, pairs)
+    info = dict(task=task, src=src, tgt=tgt, n=n, n_valid=n_valid, n_test=n_test,
+                min_items=min_items, max_items=max_items, test_max_items=test_max,
+                seed=seed, max_value=max_value)
+    (Path(out_dir) / "task.json").write_text(json.dumps(info, indent=2))
+    return info

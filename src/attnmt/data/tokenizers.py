@@ -1,0 +1,212 @@
+"""Tokenizers: SentencePiece subwords, characters, whitespace words — one interface.
+
+Special symbols have fixed ids in every vocabulary: ``<pad>`` 0, ``<unk>`` 1,
+``<s>`` 2, ``</s>`` 3. A :class:`Vocabs` pair (source, target — the same object
+with a joint vocabulary) is saved into the run folder and reloaded from there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import DataError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
+SPACE = "\u2581"  # "▁", the visible space SentencePiece also uses
+
+
+class Tokenizer:
+    """Text <-> ids. Subclasses define ``kind``, ``encode``, ``decode``, ``pieces``."""
+
+    kind = ""
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int]) -> str:
+        raise NotImplementedError
+
+    def pieces(self, text: str) -> list[str]:
+        """Tokens of ``text`` as strings (for heatmap axes)."""
+        return [self.piece(i) for i in self.encode(text)]
+
+    def piece(self, index: int) -> str:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def save(self, path: Path) -> None:
+        raise NotImplementedError
+
+
+class SentencePieceTokenizer(Tokenizer):
+    kind = "sentencepiece"
+
+    def __init__(self, model_proto: bytes):
+        import sentencepiece as spm
+
+        self.proto = model_proto
+        self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int, model_type: str = "unigram"
+              ) -> SentencePieceTokenizer:
+        import sentencepiece as spm
+
+        buf = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size,
+                model_type=model_type, pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
+                character_coverage=1.0, hard_vocab_limit=False, max_sentence_length=1 << 16,
+                input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=2,
+                minloglevel=2)
+        except RuntimeError as e:
+            raise DataError(f"SentencePiece training failed: {e}") from None
+        return cls(buf.getvalue())
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.encode(texts, num_threads=2)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.sp.decode([i for i in ids if i > EOS])
+
+    def normalize(self, text: str) -> str:
+        return self.sp.normalize(text)
+
+    def piece(self, index: int) -> str:
+        return self.sp.id_to_piece(int(index))
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+    def save(self, path: Path) -> None:
+        path.with_suffix(".model").write_bytes(self.proto)
+
+
+class _ListTokenizer(Tokenizer):
+    """A tokenizer over an explicit symbol list (characters or words)."""
+
+    def __init__(self, symbols: list[str]):
+        self.symbols = list(symbols)
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 0, **_) -> _ListTokenizer:
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(cls._split(text))
+        ordered = sorted(counts, key=lambda s: (-counts[s], s))
+        if vocab_size:
+            ordered = ordered[: max(vocab_size - len(SPECIALS), 1)]
+        return cls(SPECIALS + ordered)
+
+    @staticmethod
+    def _split(text: str) -> list[str]:
+        raise NotImplementedError
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index.get(s, UNK) for s in self._split(text)]
+
+    def piece(self, index: int) -> str:
+        return self.symbols[int(index)]
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def save(self, path: Path) -> None:
+        path.with_suffix(".json").write_text(
+            json.dumps({"kind": self.kind, "symbols": self.symbols}, ensure_ascii=False))
+
+
+class CharTokenizer(_ListTokenizer):
+    kind = "char"
+
+    @staticmethod
+    def _split(text: str) -> list[str]:
+        return [SPACE if c == " " else c for c in " ".join(text.split())]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.symbols[i] for i in ids if i > EOS).replace(SPACE, " ")
+
+
+class WordTokenizer(_ListTokenizer):
+    kind = "word"
+
+    @staticmethod
+    def _split(text: str) -> list[str]:
+        return text.split()
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self.symbols[i] for i in ids if i > EOS)
+
+
+KINDS = {"sentencepiece": SentencePieceTokenizer, "char": CharTokenizer, "word": WordTokenizer}
+
+
+def train_tokenizer(kind: str, texts: list[str], vocab_size: int,
+                    model_type: str = "unigram") -> Tokenizer:
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer.train(texts, vocab_size, model_type)
+    return KINDS[kind].train(texts, vocab_size if kind == "word" else 0)
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """Load ``path.model`` (SentencePiece) or ``path.json`` (char/word)."""
+    if path.with_suffix(".model").is_file():
+        return SentencePieceTokenizer(path.with_suffix(".model").read_bytes())
+    if path.with_suffix(".json").is_file():
+        data = json.loads(path.with_suffix(".json").read_text())
+        return KINDS[data["kind"]](data["symbols"])
+    raise DataError(f"no vocabulary at {path}.model or {path}.json")
+
+
+class Vocabs:
+    """The source and target tokenizers of a run (one object when joint)."""
+
+    def __init__(self, src: Tokenizer, tgt: Tokenizer):
+        self.src, self.tgt = src, tgt
+
+    @property
+    def joint(self) -> bool:
+        return self.src is self.tgt
+
+    @classmethod
+    def train(cls, kind: str, src_texts: list[str], tgt_texts: list[str], vocab_size: int,
+              joint: bool, model_type: str = "unigram") -> Vocabs:
+        if joint:
+            tok = train_tokenizer(kind, src_texts + tgt_texts, vocab_size, model_type)
+            return cls(tok, tok)
+        return cls(train_tokenizer(kind, src_texts, vocab_size, model_type),
+                   train_tokenizer(kind, tgt_texts, vocab_size, model_type))
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.joint:
+            self.src.save(folder / "joint")
+        else:
+            self.src.save(folder / "src")
+            self.tgt.save(folder / "tgt")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Vocabs:
+        folder = Path(folder)
+        if any(folder.glob("joint.*")):
+            tok = load_tokenizer(folder / "joint")
+            return cls(tok, tok)
+        return cls(load_tokenizer(folder / "src"), load_tokenizer(folder / "tgt"))
+
+    @classmethod
+    def exists(cls, folder: str | Path) -> bool:
+        folder = Path(folder)
+        return any(folder.glob("joint.*")) or any(folder.glob("src.*"))
