@@ -145,10 +145,10 @@ _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConf
                     "decode": DecodeConfig}
 
 
-def _suggest(name: str, valid: list[str]) -> str:
+def _suggest(name: str, valid: list[str], prefix: str = "") -> str:
     close = difflib.get_close_matches(name, valid, n=1)
     if close:
-        return f"did you mean {close[0]}?"
+        return f"did you mean {prefix}{close[0]}?"
     return "valid keys: " + ", ".join(valid)
 
 
@@ -202,8 +202,8 @@ def _apply(cfg: Config, raw: dict, where: str) -> None:
                           f"({where})")
     for section, values in raw.items():
         if section not in _SECTION_CLASSES:
-            raise ConfigError(f"{section} is not a section; {_suggest(str(section), list(SECTIONS))}"
-                              f" ({where})")
+            hint = _suggest(str(section), list(SECTIONS))
+            raise ConfigError(f"{section} is not a section; {hint} ({where})")
         if values is None:
             continue
         if not isinstance(values, dict):
@@ -213,7 +213,7 @@ def _apply(cfg: Config, raw: dict, where: str) -> None:
         for key, value in values.items():
             if key not in fields:
                 raise ConfigError(f"{section}.{key} is not a key; "
-                                  f"{_suggest(str(key), list(fields))} ({where})")
+                                  f"{_suggest(str(key), list(fields), section + '.')} ({where})")
             setattr(target, key, _coerce(section, fields[key], value, where))
 
 

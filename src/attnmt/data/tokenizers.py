@@ -81,7 +81,8 @@ class SentencePieceTokenizer(Tokenizer):
         return self.sp.decode([i for i in ids if i > EOS])
 
     def normalize(self, text: str) -> str:
-        return self.sp.normalize(text)
+        """The text as SentencePiece normalises it (what a round trip gives back)."""
+        return self.sp.normalize(text).replace(SPACE, " ").strip()
 
     def piece(self, index: int) -> str:
         return self.sp.id_to_piece(int(index))

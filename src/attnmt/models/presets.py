@@ -10,9 +10,9 @@ from ..errors import ConfigError
 
 _RNN_ATTN = dict(arch="rnn", rnn_type="gru", emb_size=256, enc_hidden=256, dec_hidden=512,
                  enc_layers=1, dec_layers=1, bidirectional=True, input_feeding=True,
-                 dropout=0.2)
+                 dropout=0.2, tie_embeddings=False)
 _SEQ2SEQ = dict(arch="seq2seq", emb_size=256, enc_hidden=256, dec_hidden=512, enc_layers=1,
-                dec_layers=1, bidirectional=True, dropout=0.2)
+                dec_layers=1, bidirectional=True, dropout=0.2, tie_embeddings=False)
 
 PRESETS: dict[str, dict] = {
     # 1. the fixed context vector (Sutskever et al. 2014; Cho et al. 2014)

@@ -176,8 +176,8 @@ class AttentionSeq2Seq(RNNModelBase):
         memory = enc_hidden * (2 if bidirectional else 1)
         self.bahdanau = attention == "additive"
         self.input_feeding = input_feeding and not self.bahdanau
-        dec_in = emb_size + (memory if self.bahdanau else dec_hidden if self.input_feeding else 0)
-        out_size = emb_size if tie_embeddings else dec_hidden
+        out_size = emb_size if tie_embeddings else dec_hidden             # size of h̃ₜ
+        dec_in = emb_size + (memory if self.bahdanau else out_size if self.input_feeding else 0)
         super().__init__(src_vocab, tgt_vocab, rnn_type, emb_size, enc_hidden, dec_hidden,
                          enc_layers, dec_layers, bidirectional, dropout, dec_in, out_size,
                          tie_embeddings, share_src)

@@ -1,0 +1,55 @@
+"""Metrics: sacreBLEU BLEU and chrF on detokenized cased text, exact match, scores by length."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sacrebleu
+
+DEFAULT_BUCKETS = (10, 20, 30)  # 1–10, 11–20, 21–30, 31+
+
+
+def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict:
+    """BLEU, chrF (with their sacreBLEU signatures) and exact match, in percent."""
+    if not hyps:
+        return {"bleu": 0.0, "chrf": 0.0, "exact": 0.0, "n": 0}
+    bleu = sacrebleu.metrics.BLEU()
+    chrf = sacrebleu.metrics.CHRF()
+    b = bleu.corpus_score(list(hyps), [list(refs)])
+    c = chrf.corpus_score(list(hyps), [list(refs)])
+    exact = 100.0 * sum(h.strip() == r.strip() for h, r in zip(hyps, refs)) / len(hyps)
+    return {"bleu": round(b.score, 2), "chrf": round(c.score, 2), "exact": round(exact, 2),
+            "n": len(hyps), "bleu_signature": str(bleu.get_signature()),
+            "chrf_signature": str(chrf.get_signature())}
+
+
+def bucket_name(length: int, edges: Sequence[int]) -> str:
+    low = 1
+    for edge in edges:
+        if length <= edge:
+            return f"{low}-{edge}"
+        low = edge + 1
+    return f"{low}+"
+
+
+def length_edges(max_length: int, n_buckets: int = 6) -> tuple[int, ...]:
+    """Evenly spaced bucket edges up to ``max_length`` (for synthetic tasks of any length)."""
+    step = max(1, -(-max_length // n_buckets))
+    return tuple(range(step, max_length, step))
+
+
+def scores_by_length(hyps: Sequence[str], refs: Sequence[str], src_lengths: Sequence[int],
+                     edges: Sequence[int] = DEFAULT_BUCKETS) -> list[dict]:
+    """Corpus scores per source-length bucket, in bucket order (Bahdanau et al. 2015, Fig. 2)."""
+    groups: dict[str, list[int]] = {}
+    for i, n in enumerate(src_lengths):
+        groups.setdefault(bucket_name(n, edges), []).append(i)
+    names = [bucket_name(e, edges) for e in edges] + [bucket_name(10**9, edges)]
+    rows = []
+    for name in names:
+        if name in groups:
+            idx = groups[name]
+            s = corpus_scores([hyps[i] for i in idx], [refs[i] for i in idx])
+            rows.append({"bucket": name, "n": s["n"], "bleu": s["bleu"], "chrf": s["chrf"],
+                         "exact": s["exact"]})
+    return rows

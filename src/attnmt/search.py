@@ -1,0 +1,144 @@
+"""Search: greedy, batched beam search and sampling — one implementation for all models.
+
+Everything goes through the model contract (``encode``, ``init_state``,
+``decode_step``), so the fixed-context seq2seq, the attention RNNs and the
+Transformer (with its key/value cache) are decoded by the same code. Finished
+sentences leave the active batch: the decoder is never run for rows whose
+output is already complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .data.tokenizers import BOS, EOS, PAD
+from .models.base import Seq2SeqModel, select_state
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]   # target ids without </s>
+    score: float        # log-probability / length penalty (beam), log-probability otherwise
+    logprob: float
+
+
+def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
+    """GNMT: lp(Y) = ((5 + |Y|) / 6)^alpha  (Wu et al. 2016, eq. 14)."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_lengths(src_lengths: Tensor, ratio: float, cap: int) -> Tensor:
+    """Longest output per sentence, counting </s>: ratio x source length + 10, capped."""
+    return (src_lengths.float() * ratio + 10).long().clamp(max=cap)
+
+
+def _force_eos(logprobs: Tensor, at_max: Tensor) -> None:
+    """Rows that reached their length limit may only end (in place). logprobs (..., V)."""
+    if at_max.any():
+        eos = logprobs[at_max, ..., EOS].clone()
+        logprobs[at_max] = float("-inf")
+        logprobs[at_max, ..., EOS] = eos
+
+
+def _filter_top(logits: Tensor, top_k: int, top_p: float) -> Tensor:
+    """Keep the top-k tokens and the smallest set with probability >= top_p (nucleus)."""
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if 0.0 < top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= top_p     # mass before this token already enough
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
+               temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+               generator: torch.Generator | None = None) -> list[Hypothesis]:
+    """Greedy decoding (``temperature == 0``) or sampling, one hypothesis per sentence."""
+    b = src.size(0)
+    state = model.init_state(model.encode(src, src_lengths))
+    active = torch.arange(b, device=src.device)
+    prev = torch.full((b,), BOS, dtype=torch.long, device=src.device)
+    out = torch.full((b, int(max_lens.max())), PAD, dtype=torch.long, device=src.device)
+    logprob = torch.zeros(b, device=src.device)
+    for t in range(out.size(1)):
+        logits, state, _ = model.decode_step(prev, state)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        _force_eos(logprobs, t + 1 >= max_lens[active])
+        if temperature > 0:
+            filtered = _filter_top(logprobs / temperature, top_k, top_p)
+            tok = torch.multinomial(filtered.softmax(-1), 1, generator=generator)[:, 0]
+        else:
+            tok = logprobs.argmax(-1)
+        logprob[active] += logprobs.gather(1, tok[:, None])[:, 0]
+        out[active, t] = tok
+        running = tok != EOS
+        if not running.all():                     # finished sentences leave the batch
+            keep = running.nonzero()[:, 0]
+            active, tok = active[keep], tok[keep]
+            state = select_state(state, keep)
+            if active.numel() == 0:
+                break
+        prev = tok
+    hyps = []
+    for row, lp in zip(out.tolist(), logprob.tolist()):
+        tokens = row[: row.index(EOS)] if EOS in row else [t for t in row if t != PAD]
+        hyps.append(Hypothesis(tokens, lp, lp))
+    return hyps
+
+
+@torch.no_grad()
+def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
+                beam: int = 5, alpha: float = 0.6, nbest: int = 1) -> list[list[Hypothesis]]:
+    """Batched beam search with the GNMT length penalty; returns ``nbest`` per sentence.
+
+    Each sentence keeps ``beam`` rows. A hypothesis ending in ``</s>`` among the
+    top ``beam`` candidates is set aside; a sentence is done when it has
+    ``beam`` finished hypotheses (or reached its length limit), and then leaves
+    the batch.
+    """
+    k, device = beam, src.device
+    state = model.init_state(model.encode(src, src_lengths))
+    state = select_state(state, torch.arange(src.size(0), device=device).repeat_interleave(k))
+    sent = torch.arange(src.size(0), device=device)                     # active sentences
+    scores = torch.full((src.size(0), k), float("-inf"), device=device)
+    scores[:, 0] = 0.0                                                  # one live beam at start
+    tokens = torch.empty((src.size(0) * k, 0), dtype=torch.long, device=device)
+    prev = torch.full((src.size(0) * k,), BOS, dtype=torch.long, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(src.size(0))]
+    for t in range(int(max_lens.max())):
+        n = sent.numel()
+        logits, state, _ = model.decode_step(prev, state)
+        logprobs = torch.log_softmax(logits.float(), dim=-1).view(n, k, -1)   # (n, K, V)
+        vocab = logprobs.size(-1)
+        at_max = t + 1 >= max_lens[sent]
+        _force_eos(logprobs, at_max)
+        cand = (scores.unsqueeze(-1) + logprobs).view(n, -1)                 # (n, K*V)
+        top_s, top_i = cand.topk(min(2 * k, cand.size(1)), dim=1)
+        top_beam, top_tok = top_i // vocab, top_i % vocab
+        is_eos = top_tok == EOS
+        ended = is_eos[:, :k] & torch.isfinite(top_s[:, :k])
+        for r, c in ended.nonzero().tolist():
+            b = int(sent[r])
+            if len(finished[b]) < k:
+                seq = tokens[r * k + int(top_beam[r, c])].tolist()
+                lp = float(top_s[r, c])
+                finished[b].append(Hypothesis(seq, lp / length_penalty(len(seq) + 1, alpha),
+                                              lp))
+        scores, pick = top_s.masked_fill(is_eos, float("-inf")).topk(k, dim=1)
+        next_beam, next_tok = top_beam.gather(1, pick), top_tok.gather(1, pick)
+        done = at_max | torch.tensor([len(finished[int(b)]) >= k for b in sent], device=device)
+        keep = (~done).nonzero()[:, 0]
+        if keep.numel() == 0:
+            break
+        rows = (keep[:, None] * k + next_beam[keep]).view(-1)
+        tokens = torch.cat([tokens[rows], next_tok[keep].view(-1, 1)], 1)
+        state = select_state(state, rows)
+        scores, sent, prev = scores[keep], sent[keep], next_tok[keep].view(-1)
+    return [sorted(h, key=lambda x: -x.score)[:nbest] for h in finished]

@@ -1,0 +1,381 @@
+"""The training loop — one loop for one process or many (``torchrun`` + DDP).
+
+Under ``torchrun`` every rank builds the same batch plan and takes its own
+share of each update's batches (rank r takes batch r, r + world, ...); the loss
+is normalised by the target tokens of the *whole* update, so N ranks compute
+the same update as one process accumulating N batches. Only rank 0 validates
+and writes; stop decisions (budget, early stopping, signals) are agreed with an
+all-reduce so every rank stops at the same step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .checkpoint import RunDir
+from .config import Config
+from .data.batching import EncodedSet, token_batches
+from .data.registry import read_split, resolve_dir
+from .data.tokenizers import PAD, Vocabs
+from .errors import ConfigError, UserError
+from .metrics import corpus_scores
+from .models import Seq2SeqModel, build_model
+from .translator import Translator
+
+
+@dataclass
+class Progress:
+    """Everything besides weights and optimizer that a resumed run needs."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_pos: int = 0
+    elapsed: float = 0.0
+    tokens: int = 0
+    best: float | None = None
+    bad_validations: int = 0
+    lr_scale: float = 1.0
+    history: list = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    vocabs: Vocabs
+    train: EncodedSet
+    valid: EncodedSet
+    valid_src: list[str]
+    valid_ref: list[str]
+
+
+def _dist() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device is cuda but no CUDA device is available")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def _filter_long(src: list[list[int]], tgt: list[list[int]], max_len: int
+                 ) -> tuple[list[list[int]], list[list[int]], int]:
+    keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if len(s) < max_len and len(t) < max_len]
+    return [src[i] for i in keep], [tgt[i] for i in keep], len(src) - len(keep)
+
+
+def prepare_data(cfg: Config, run: RunDir, log=print) -> Prepared:
+    """Read, check and tokenise the data; train the vocabulary once and keep it in the run."""
+    folder = resolve_dir(cfg.data, run.path / "data", log=log)
+    train = read_split(folder, cfg.data.train, cfg.data.src, cfg.data.tgt)
+    valid = read_split(folder, cfg.data.valid, cfg.data.src, cfg.data.tgt)
+    if Vocabs.exists(run.vocab_dir):
+        vocabs = Vocabs.load(run.vocab_dir)
+    else:
+        vocabs = Vocabs.train(cfg.data.tokenizer, train.src, train.tgt, cfg.data.vocab_size,
+                              cfg.data.joint_vocab, cfg.data.spm_type)
+        if _dist()[0] == 0:
+            vocabs.save(run.vocab_dir)
+    sets = []
+    for corpus in (train, valid):
+        src = [vocabs.src.encode(s) for s in corpus.src]
+        tgt = [vocabs.tgt.encode(t) for t in corpus.tgt]
+        src, tgt, corpus.skipped_long = _filter_long(src, tgt, cfg.data.max_len)
+        log(corpus.summary().replace("the limit", f"{cfg.data.max_len} tokens"))
+        if not src:
+            raise UserError(f"{corpus.name}: no sentence pairs left after filtering")
+        sets.append(EncodedSet(src, tgt))
+    n = cfg.train.valid_max_sentences or len(valid.src)
+    return Prepared(vocabs, sets[0], sets[1], valid.src[:n], valid.tgt[:n])
+
+
+def lr_at(cfg: Config, step: int, scale: float) -> float:
+    """The learning rate for update ``step`` (1-based)."""
+    t, w = cfg.train, cfg.train.warmup
+    warm = min(1.0, step / w) if w else 1.0
+    if t.schedule == "inverse_sqrt":
+        shape = min(step / w, math.sqrt(w / step)) if w else 1.0 / math.sqrt(step)
+    elif t.schedule == "cosine":
+        progress = min(1.0, max(0, step - w) / max(1, t.max_steps - w))
+        shape = warm * 0.5 * (1 + math.cos(math.pi * progress))
+    else:  # constant, plateau
+        shape = warm
+    return t.lr * shape * scale
+
+
+class Trainer:
+    def __init__(self, cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False):
+        self.cfg, self.run, self.quiet = cfg, RunDir(out), quiet
+        self.rank, self.world = _dist()
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.device = pick_device(cfg.train.device)
+        if resume and not self.run.latest():
+            raise UserError(f"--resume: {self.run.path} has no checkpoint to resume from")
+        if not resume and self.run.latest():
+            raise UserError(f"{self.run.path} already holds a run; pass --resume to continue "
+                            "it or choose another --out")
+        if self.rank == 0:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            self.run.save_config(cfg)
+        self._barrier()
+        torch.manual_seed(cfg.train.seed)
+        self.data = prepare_data(cfg, self.run, log=self.log)
+        self._barrier()
+        v = self.data.vocabs
+        self.model: Seq2SeqModel = build_model(cfg.model, len(v.src), len(v.tgt), v.joint)
+        self.model.to(self.device)
+        self.log(f"model: {cfg.model.preset or cfg.model.arch}, "
+                 f"{self.model.num_parameters():,} parameters")
+        longest = int(max(self.data.train.src_lens.max(), self.data.train.tgt_lens.max()))
+        if cfg.train.max_tokens < longest:
+            raise ConfigError(f"train.max_tokens {cfg.train.max_tokens} is below the longest "
+                              f"training sentence ({longest} tokens); raise it or lower "
+                              "data.max_len")
+        self.ddp = None
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        opt = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt(self.model.parameters(), lr=cfg.train.lr,
+                             betas=tuple(cfg.train.betas),
+                             weight_decay=cfg.train.weight_decay)
+        self.progress = Progress()
+        if resume:
+            self._restore()
+        self.stop_requested = False
+
+    # ---- helpers ---------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        if self.rank == 0 and not self.quiet:
+            tqdm.write(message)
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank if it is true on any rank."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def _write_metrics(self, record: dict) -> None:
+        if self.rank == 0:
+            with open(self.run.metrics_file, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _restore(self) -> None:
+        step = self.run.latest()["step"]
+        from safetensors.torch import load_model
+
+        load_model(self.model, str(self.run.weights(step)), device=str(self.device))
+        state = torch.load(self.run.train_state(step), weights_only=True, map_location="cpu")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.progress = Progress(**state["progress"])
+        torch.set_rng_state(state["rng"])
+        if torch.cuda.is_available() and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        self.log(f"resumed from step {step}")
+
+    def _save(self) -> None:
+        if self.rank != 0:
+            return
+        state = {"optimizer": self.optimizer.state_dict(), "progress": vars(self.progress),
+                 "rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state()
+        self.run.save_checkpoint(self.model, state, self.progress.step, self.cfg.train.keep_last)
+
+    # ---- the loop --------------------------------------------------------------------
+    def _next_group(self) -> list[np.ndarray]:
+        """The batches of the next update (all ranks, all accumulation steps), in order."""
+        need = self.cfg.train.accum * self.world
+        group: list[np.ndarray] = []
+        p = self.progress
+        while len(group) < need:
+            plan = self._plan(p.epoch)
+            take = plan[p.batch_pos: p.batch_pos + need - len(group)]
+            group.extend(take)
+            p.batch_pos += len(take)
+            if p.batch_pos >= len(plan):
+                p.epoch, p.batch_pos = p.epoch + 1, 0
+        return group
+
+    def _plan(self, epoch: int) -> list[np.ndarray]:
+        """The batch plan of an epoch, built once and kept while the epoch lasts."""
+        if getattr(self, "_plan_epoch", None) != epoch:
+            self._plan_epoch = epoch
+            self._plan_batches = token_batches(self.data.train.src_lens,
+                                               self.data.train.tgt_lens,
+                                               self.cfg.train.max_tokens, self.cfg.train.seed,
+                                               epoch)
+        return self._plan_batches
+
+    def _update(self) -> tuple[float, int]:
+        """One optimizer update. Returns (summed loss of this rank, target tokens of all)."""
+        cfg, model = self.cfg.train, self.ddp or self.model
+        group = self._next_group()
+        total = int(sum(self.data.train.tgt_lens[b].sum() for b in group))
+        mine = group[self.rank:: self.world]
+        step = self.progress.step + 1
+        lr = lr_at(self.cfg, step, self.progress.lr_scale)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.model.train()
+        loss_sum = 0.0
+        for i, ids in enumerate(mine):
+            batch = self.data.train.batch(ids).to(self.device)
+            sync = self.ddp is None or i == len(mine) - 1
+            ctx = model.no_sync() if not sync else nullcontext()
+            with ctx, torch.autocast(self.device.type, torch.bfloat16,
+                                     enabled=self.device.type == "cuda"):
+                logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
+                loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)),
+                                       batch.tgt_out.view(-1), ignore_index=PAD,
+                                       label_smoothing=cfg.label_smoothing, reduction="sum")
+                (loss * self.world / total).backward()
+            loss_sum += loss.item()
+        if cfg.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress.step = step
+        return loss_sum, total
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        self.model.eval()
+        loss, tokens = 0.0, 0
+        for ids in token_batches(self.data.valid.src_lens, self.data.valid.tgt_lens,
+                                 self.cfg.train.max_tokens, shuffle=False):
+            b = self.data.valid.batch(ids).to(self.device)
+            logits, _ = self.model(b.src, b.src_lengths, b.tgt_in)
+            loss += float(F.cross_entropy(logits.float().view(-1, logits.size(-1)),
+                                          b.tgt_out.view(-1), ignore_index=PAD,
+                                          reduction="sum"))
+            tokens += b.n_tgt_tokens
+        result = {"loss": loss / tokens, "ppl": math.exp(min(loss / tokens, 50))}
+        if self.cfg.train.valid_bleu:
+            translator = Translator(self.model, self.data.vocabs, self.cfg, self.device)
+            hyps = [h[0].text for h in translator.translate(self.data.valid_src, beam=1)]
+            scores = corpus_scores(hyps, self.data.valid_ref)
+            result.update(bleu=scores["bleu"], chrf=scores["chrf"], exact=scores["exact"])
+        return result
+
+    def _after_validation(self, result: dict) -> bool:
+        """Checkpoint, track the best, adjust a plateau schedule; True to stop early."""
+        cfg, p = self.cfg.train, self.progress
+        metric = result.get(cfg.best_metric, result["loss"])
+        better = p.best is None or (metric < p.best if cfg.best_metric == "loss"
+                                    else metric > p.best)
+        if better:
+            p.best, p.bad_validations = metric, 0
+        else:
+            p.bad_validations += 1
+            if cfg.schedule == "plateau" and p.bad_validations % max(1, cfg.plateau_patience) == 0:
+                p.lr_scale *= cfg.plateau_factor
+        self._save()
+        if better and self.rank == 0:
+            self.run.mark_best(p.step, {cfg.best_metric: metric})
+        return bool(cfg.patience) and p.bad_validations >= cfg.patience
+
+    def fit(self) -> Progress:
+        cfg, p = self.cfg.train, self.progress
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def request_stop(signum, frame):
+            self.stop_requested = True
+            self.log("stop requested: finishing this update and writing a checkpoint")
+
+        for s in handlers:
+            signal.signal(s, request_stop)
+        bar = tqdm(total=cfg.max_steps, initial=p.step, disable=self.rank != 0 or self.quiet,
+                   dynamic_ncols=True, unit="step")
+        start, window_tokens, window_start = time.time() - p.elapsed, 0, time.time()
+        reason = "max_steps"
+        try:
+            while p.step < cfg.max_steps:
+                loss_sum, tokens = self._update()
+                p.tokens += tokens
+                window_tokens += tokens
+                p.elapsed = time.time() - start
+                bar.update(1)
+                if p.step % cfg.log_every == 0 or p.step == 1:
+                    now = time.time()
+                    rate = window_tokens / max(now - window_start, 1e-9)
+                    window_tokens, window_start = 0, now
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    bar.set_postfix(loss=f"{loss_sum * self.world / tokens:.3f}", lr=f"{lr:.2e}",
+                                    tok_s=f"{rate:,.0f}")
+                    self._write_metrics({"type": "train", "step": p.step, "epoch": p.epoch,
+                                         "loss": loss_sum * self.world / tokens, "lr": lr,
+                                         "tokens_per_s": rate, "elapsed": p.elapsed})
+                stop_early = False
+                if p.step % cfg.valid_every == 0 or p.step == cfg.max_steps:
+                    stop_early = self._validate_and_save()
+                out_of_time = bool(cfg.max_minutes) and p.elapsed >= cfg.max_minutes * 60
+                out_of_epochs = p.epoch >= cfg.max_epochs
+                if self._agree(stop_early or out_of_time or out_of_epochs or self.stop_requested):
+                    reason = ("signal" if self.stop_requested else "early stopping" if stop_early
+                              else "time budget" if out_of_time else "max_epochs"
+                              if out_of_epochs else "stop")
+                    if p.step % cfg.valid_every and p.step != cfg.max_steps:
+                        if self.stop_requested:
+                            self._save()
+                        else:
+                            self._validate_and_save()
+                    break
+        finally:
+            bar.close()
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        self.log(f"stopped after {p.step} steps ({reason}); {p.tokens:,} target tokens in "
+                 f"{p.elapsed:.0f} s; run directory {self.run.path}")
+        return p
+
+    def _validate_and_save(self) -> bool:
+        stop = False
+        if self.rank == 0:
+            result = self.validate()
+            self.progress.history.append({"step": self.progress.step,
+                                          "elapsed": self.progress.elapsed, **result})
+            self._write_metrics({"type": "valid", "step": self.progress.step,
+                                 "elapsed": self.progress.elapsed, **result})
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in result.items())
+            self.log(f"step {self.progress.step}: valid {shown}")
+            stop = self._after_validation(result)
+        if self.world > 1:  # every rank keeps the same best / plateau state
+            p = self.progress
+            shared = [p.best, p.bad_validations, p.lr_scale, stop]
+            dist.broadcast_object_list(shared, src=0)
+            p.best, p.bad_validations, p.lr_scale, stop = shared
+        return stop
+
+
+def train(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False) -> Progress:
+    """Train a model as the config says, into the run directory ``out``."""
+    trainer = Trainer(cfg, out, resume=resume, quiet=quiet)
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()

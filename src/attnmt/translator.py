@@ -1,0 +1,114 @@
+"""Translate text with a trained model: tokenise, batch by length, search, detokenise.
+
+Used by ``attnmt translate``, validation, evaluation, the study and the server.
+Input order is restored after length-sorted batching, and an empty input line
+gives an empty output, so files stay aligned.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import RunDir
+from .config import Config
+from .data.batching import sentence_batches
+from .data.tokenizers import BOS, EOS, PAD, Vocabs
+from .models import Seq2SeqModel
+from .models.transformer import Transformer
+from .search import beam_search, max_lengths, sequential
+
+
+@dataclass
+class Translation:
+    text: str
+    score: float
+    tokens: list[int]
+
+
+class Translator:
+    def __init__(self, model: Seq2SeqModel, vocabs: Vocabs, cfg: Config,
+                 device: torch.device | str = "cpu"):
+        self.model, self.vocabs, self.cfg = model, vocabs, cfg
+        self.device = torch.device(device)
+        self.cap = getattr(model, "max_positions", 10**6) - 1
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu"
+                 ) -> Translator:
+        cfg, vocabs, model = RunDir(run_dir).load(checkpoint, device)
+        return cls(model, vocabs, cfg, device)
+
+    def encode_source(self, text: str) -> list[int]:
+        ids = self.vocabs.src.encode(text)[: self.cap - 1]
+        return ids + [EOS]
+
+    def _tensors(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        src = torch.full((len(seqs), max(map(len, seqs))), PAD, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            src[i, : len(s)] = torch.tensor(s)
+        lengths = torch.tensor([len(s) for s in seqs])
+        return src.to(self.device), lengths.to(self.device)
+
+    @torch.no_grad()
+    def translate(self, texts: list[str], beam: int | None = None, alpha: float | None = None,
+                  nbest: int = 1, sample: bool = False, temperature: float = 1.0,
+                  top_k: int = 0, top_p: float = 1.0, max_len_ratio: float | None = None,
+                  seed: int | None = None, batch_size: int | None = None
+                  ) -> list[list[Translation]]:
+        """``nbest`` translations per text (one when greedy or sampling)."""
+        d = self.cfg.decode
+        beam = d.beam if beam is None else beam
+        alpha = d.alpha if alpha is None else alpha
+        ratio = max_len_ratio or d.max_len_ratio
+        generator = torch.Generator(device=self.device)
+        if seed is not None:
+            generator.manual_seed(seed)
+        self.model.eval()
+        results = [[Translation("", 0.0, [])] for _ in texts]
+        todo = [i for i, t in enumerate(texts) if t.strip()]
+        seqs = [self.encode_source(texts[i]) for i in todo]
+        truncated = sum(len(s) >= self.cap for s in seqs)
+        if truncated:
+            print(f"warning: {truncated} input(s) reached the model's limit of {self.cap} "
+                  "tokens and were truncated", file=sys.stderr)
+        for group in sentence_batches([len(s) for s in seqs], batch_size or d.batch_size):
+            src, lengths = self._tensors([seqs[j] for j in group])
+            limits = max_lengths(lengths, ratio, self.cap)
+            if sample or beam <= 1:
+                hyps = [[h] for h in sequential(self.model, src, lengths, limits,
+                                                temperature if sample else 0.0, top_k, top_p,
+                                                generator)]
+            else:
+                hyps = beam_search(self.model, src, lengths, limits, beam, alpha, nbest)
+            for j, sentence_hyps in zip(group, hyps):
+                results[todo[j]] = [Translation(self.vocabs.tgt.decode(h.tokens), h.score,
+                                                h.tokens) for h in sentence_hyps]
+        return results
+
+    @torch.no_grad()
+    def attention(self, text: str, beam: int = 1) -> dict:
+        """Translate ``text`` and return the attention of that translation.
+
+        The weights are recomputed by a teacher-forced pass over the output,
+        which gives exactly what the decoder saw while searching.
+        ``weights`` is (T, S); ``layers`` (layers, heads, T, S) for the Transformer.
+        """
+        if not self.model.has_attention:
+            raise ValueError("this model has no attention: the fixed-context seq2seq sees "
+                             "the source only through one context vector")
+        best = self.translate([text], beam=beam)[0][0]
+        src_ids = self.encode_source(text)
+        src, lengths = self._tensors([src_ids])
+        tgt_in = torch.tensor([[BOS, *best.tokens]], device=self.device)
+        _, weights = self.model(src, lengths, tgt_in, need_weights=True)
+        out = {"translation": best.text, "score": best.score,
+               "src_tokens": [self.vocabs.src.piece(i) for i in src_ids],
+               "tgt_tokens": [self.vocabs.tgt.piece(i) for i in best.tokens] + ["</s>"],
+               "weights": weights[0].tolist(), "layers": None}
+        if isinstance(self.model, Transformer):
+            out["layers"] = self.model.attention_layers(src, lengths, tgt_in)[0].tolist()
+        return out

@@ -1,0 +1,44 @@
+import numpy as np
+
+from attnmt.data.batching import EncodedSet, sentence_batches, token_batches
+from attnmt.data.tokenizers import BOS, EOS, PAD
+
+
+def test_budget_never_exceeded_and_every_sentence_once():
+    rng = np.random.default_rng(0)
+    src, tgt = rng.integers(1, 60, 3000), rng.integers(1, 70, 3000)
+    for epoch in range(3):
+        plan = token_batches(src, tgt, 500, seed=1, epoch=epoch)
+        seen = np.concatenate(plan)
+        assert sorted(seen.tolist()) == list(range(3000))
+        for b in plan:
+            assert len(b) * max(src[b].max(), tgt[b].max()) <= 500
+    assert all((a == b).all() for a, b in zip(token_batches(src, tgt, 500, 1, 0),
+                                              token_batches(src, tgt, 500, 1, 0)))
+    assert any(len(a) != len(b) or (a != b).any()
+               for a, b in zip(token_batches(src, tgt, 500, 1, 0),
+                               token_batches(src, tgt, 500, 1, 1)))
+
+
+def test_length_sorting_keeps_padding_low():
+    rng = np.random.default_rng(0)
+    src = rng.integers(1, 40, 5000)
+    plan = token_batches(src, src, 1000, seed=0)
+    real = sum(src[b].sum() for b in plan)
+    padded = sum(len(b) * src[b].max() for b in plan)
+    assert real / padded > 0.95
+
+
+def test_batch_tensors():
+    data = EncodedSet([[5, 6, 7], [8]], [[9], [10, 11]])
+    b = data.batch(np.array([0, 1]))
+    assert b.src.tolist() == [[5, 6, 7, EOS], [8, EOS, PAD, PAD]]
+    assert b.src_lengths.tolist() == [4, 2]
+    assert b.tgt_in.tolist() == [[BOS, 9, PAD], [BOS, 10, 11]]
+    assert b.tgt_out.tolist() == [[9, EOS, PAD], [10, 11, EOS]]
+    assert b.n_tgt_tokens == 5
+
+
+def test_sentence_batches_sorted():
+    groups = sentence_batches([5, 1, 3, 2], 2)
+    assert [g.tolist() for g in groups] == [[1, 3], [2, 0]]

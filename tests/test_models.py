@@ -1,0 +1,149 @@
+"""Every family behind the one contract: shapes, masks, incremental = full, learning."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnmt.config import load_config
+from attnmt.models import build_model
+from attnmt.models.attention import MultiHeadAttention, rnn_attention
+
+FAMILIES = ["seq2seq-rnn", "seq2seq-lstm", "seq2seq-gru", "rnn-dot", "rnn-general",
+            "rnn-concat", "rnn-additive", "transformer-tiny"]
+SMALL = {"emb_size": 32, "enc_hidden": 16, "dec_hidden": 32, "d_model": 32, "heads": 4,
+         "ffn": 64}
+
+
+def make(preset, vocab=30, **extra):
+    cfg = load_config(raw={"model": {"preset": preset, **SMALL, **extra}})
+    return build_model(cfg.model, vocab, vocab + 5, joint_vocab=False)
+
+
+def inputs():
+    src = torch.randint(4, 30, (3, 7))
+    lengths = torch.tensor([7, 4, 2])
+    for i, n in enumerate(lengths):
+        src[i, n:] = 0
+    return src, lengths, torch.randint(4, 35, (3, 5))
+
+
+@pytest.mark.parametrize("kind", ["dot", "general", "concat", "additive"])
+def test_rnn_attention_masks_and_normalises(kind):
+    attn = rnn_attention(kind, 8, 8)
+    memory, query = torch.randn(2, 6, 8), torch.randn(2, 3, 8)
+    mask = torch.tensor([[True] * 6, [True] * 2 + [False] * 4])
+    ctx, w = attn(query, attn.project_keys(memory), memory, mask)
+    assert ctx.shape == (2, 3, 8) and w.shape == (2, 3, 6)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 3))
+    assert (w[1, :, 2:] == 0).all()
+
+
+def test_multihead_fast_and_explicit_paths_agree():
+    mha = MultiHeadAttention(16, 4).eval()
+    x, mem = torch.randn(2, 5, 16), torch.randn(2, 6, 16)
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+    k, v = mha.project_kv(mem)
+    fast, none = mha(x, k, v, mask)
+    slow, w = mha(x, k, v, mask, need_weights=True)
+    assert none is None and w.shape == (2, 4, 5, 6)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    assert (w[1, ..., 3:] == 0).all() and torch.allclose(w.sum(-1), torch.ones(2, 4, 5))
+    kx, vx = mha.project_kv(x)
+    causal_fast, _ = mha(x, kx, vx, causal=True)
+    causal_slow, wc = mha(x, kx, vx, causal=True, need_weights=True)
+    assert torch.allclose(causal_fast, causal_slow, atol=1e-5)
+    assert (wc[0, 0, 0, 1:] == 0).all()
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_contract_shapes_padding_and_incremental(preset):
+    model = make(preset).eval()
+    src, lengths, tgt = inputs()
+    logits, w = model(src, lengths, tgt, need_weights=True)
+    assert logits.shape == (3, 5, 35)
+    if model.has_attention:
+        assert w.shape == (3, 5, 7)
+        assert torch.allclose(w.sum(-1), torch.ones(3, 5), atol=1e-5)
+        assert (w[1, :, 4:] == 0).all() and (w[2, :, 2:] == 0).all()
+    else:
+        assert w is None
+    # the padded sentence gives what it gives alone
+    alone, _ = model(src[2:, :2], lengths[2:], tgt[2:])
+    assert torch.allclose(alone, logits[2:], atol=1e-5)
+    # incremental decoding equals teacher forcing
+    state = model.init_state(model.encode(src, lengths))
+    steps = []
+    for t in range(tgt.size(1)):
+        step_logits, state, step_w = model.decode_step(tgt[:, t], state, need_weights=True)
+        steps.append(step_logits)
+        if model.has_attention:
+            assert torch.allclose(step_w, w[:, t], atol=1e-5)
+    assert torch.allclose(torch.stack(steps, 1), logits, atol=1e-5)
+
+
+def test_transformer_cache_grows_one_position_per_step():
+    model = make("transformer-tiny").eval()
+    src, lengths, tgt = inputs()
+    state = model.init_state(model.encode(src, lengths))
+    for t in range(3):
+        _, state, _ = model.decode_step(tgt[:, t], state)
+        assert state["cache"][0][0].shape[2] == t + 1
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_gradient_reaches_every_parameter(preset):
+    model = make(preset).train()
+    src, lengths, tgt = inputs()
+    logits, _ = model(src, lengths, tgt)
+    logits.sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+def test_dot_attention_size_mismatch_is_a_config_error():
+    from attnmt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dot needs dec_hidden equal to the encoder output"):
+        make("rnn-dot", dec_hidden=48)
+
+
+def copy_batches(n_batches, batch=64, length=6, vocab=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n_batches):
+        lengths = torch.randint(3, length + 1, (batch,), generator=g)
+        src = torch.randint(4, vocab, (batch, length), generator=g)
+        src[torch.arange(length)[None] >= lengths[:, None]] = 0
+        src[torch.arange(batch), lengths - 1] = 3                   # </s>
+        tgt_out = src.clone()
+        tgt_in = torch.cat([torch.full((batch, 1), 2), src[:, :-1]], 1)
+        tgt_in[tgt_in == 3] = 0
+        yield src, lengths, tgt_in, tgt_out
+
+
+@pytest.mark.parametrize("preset,steps,lr", [("seq2seq-lstm", 500, 3e-3),
+                                             ("rnn-dot", 300, 3e-3),
+                                             ("transformer-tiny", 400, 2e-3)])
+def test_each_family_learns_to_copy(preset, steps, lr):
+    torch.manual_seed(0)
+    model = make(preset, vocab=12, dropout=0.0, **({"enc_hidden": 128, "dec_hidden": 256}
+                                                    if preset.startswith("seq2seq") else
+                                                    {"enc_hidden": 32, "dec_hidden": 64}))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for src, lengths, tgt_in, tgt_out in copy_batches(steps):
+        logits, _ = model(src, lengths, tgt_in)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt_out.reshape(-1),
+                               ignore_index=0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    from attnmt.search import sequential
+
+    src, lengths, _, tgt_out = next(copy_batches(1, batch=200, seed=99))
+    hyps = sequential(model, src, lengths, lengths + 2)
+    correct = total = 0
+    for h, ref, n in zip(hyps, tgt_out.tolist(), lengths.tolist()):
+        want = ref[: n - 1]
+        correct += sum(a == b for a, b in zip(h.tokens, want)) - abs(len(h.tokens) - len(want))
+        total += len(want)
+    assert correct / total >= 0.99
