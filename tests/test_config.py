@@ -67,3 +67,13 @@ def test_cli_reports_config_error_in_one_line_with_exit_2(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"config error: train.max_stepz is not a key; did you mean train.max_steps? ({p})"]
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg.model.arch in ("seq2seq", "rnn", "transformer")

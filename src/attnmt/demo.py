@@ -62,12 +62,13 @@ def run_demo(out: Path, minutes: float = 2.0) -> None:
     ref = (data_dir / "test.en").read_text().splitlines()
     items = [s.count(ITEM_SEP) + 1 for s in src]
     by_items = {}
-    for name, result in results.items():
+    for name in results:
         hyps = (out / MODELS[name] / "eval" / "test.beam1.hyp").read_text().splitlines()
         by_items[name] = scores_by_length(hyps, ref, items, EDGES)
     _print_table(by_items, results)
     score_by_length(by_items, out / "exact_by_length.png", metric="exact",
-                    title="exact match by number of items (German -> English numbers)")
+                    title="exact match by length (German -> English numbers)",
+                    xlabel="numbers per sentence")
     click.echo("\nexamples (reference, then each model):")
     for i in _examples(items):
         click.echo(f"  de:   {src[i]}\n  ref:  {ref[i]}")

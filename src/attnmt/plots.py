@@ -62,7 +62,7 @@ def attention_grid(items: list[dict], out: str | Path) -> Path:
 
 
 def score_by_length(series: dict[str, list[dict]], out: str | Path, metric: str = "bleu",
-                    title: str = "") -> Path:
+                    title: str = "", xlabel: str = "source length (words)") -> Path:
     """One line per model: ``metric`` per source-length bucket (Bahdanau et al. 2015, Fig. 2)."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     buckets: list[str] = []
@@ -76,7 +76,7 @@ def score_by_length(series: dict[str, list[dict]], out: str | Path, metric: str 
         xs = [i for i, b in enumerate(buckets) if b in by]
         ax.plot(xs, [by[buckets[i]] for i in xs], marker="o", label=name)
     ax.set_xticks(range(len(buckets)), buckets)
-    ax.set_xlabel("source length (words)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel({"bleu": "BLEU", "chrf": "chrF", "exact": "exact match (%)"}.get(metric, metric))
     ax.set_title(title or f"{metric} by source length")
     ax.grid(alpha=0.3)

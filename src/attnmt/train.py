@@ -78,18 +78,25 @@ def _filter_long(src: list[list[int]], tgt: list[list[int]], max_len: int
     return [src[i] for i in keep], [tgt[i] for i in keep], len(src) - len(keep)
 
 
-def prepare_data(cfg: Config, run: RunDir, log=print) -> Prepared:
-    """Read, check and tokenise the data; train the vocabulary once and keep it in the run."""
-    folder = resolve_dir(cfg.data, run.path / "data", log=log)
+def prepare_data(cfg: Config, run: RunDir, log=print, barrier=lambda: None) -> Prepared:
+    """Read, check and tokenise the data; train the vocabulary once and keep it in the run.
+
+    Under torchrun, rank 0 creates the data and the vocabulary; the others wait
+    at ``barrier`` and then read what it wrote.
+    """
+    rank = _dist()[0]
+    if rank == 0:
+        folder = resolve_dir(cfg.data, run.path / "data", log=log)
+    barrier()
+    if rank != 0:
+        folder = resolve_dir(cfg.data, run.path / "data", log=log)
     train = read_split(folder, cfg.data.train, cfg.data.src, cfg.data.tgt)
     valid = read_split(folder, cfg.data.valid, cfg.data.src, cfg.data.tgt)
-    if Vocabs.exists(run.vocab_dir):
-        vocabs = Vocabs.load(run.vocab_dir)
-    else:
-        vocabs = Vocabs.train(cfg.data.tokenizer, train.src, train.tgt, cfg.data.vocab_size,
-                              cfg.data.joint_vocab, cfg.data.spm_type)
-        if _dist()[0] == 0:
-            vocabs.save(run.vocab_dir)
+    if rank == 0 and not Vocabs.exists(run.vocab_dir):
+        Vocabs.train(cfg.data.tokenizer, train.src, train.tgt, cfg.data.vocab_size,
+                     cfg.data.joint_vocab, cfg.data.spm_type).save(run.vocab_dir)
+    barrier()
+    vocabs = Vocabs.load(run.vocab_dir)
     sets = []
     for corpus in (train, valid):
         src = [vocabs.src.encode(s) for s in corpus.src]
@@ -136,8 +143,7 @@ class Trainer:
             self.run.save_config(cfg)
         self._barrier()
         torch.manual_seed(cfg.train.seed)
-        self.data = prepare_data(cfg, self.run, log=self.log)
-        self._barrier()
+        self.data = prepare_data(cfg, self.run, log=self.log, barrier=self._barrier)
         v = self.data.vocabs
         self.model: Seq2SeqModel = build_model(cfg.model, len(v.src), len(v.tgt), v.joint)
         self.model.to(self.device)
@@ -350,7 +356,19 @@ class Trainer:
                 signal.signal(s, h)
         self.log(f"stopped after {p.step} steps ({reason}); {p.tokens:,} target tokens in "
                  f"{p.elapsed:.0f} s; run directory {self.run.path}")
+        if self.world > 1:
+            self._check_in_sync()
         return p
+
+    def _check_in_sync(self) -> None:
+        """DDP keeps replicas identical; verify it once at the end (a checksum per rank)."""
+        total = torch.stack([q.detach().double().sum() for q in self.model.parameters()]).sum()
+        lo, hi = total.clone().view(1), total.clone().view(1)
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        if float(hi - lo) > 1e-6 * max(1.0, abs(float(total))):
+            raise RuntimeError(f"ranks diverged: parameter checksums {float(lo)} .. {float(hi)}")
+        self.log(f"ranks in sync: {self.world} replicas with parameter checksum {float(total):.6f}")
 
     def _validate_and_save(self) -> bool:
         stop = False

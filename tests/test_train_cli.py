@@ -1,0 +1,192 @@
+"""End to end through the `attnmt` command: train, translate, evaluate, plot, resume, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from attnmt.data.synthetic import write_task
+
+
+def attnmt(*args, input=None, env=None, check=True):
+    r = subprocess.run([sys.executable, "-m", "attnmt.cli", *map(str, args)],
+                       capture_output=True, text=True, input=input,
+                       env={**os.environ, **(env or {})})
+    if check and r.returncode:
+        raise AssertionError(f"attnmt {' '.join(map(str, args))} failed:\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("reverse")
+    write_task(folder, "reverse", n=3000, n_valid=50, n_test=60, min_items=2, max_items=7, seed=1)
+    return folder
+
+
+def config(folder: Path, path: Path, model: dict, **train) -> Path:
+    cfg = {"data": {"dir": str(folder), "src": "src", "tgt": "tgt", "tokenizer": "word"},
+           "model": model,
+           "train": {"max_tokens": 600, "lr": 0.003, "warmup": 30, "schedule": "constant",
+                     "label_smoothing": 0.0, "max_steps": 450, "valid_every": 150,
+                     "log_every": 10, "best_metric": "exact", "threads": 1, **train},
+           "decode": {"beam": 3}}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+TINY_TRANSFORMER = {"preset": "transformer-tiny", "d_model": 64, "ffn": 128, "dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def trained(task, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = config(task, tmp / "c.yaml", TINY_TRANSFORMER)
+    attnmt("train", cfg, "--out", tmp / "run", "--quiet")
+    return tmp / "run"
+
+
+def test_run_directory_holds_everything(trained):
+    assert (trained / "config.yaml").is_file() and (trained / "vocab/joint.json").is_file()
+    latest = json.loads((trained / "checkpoints/latest.json").read_text())
+    assert latest["step"] == 450
+    assert (trained / "checkpoints/best.safetensors").is_file()
+    records = [json.loads(x) for x in (trained / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in records if r["type"] == "valid"]
+    assert [r["step"] for r in valid] == [150, 300, 450]
+    assert valid[-1]["loss"] < valid[0]["loss"]
+    kept = sorted(p.name for p in (trained / "checkpoints").glob("step-*.safetensors"))
+    assert kept == ["step-0000300.safetensors", "step-0000450.safetensors"]  # keep_last 2
+
+
+def test_translate_keeps_lines_aligned_and_learns(trained, task):
+    src = (task / "test.src").read_text().splitlines()[:5]
+    text = "\n".join([src[0], "", src[1], "   ", *src[2:]]) + "\n"
+    out = attnmt("translate", trained, input=text).stdout.split("\n")
+    assert len(out) == 8 and out[1] == "" and out[3] == "" and out[7] == ""
+    outputs = [o for o in out[:7] if o]
+    good = sum(o.split() == s.split()[::-1] for o, s in zip(outputs, src))
+    assert good >= 3  # chance is ~0
+    nbest = attnmt("translate", trained, "--beam", "4", "--nbest", "3", input=src[0] + "\n")
+    fields = nbest.stdout.rstrip("\n").split("\t")
+    assert len(fields) == 6 and float(fields[1]) >= float(fields[3]) >= float(fields[5])
+    a = attnmt("translate", trained, "--sample", "--seed", "3", "--temperature", "1.5",
+               input="\n".join(src) + "\n").stdout
+    b = attnmt("translate", trained, "--sample", "--seed", "3", "--temperature", "1.5",
+               input="\n".join(src) + "\n").stdout
+    assert a == b and len(a.splitlines()) == 5
+
+
+def test_evaluate_and_plot(trained, tmp_path):
+    r = attnmt("evaluate", trained, "--split", "test", "--beam", "2")
+    assert "BLEU" in r.stdout and "nrefs:1|case:mixed|eff:no|tok:13a" in r.stdout
+    result = json.loads((trained / "eval/test.beam2.json").read_text())
+    assert result["n"] == 60 and result["exact"] > 50 and result["by_length"]
+    assert sum(b["n"] for b in result["by_length"]) == 60
+    png = tmp_path / "a.png"
+    r = attnmt("plot", "attention", trained, "a b c d", "--out", png, "--layer", "1", "--head", "0")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = attnmt("plot", "attention", trained, "a b", "--layer", "9", "--out", png, check=False)
+    assert r.returncode == 2 and "--layer must be in 0..1" in r.stderr
+
+
+def test_seq2seq_has_no_attention_to_plot(task, tmp_path):
+    cfg = config(task, tmp_path / "c.yaml", {"preset": "seq2seq-gru", "emb_size": 16,
+                                             "enc_hidden": 16, "dec_hidden": 32},
+                 max_steps=3, valid_every=3)
+    attnmt("train", cfg, "--out", tmp_path / "s2s", "--quiet")
+    r = attnmt("plot", "attention", tmp_path / "s2s", "a b", check=False)
+    assert r.returncode == 2
+    assert "without attention" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_user_errors_are_one_line(tmp_path, trained):
+    r = attnmt("translate", tmp_path / "missing", input="a\n", check=False)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"error: run directory {tmp_path / 'missing'} does not exist")
+    (tmp_path / "empty").mkdir()
+    r = attnmt("translate", tmp_path / "empty", input="a\n", check=False)
+    assert r.returncode == 2 and "is not a run directory" in r.stderr
+    r = attnmt("translate", trained, "--beam", "0", input="a\n", check=False)
+    assert r.returncode == 2 and "Invalid value for '--beam'" in r.stderr
+    r = attnmt("translate", trained, "--nbest", "5", "--beam", "2", input="a\n", check=False)
+    assert r.returncode == 2 and "--nbest 5 needs --beam of at least 5" in r.stderr
+    r = attnmt("train", tmp_path / "nope.yaml", check=False)
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(task, tmp_path):
+    model = {"preset": "rnn-additive", "emb_size": 16, "enc_hidden": 16, "dec_hidden": 32,
+             "dropout": 0.3}
+    cfg = config(task, tmp_path / "c.yaml", model, max_steps=12, valid_every=6,
+                 valid_bleu=False, best_metric="loss")
+    attnmt("train", cfg, "--out", tmp_path / "full", "--quiet")
+    attnmt("train", cfg, "--out", tmp_path / "split", "--quiet", "--set", "train.max_steps=6")
+    r = attnmt("train", cfg, "--out", tmp_path / "split", "--quiet", check=False)
+    assert r.returncode == 2 and "pass --resume" in r.stderr
+    attnmt("train", cfg, "--out", tmp_path / "split", "--quiet", "--resume")
+    a = load_file(tmp_path / "full/checkpoints/step-0000012.safetensors")
+    b = load_file(tmp_path / "split/checkpoints/step-0000012.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_continues(task, tmp_path):
+    cfg = config(task, tmp_path / "c.yaml", TINY_TRANSFORMER, max_steps=100000,
+                 valid_every=100000)
+    proc = subprocess.Popen([sys.executable, "-m", "attnmt.cli", "train", str(cfg), "--out",
+                             str(tmp_path / "run"), "--quiet"], stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run/metrics.jsonl"
+    deadline = time.time() + 60
+    def lines() -> int:
+        return metrics.read_text().count("\n") if metrics.is_file() else 0
+
+    while time.time() < deadline and lines() < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    step = json.loads((tmp_path / "run/checkpoints/latest.json").read_text())["step"]
+    assert step >= 10
+    attnmt("train", cfg, "--out", tmp_path / "run", "--quiet", "--resume", "--set",
+           f"train.max_steps={step + 5}")
+    assert json.loads((tmp_path / "run/checkpoints/latest.json").read_text())["step"] == step + 5
+
+
+def test_average_checkpoints(trained):
+    r = attnmt("average", trained, "--last", "2")
+    assert "averaged 2 checkpoints" in r.stdout
+    a = load_file(trained / "checkpoints/step-0000300.safetensors")
+    b = load_file(trained / "checkpoints/step-0000450.safetensors")
+    avg = load_file(trained / "checkpoints/averaged.safetensors")
+    k = next(iter(avg))
+    assert ((a[k] + b[k]) / 2 - avg[k]).abs().max() < 1e-6
+    out = attnmt("translate", trained, "--checkpoint", "averaged", input="a b c\n").stdout
+    assert len(out.splitlines()) == 1
+
+
+def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(task, tmp_path):
+    model = {"preset": "transformer-tiny", "d_model": 32, "ffn": 64, "dropout": 0.0}
+    cfg = config(task, tmp_path / "c.yaml", model, max_steps=8, valid_every=8, log_every=1,
+                 valid_bleu=False, best_metric="loss")
+    attnmt("train", cfg, "--out", tmp_path / "one", "--quiet", "--set", "train.accum=2")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc_per_node", "2", "-m", "attnmt.cli", "train", str(cfg), "--out",
+                        str(tmp_path / "two")], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ranks in sync: 2 replicas" in r.stderr + r.stdout
+    one = load_file(tmp_path / "one/checkpoints/step-0000008.safetensors")
+    two = load_file(tmp_path / "two/checkpoints/step-0000008.safetensors")
+    assert one.keys() == two.keys()
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-4
+    losses = [json.loads(x)["loss"] for x in (tmp_path / "two/metrics.jsonl").read_text()
+              .splitlines() if '"train"' in x]
+    assert len(losses) >= 2 and losses[-1] < losses[0]  # training progressed
