@@ -64,6 +64,13 @@ def _dist() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def pick_device(name: str) -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
@@ -334,7 +341,8 @@ class Trainer:
                                     tok_s=f"{rate:,.0f}")
                     self._write_metrics({"type": "train", "step": p.step, "epoch": p.epoch,
                                          "loss": loss_sum * self.world / tokens, "lr": lr,
-                                         "tokens_per_s": rate, "elapsed": p.elapsed})
+                                         "tokens_per_s": rate, "elapsed": p.elapsed,
+                                         "peak_rss_mib": peak_rss_mib()})
                 stop_early = False
                 if p.step % cfg.valid_every == 0 or p.step == cfg.max_steps:
                     stop_early = self._validate_and_save()
@@ -355,7 +363,8 @@ class Trainer:
             for s, h in handlers.items():
                 signal.signal(s, h)
         self.log(f"stopped after {p.step} steps ({reason}); {p.tokens:,} target tokens in "
-                 f"{p.elapsed:.0f} s; run directory {self.run.path}")
+                 f"{p.elapsed:.0f} s; peak memory {peak_rss_mib():,.0f} MiB; "
+                 f"run directory {self.run.path}")
         if self.world > 1:
             self._check_in_sync()
         return p
