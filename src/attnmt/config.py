@@ -77,7 +77,12 @@ class ModelConfig:
     positions: str = _f("sinusoidal", "position encoding", choices=("sinusoidal", "learned"))
     max_positions: int = _f(1024, "longest sequence the model accepts", min=8)
     # shared
-    dropout: float = _f(0.1, "dropout probability", min=0.0, max=0.9)
+    dropout: float = _f(0.1, "dropout probability (embeddings, residual connections, RNN "
+                        "outputs)", min=0.0, max=0.9)
+    attention_dropout: float = _f(0.0, "Transformer: dropout on attention weights", min=0.0,
+                                  max=0.9)
+    activation_dropout: float = _f(0.0, "Transformer: dropout after the FFN activation",
+                                   min=0.0, max=0.9)
     tie_embeddings: bool = _f(True, "tie decoder input and output embeddings (and the source "
                               "embeddings too with a joint vocabulary)")
 

@@ -40,4 +40,4 @@ def build_model(m: ModelConfig, src_vocab: int, tgt_vocab: int, joint_vocab: boo
                                 input_feeding=m.input_feeding, **rnn_sizes)
     return Transformer(src_vocab, tgt_vocab, m.d_model, m.heads, m.ffn, m.enc_layers,
                        m.dec_layers, m.dropout, m.norm, m.positions, m.max_positions,
-                       m.tie_embeddings, share)
+                       m.tie_embeddings, share, m.attention_dropout, m.activation_dropout)

@@ -50,9 +50,13 @@ class Embeddings(nn.Module):
 
 
 class FeedForward(nn.Sequential):
+    """Position-wise FFN (§3.3): Linear -> ReLU -> [dropout] -> Linear."""
+
     def __init__(self, d_model: int, ffn: int, dropout: float):
-        super().__init__(nn.Linear(d_model, ffn), nn.ReLU(), nn.Dropout(dropout),
-                         nn.Linear(ffn, d_model))
+        layers = [nn.Linear(d_model, ffn), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        super().__init__(*layers, nn.Linear(ffn, d_model))
 
 
 class _Sublayers(nn.Module):
@@ -71,10 +75,11 @@ class _Sublayers(nn.Module):
 
 
 class EncoderLayer(_Sublayers):
-    def __init__(self, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool):
+    def __init__(self, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
+                 attention_dropout: float = 0.0, activation_dropout: float = 0.0):
         super().__init__(d_model, 2, pre_norm, dropout)
-        self.self_attn = MultiHeadAttention(d_model, heads, dropout)
-        self.ffn = FeedForward(d_model, ffn, dropout)
+        self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
+        self.ffn = FeedForward(d_model, ffn, activation_dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         def attend(y):
@@ -86,11 +91,12 @@ class EncoderLayer(_Sublayers):
 
 
 class DecoderLayer(_Sublayers):
-    def __init__(self, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool):
+    def __init__(self, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
+                 attention_dropout: float = 0.0, activation_dropout: float = 0.0):
         super().__init__(d_model, 3, pre_norm, dropout)
-        self.self_attn = MultiHeadAttention(d_model, heads, dropout)
-        self.cross_attn = MultiHeadAttention(d_model, heads, dropout)
-        self.ffn = FeedForward(d_model, ffn, dropout)
+        self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
+        self.cross_attn = MultiHeadAttention(d_model, heads, attention_dropout)
+        self.ffn = FeedForward(d_model, ffn, activation_dropout)
 
     def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor], src_mask: Tensor,
                 cache: tuple[Tensor, Tensor] | None = None, need_weights: bool = False
@@ -121,7 +127,8 @@ class Transformer(Seq2SeqModel):
                  ffn: int = 1024, enc_layers: int = 3, dec_layers: int = 3,
                  dropout: float = 0.1, norm: str = "pre", positions: str = "sinusoidal",
                  max_positions: int = 1024, tie_embeddings: bool = True,
-                 share_src: bool = False):
+                 share_src: bool = False, attention_dropout: float = 0.0,
+                 activation_dropout: float = 0.0):
         super().__init__()
         pre = norm == "pre"
         tgt_embed = nn.Embedding(tgt_vocab, d_model, padding_idx=0)
@@ -132,12 +139,18 @@ class Transformer(Seq2SeqModel):
                 emb.weight[0].zero_()
         self.src_embed = Embeddings(src_embed, max_positions, positions, dropout)
         self.tgt_embed = Embeddings(tgt_embed, max_positions, positions, dropout)
-        self.encoder = nn.ModuleList(EncoderLayer(d_model, heads, ffn, dropout, pre)
+        extra = (attention_dropout, activation_dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(d_model, heads, ffn, dropout, pre, *extra)
                                      for _ in range(enc_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(d_model, heads, ffn, dropout, pre)
+        self.decoder = nn.ModuleList(DecoderLayer(d_model, heads, ffn, dropout, pre, *extra)
                                      for _ in range(dec_layers))
         self.enc_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
         self.dec_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
+        for module in self.modules():       # Xavier-uniform projections, as in Vaswani et al.
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         self.out = nn.Linear(d_model, tgt_vocab, bias=False)
         if tie_embeddings:
             self.out.weight = tgt_embed.weight
