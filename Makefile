@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint browser demo clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,8 +21,21 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
+
+# Debian's Chromium for the real-browser test of the web page; without it that one
+# test is skipped and says so.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	      >/dev/null) || echo "note: could not install chromium; the browser test is skipped"; \
+	  else \
+	    echo "note: /usr/bin/chromium is missing (apt-get install chromium); the browser test is skipped"; \
+	  fi; \
+	fi
 
 demo: $(STAMP)
 	$(BIN)/attnmt demo --out runs/demo

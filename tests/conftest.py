@@ -29,3 +29,54 @@ def multi30k_dir() -> Path:
     if not (MULTI30K / "train.de").is_file():
         pytest.skip(f"Multi30k not found at {MULTI30K} (set ATTNMT_TEST_MULTI30K)")
     return MULTI30K
+
+
+TINY_TRANSFORMER = {"preset": "transformer-tiny", "d_model": 64, "ffn": 128, "dropout": 0.0}
+
+
+def config(folder: Path, path: Path, model: dict, **train) -> Path:
+    """A config file for the tiny reverse task."""
+    import yaml
+
+    cfg = {"data": {"dir": str(folder), "src": "src", "tgt": "tgt", "tokenizer": "word"},
+           "model": model,
+           "train": {"max_tokens": 600, "lr": 0.003, "warmup": 30, "schedule": "constant",
+                     "label_smoothing": 0.0, "max_steps": 450, "valid_every": 150,
+                     "log_every": 10, "best_metric": "exact", "threads": 1, **train},
+           "decode": {"beam": 3}}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="session")
+def task(tmp_path_factory) -> Path:
+    """Reverse a sequence of 2..7 letters: small, fast, and needs every source position."""
+    from attnmt.data.synthetic import write_task
+
+    folder = tmp_path_factory.mktemp("reverse")
+    write_task(folder, "reverse", n=3000, n_valid=50, n_test=60, min_items=2, max_items=7, seed=1)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained(task, tmp_path_factory) -> Path:
+    """A tiny Transformer trained for 450 steps on the reverse task (about 12 s)."""
+    from attnmt.config import load_config
+    from attnmt.train import train
+
+    tmp = tmp_path_factory.mktemp("run")
+    train(load_config(config(task, tmp / "c.yaml", TINY_TRANSFORMER)), tmp / "run", quiet=True)
+    return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def seq2seq_run(task, tmp_path_factory) -> Path:
+    """A seq2seq model without attention, trained for a few steps."""
+    from attnmt.config import load_config
+    from attnmt.train import train
+
+    tmp = tmp_path_factory.mktemp("s2s")
+    model = {"preset": "seq2seq-gru", "emb_size": 16, "enc_hidden": 16, "dec_hidden": 32}
+    cfg = config(task, tmp / "c.yaml", model, max_steps=3, valid_every=3)
+    train(load_config(cfg), tmp / "run", quiet=True)
+    return tmp / "run"

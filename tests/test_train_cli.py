@@ -8,13 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
-import yaml
+from conftest import TINY_TRANSFORMER, config
 from safetensors.torch import load_file
-
-from attnmt.data.synthetic import write_task
 
 
 def attnmt(*args, input=None, env=None, check=True):
@@ -24,35 +20,6 @@ def attnmt(*args, input=None, env=None, check=True):
     if check and r.returncode:
         raise AssertionError(f"attnmt {' '.join(map(str, args))} failed:\n{r.stderr}")
     return r
-
-
-@pytest.fixture(scope="module")
-def task(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("reverse")
-    write_task(folder, "reverse", n=3000, n_valid=50, n_test=60, min_items=2, max_items=7, seed=1)
-    return folder
-
-
-def config(folder: Path, path: Path, model: dict, **train) -> Path:
-    cfg = {"data": {"dir": str(folder), "src": "src", "tgt": "tgt", "tokenizer": "word"},
-           "model": model,
-           "train": {"max_tokens": 600, "lr": 0.003, "warmup": 30, "schedule": "constant",
-                     "label_smoothing": 0.0, "max_steps": 450, "valid_every": 150,
-                     "log_every": 10, "best_metric": "exact", "threads": 1, **train},
-           "decode": {"beam": 3}}
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-TINY_TRANSFORMER = {"preset": "transformer-tiny", "d_model": 64, "ffn": 128, "dropout": 0.0}
-
-
-@pytest.fixture(scope="module")
-def trained(task, tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("run")
-    cfg = config(task, tmp / "c.yaml", TINY_TRANSFORMER)
-    attnmt("train", cfg, "--out", tmp / "run", "--quiet")
-    return tmp / "run"
 
 
 def test_run_directory_holds_everything(trained):
@@ -99,12 +66,8 @@ def test_evaluate_and_plot(trained, tmp_path):
     assert r.returncode == 2 and "--layer must be in 0..1" in r.stderr
 
 
-def test_seq2seq_has_no_attention_to_plot(task, tmp_path):
-    cfg = config(task, tmp_path / "c.yaml", {"preset": "seq2seq-gru", "emb_size": 16,
-                                             "enc_hidden": 16, "dec_hidden": 32},
-                 max_steps=3, valid_every=3)
-    attnmt("train", cfg, "--out", tmp_path / "s2s", "--quiet")
-    r = attnmt("plot", "attention", tmp_path / "s2s", "a b", check=False)
+def test_seq2seq_has_no_attention_to_plot(seq2seq_run):
+    r = attnmt("plot", "attention", seq2seq_run, "a b", check=False)
     assert r.returncode == 2
     assert "without attention" in r.stderr and "Traceback" not in r.stderr
 

@@ -28,7 +28,7 @@ from safetensors.torch import load_model, save_model
 from .config import Config, config_from_dict
 from .data.tokenizers import Vocabs
 from .errors import UserError
-from .models import Seq2SeqModel, build_model
+from .models import Seq2SeqModel
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -126,7 +126,7 @@ class RunDir:
         return f
 
     def load(self, which: str = "best", device: str | torch.device = "cpu"
-             ) -> tuple[Config, Vocabs, Seq2SeqModel]:
+             ) -> tuple[Config, Vocabs, Seq2SeqModel | torch.nn.Module]:
         """Config, vocabularies and model with weights, ready for inference."""
         if not self.path.is_dir():
             raise UserError(f"run directory {self.path} does not exist")
@@ -135,7 +135,9 @@ class RunDir:
             raise UserError(f"{self.vocab_dir} holds no vocabulary; the run directory is "
                             "incomplete — retrain it")
         vocabs = Vocabs.load(self.vocab_dir)
-        model = build_model(cfg.model, len(vocabs.src), len(vocabs.tgt), vocabs.joint)
+        from .tasks import model_for_run
+
+        model = model_for_run(cfg, vocabs, self.path)
         path = self.checkpoint_file(which)
         try:
             load_model(model, str(path), device=str(device))

@@ -3,9 +3,13 @@
     attnmt data synth|get|stats     make, fetch and inspect data
     attnmt train CONFIG             train a model into a run directory
     attnmt translate RUN_DIR        translate stdin or a file
+    attnmt classify RUN_DIR         label lines (encoder-only classifier)
+    attnmt generate RUN_DIR         continue a prompt (decoder-only LM)
     attnmt evaluate RUN_DIR         BLEU/chrF (and by source length) on a split
+    attnmt compare STUDY            train, evaluate and compare the runs of a study
     attnmt plot attention RUN_DIR   attention heatmap of one sentence
     attnmt average RUN_DIR          average the last checkpoints
+    attnmt serve RUN_DIR            REST API and a web page that shows attention
     attnmt presets | config-keys    what can be configured
     attnmt demo                     the offline demo: the bottleneck and attention
 
@@ -74,6 +78,21 @@ def data_get(dataset, src, tgt, from_dir, out) -> None:
 
     splits = multi30k.fetch(src, tgt, out, from_dir, log=click.echo)
     click.echo(f"multi30k {src}-{tgt} in {out}: " + ", ".join(splits))
+
+
+@data.command("langid")
+@click.option("--from", "from_dir", default=None, type=click.Path(),
+              help="local Multi30k folder (else $ATTNMT_DATA_DIR, else download)")
+@click.option("--langs", default="de,en,fr,cs", show_default=True)
+@click.option("--seed", default=1, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+def data_langid(from_dir, langs, seed, out) -> None:
+    """Language identification (text<TAB>language) from Multi30k's four languages."""
+    from .data.langid import write_langid
+
+    counts = write_langid(out, from_dir, tuple(langs.split(",")), seed, log=click.echo)
+    click.echo(f"wrote language identification into {out}: "
+               + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 @data.command("stats")
@@ -148,9 +167,22 @@ def _read_input(path: str | None) -> list[str]:
 @click.option("--checkpoint", default="best", show_default=True,
               help="best, last, averaged or a step number")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--engine", default="attnmt", show_default=True,
+              type=click.Choice(["attnmt", "ctranslate2"]),
+              help="ctranslate2: RUN_DIR is a folder made by `attnmt export ctranslate2`")
 def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temperature, top_k,
-              top_p, seed, max_len_ratio, checkpoint, device) -> None:
+              top_p, seed, max_len_ratio, checkpoint, device, engine) -> None:
     """Translate line by line; output lines stay aligned with input lines."""
+    if engine == "ctranslate2":
+        from .export import CT2Translator
+
+        if nbest > 1 and (beam or 5) < nbest:
+            raise UserError(f"--nbest {nbest} needs --beam of at least {nbest}")
+        outputs = CT2Translator(run_dir, device).translate(
+            _read_input(input_path), beam=beam or 5, nbest=nbest,
+            max_len_ratio=max_len_ratio or 1.5)
+        _write_output("".join("\t".join(hyps) + "\n" for hyps in outputs), output_path)
+        return
     from .translator import Translator
 
     translator = Translator.from_run(run_dir, checkpoint, device)
@@ -165,6 +197,10 @@ def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temp
                        for hyps in results)
     else:
         text = "".join(hyps[0].text + "\n" for hyps in results)
+    _write_output(text, output_path)
+
+
+def _write_output(text: str, output_path: str | None) -> None:
     if output_path:
         Path(output_path).write_text(text, encoding="utf-8")
     else:
@@ -181,6 +217,31 @@ def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temp
 @click.option("--checkpoint", default="best", show_default=True)
 def evaluate(run_dir, split, data_dir, beam, alpha, checkpoint) -> None:
     """sacreBLEU BLEU and chrF, exact match and scores by source length on a split."""
+    from .checkpoint import RunDir
+
+    task = RunDir(run_dir).load_config().data.task if Path(run_dir).is_dir() else "translate"
+    if task == "classify":
+        from .predict import Classifier
+
+        result = Classifier(run_dir, checkpoint).evaluate(split, data_dir)
+        click.echo(f"{result['split']}: accuracy {result['accuracy']:.2f}%  macro-F1 "
+                   f"{result['macro_f1']:.2f}  ({result['n']} sentences)")
+        labels = result["labels"]
+        click.echo("confusion (rows: gold, columns: predicted)")
+        click.echo(" " * 10 + "".join(f"{x[:8]:>9}" for x in labels))
+        for label, row in zip(labels, result["confusion"]):
+            click.echo(f"{label[:9]:>10}" + "".join(f"{v:>9}" for v in row))
+        return
+    if task in ("lm", "mlm"):
+        if task == "mlm":
+            raise UserError(f"{run_dir} is an mlm pre-training run; fine-tune a classifier "
+                            "from it (train.init_from) and evaluate that")
+        from .predict import LanguageModel
+
+        result = LanguageModel(run_dir, checkpoint).perplexity(split, data_dir)
+        click.echo(f"{result['split']}: perplexity {result['perplexity']:.2f} "
+                   f"({result['tokens']} tokens, {result['sentences']} lines)")
+        return
     from .evaluate import evaluate as run_eval
     from .translator import Translator
 
@@ -194,6 +255,51 @@ def evaluate(run_dir, split, data_dir, beam, alpha, checkpoint) -> None:
     for row in result["by_length"]:
         click.echo(f"  {row['bucket']:>7}  n={row['n']:<5} BLEU {row['bleu']:6.2f}  "
                    f"chrF {row['chrf']:6.2f}  exact {row['exact']:5.1f}%")
+
+
+@cli.command()
+@click.argument("study", type=click.Path())
+@click.option("--budget-minutes", default=None, type=click.FloatRange(min=0.01),
+              help="override the study's budget: this many training minutes per run")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="report folder (default studies/out/<name>)")
+def compare(study, budget_minutes, out) -> None:
+    """Train, evaluate and compare every run of a STUDY file; write a report folder."""
+    from .compare import compare as run_study
+
+    run_study(study, out, budget_minutes, log=click.echo)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("-i", "--input", "input_path", default=None, help="input file (default stdin)")
+@click.option("--checkpoint", default="best", show_default=True)
+def classify(run_dir, input_path, checkpoint) -> None:
+    """Label each input line with a trained classifier: LABEL<TAB>PROBABILITY."""
+    from .predict import Classifier
+
+    for label, prob in Classifier(run_dir, checkpoint).classify(_read_input(input_path)):
+        click.echo(f"{label}\t{prob:.4f}" if label else "")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--prompt", default="", help="text to continue")
+@click.option("--max-new-tokens", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.0),
+              help="0 = greedy")
+@click.option("--top-k", default=0, type=click.IntRange(min=0))
+@click.option("--top-p", default=1.0, type=click.FloatRange(0.0, 1.0, min_open=True))
+@click.option("--seed", default=None, type=int)
+@click.option("-n", "--samples", default=1, show_default=True, type=click.IntRange(min=1))
+def generate(run_dir, prompt, max_new_tokens, temperature, top_k, top_p, seed, samples) -> None:
+    """Continue PROMPT with a decoder-only language model."""
+    from .predict import LanguageModel
+
+    lm = LanguageModel(run_dir)
+    for k in range(samples):
+        click.echo(lm.generate(prompt, max_new_tokens, temperature, top_k, top_p,
+                               None if seed is None else seed + k))
 
 
 # ---- plots, checkpoints, information --------------------------------------------------------
@@ -211,9 +317,18 @@ def plot() -> None:
 @click.option("--head", default=None, type=int, help="Transformer: one head of --layer")
 def plot_attention(run_dir, sentence, out, beam, layer, head) -> None:
     """Heatmap of the attention while translating SENTENCE."""
+    from .checkpoint import RunDir
     from .plots import attention_heatmap
     from .translator import Translator
 
+    if Path(run_dir).is_dir() and RunDir(run_dir).load_config().data.task == "classify":
+        from .predict import Classifier
+
+        result = Classifier(run_dir).self_attention(sentence)
+        attention_heatmap(result["weights"], result["tokens"], result["tokens"], out,
+                          "encoder self-attention (mean over layers and heads)")
+        click.echo(f"wrote {out}")
+        return
     translator = Translator.from_run(run_dir)
     if not translator.model.has_attention:
         raise UserError(f"{run_dir} is a seq2seq model without attention: it sees the source "
@@ -258,6 +373,52 @@ def average(run_dir, last) -> None:
     atomic_write(run.ckpt / "averaged.safetensors", lambda tmp: save_file(avg, str(tmp)))
     click.echo(f"averaged {len(files)} checkpoints ({files[0].name} .. {files[-1].name}) into "
                f"{run.ckpt / 'averaged.safetensors'}; use --checkpoint averaged")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="interface to listen on (0.0.0.0 exposes the server)")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1),
+              help="most sentences decoded together")
+@click.option("--max-wait-ms", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="how long a request waits for others to batch with")
+@click.option("--max-chars", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-texts", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-beam", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="seconds before a request gets 503")
+@click.option("--device", default="cpu", show_default=True)
+def serve(run_dir, host, port, max_batch, max_wait_ms, max_chars, max_texts, max_beam, timeout,
+          device) -> None:
+    """Serve RUN_DIR: REST API (/translate, /attention, /docs) and a web page at /."""
+    from .serve.app import Limits
+    from .serve.app import serve as run_server
+
+    click.echo(f"serving {run_dir} on http://{host}:{port}/ (API docs at /docs)")
+    run_server(run_dir, host, port, max_batch, max_wait_ms,
+               Limits(max_chars, max_texts, max_beam, timeout), device)
+
+
+@cli.group()
+def export() -> None:
+    """Export a trained model to another inference engine."""
+
+
+@export.command("ctranslate2")
+@click.argument("run_dir", type=click.Path())
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--quantization", default=None,
+              type=click.Choice(["int8", "int8_float32", "int16", "float16"]),
+              help="weight type of the exported model (default float32)")
+@click.option("--force", is_flag=True, help="write into a non-empty OUT_DIR")
+def export_ct2(run_dir, out_dir, quantization, force) -> None:
+    """Convert a Transformer run into a CTranslate2 model folder (with its vocabulary)."""
+    from .export import export_ctranslate2
+
+    out = export_ctranslate2(run_dir, out_dir, quantization, force)
+    click.echo(f"wrote {out}; translate with `attnmt translate --engine ctranslate2 {out}`")
 
 
 @cli.command()

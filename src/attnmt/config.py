@@ -30,6 +30,9 @@ def _f(default: Any, help: str, choices: tuple | None = None, min: float | None 
 
 @dataclass
 class DataConfig:
+    task: str = _f("translate", "what is learned: translate (pairs), classify (text<TAB>label "
+                   "in {split}.tsv), mlm or lm (plain text in {split}.{src})",
+                   choices=("translate", "classify", "mlm", "lm"))
     dataset: str | None = _f(None, "registered dataset that fills `dir` when it is empty: "
                              "multi30k, or a synthetic task (numbers, dates, copy, reverse)",
                              choices=(None, "multi30k", "numbers", "dates", "copy", "reverse"))
@@ -76,6 +79,8 @@ class ModelConfig:
                    choices=("pre", "post"))
     positions: str = _f("sinusoidal", "position encoding", choices=("sinusoidal", "learned"))
     max_positions: int = _f(1024, "longest sequence the model accepts", min=8)
+    pooling: str = _f("cls", "classifier: sentence vector from the [CLS] (<s>) position or "
+                      "the mean of all positions", choices=("cls", "mean"))
     # shared
     dropout: float = _f(0.1, "dropout probability (embeddings, residual connections, RNN "
                         "outputs)", min=0.0, max=0.9)
@@ -119,6 +124,8 @@ class TrainConfig:
     patience: int = _f(0, "stop after this many validations without improvement (0 = off)",
                        min=0)
     log_every: int = _f(50, "write training metrics every this many updates", min=1)
+    init_from: str | None = _f(None, "start from the weights of this run directory (e.g. an "
+                               "mlm run, to fine-tune a classifier); matching names are loaded")
     device: str = _f("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = _f(0, "CPU threads for torch (0 = torch's default)", min=0)
 
@@ -183,7 +190,7 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
             if not isinstance(value, kind):
                 raise ValueError
         elif kind is str:
-            if value is None and f.name in ("dir", "preset", "dataset"):
+            if value is None and f.name in ("dir", "preset", "dataset", "init_from"):
                 return None
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError

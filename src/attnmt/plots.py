@@ -79,12 +79,7 @@ def score_by_length(series: dict[str, list[dict]], out: str | Path, metric: str 
     ax.set_xlabel(xlabel)
     ax.set_ylabel({"bleu": "BLEU", "chrf": "chrF", "exact": "exact match (%)"}.get(metric, metric))
     ax.set_title(title or f"{metric} by source length")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return Path(out)
+    return _finish(fig, ax, out)
 
 
 def learning_curves(series: dict[str, list[dict]], out: str | Path, metric: str = "bleu") -> Path:
@@ -96,6 +91,10 @@ def learning_curves(series: dict[str, list[dict]], out: str | Path, metric: str 
                 label=name)
     ax.set_xlabel("training time (minutes)")
     ax.set_ylabel(f"validation {metric}")
+    return _finish(fig, ax, out)
+
+
+def _finish(fig, ax, out: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

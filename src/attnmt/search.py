@@ -98,10 +98,11 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
                 beam: int = 5, alpha: float = 0.6, nbest: int = 1) -> list[list[Hypothesis]]:
     """Batched beam search with the GNMT length penalty; returns ``nbest`` per sentence.
 
-    Each sentence keeps ``beam`` rows. A hypothesis ending in ``</s>`` among the
-    top ``beam`` candidates is set aside; a sentence is done when it has
-    ``beam`` finished hypotheses (or reached its length limit), and then leaves
-    the batch.
+    Each sentence keeps ``beam`` live rows. A hypothesis ending in ``</s>`` among
+    the top ``beam`` candidates is set aside (the best ``beam`` are kept). A
+    sentence is done — and leaves the batch — when its ``nbest``-th finished
+    hypothesis scores at least what its best live one could still reach, or at
+    its length limit; so stopping never cuts off a better translation the beam holds.
     """
     k, device = beam, src.device
     state = model.init_state(model.encode(src, src_lengths))
@@ -126,14 +127,19 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
         ended = is_eos[:, :k] & torch.isfinite(top_s[:, :k])
         for r, c in ended.nonzero().tolist():
             b = int(sent[r])
-            if len(finished[b]) < k:
-                seq = tokens[r * k + int(top_beam[r, c])].tolist()
-                lp = float(top_s[r, c])
-                finished[b].append(Hypothesis(seq, lp / length_penalty(len(seq) + 1, alpha),
-                                              lp))
+            seq = tokens[r * k + int(top_beam[r, c])].tolist()
+            lp = float(top_s[r, c])
+            finished[b].append(Hypothesis(seq, lp / length_penalty(len(seq) + 1, alpha), lp))
+            finished[b] = sorted(finished[b], key=lambda h: -h.score)[:k]
         scores, pick = top_s.masked_fill(is_eos, float("-inf")).topk(k, dim=1)
         next_beam, next_tok = top_beam.gather(1, pick), top_tok.gather(1, pick)
-        done = at_max | torch.tensor([len(finished[int(b)]) >= k for b in sent], device=device)
+        # Done when the n-th best finished hypothesis beats the best any live one could
+        # still reach: log-probabilities only fall, the penalty grows at most to lp(max_len).
+        reachable = scores[:, 0] / length_penalty(max_lens[sent].float(), alpha)
+        nth_best = torch.tensor([finished[int(b)][nbest - 1].score
+                                 if len(finished[int(b)]) >= nbest else float("-inf")
+                                 for b in sent], device=device)
+        done = at_max | (nth_best >= reachable)
         keep = (~done).nonzero()[:, 0]
         if keep.numel() == 0:
             break
@@ -142,3 +148,36 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
         state = select_state(state, rows)
         scores, sent, prev = scores[keep], sent[keep], next_tok[keep].view(-1)
     return [sorted(h, key=lambda x: -x.score)[:nbest] for h in finished]
+
+
+@torch.no_grad()
+def generate(model, prompt: list[int], max_new_tokens: int, temperature: float = 1.0,
+             top_k: int = 0, top_p: float = 1.0, generator: torch.Generator | None = None,
+             use_cache: bool = True) -> list[int]:
+    """Continue ``prompt`` (ids starting with ``<s>``) with a decoder-only LM.
+
+    With the cache the prompt is encoded once and each new token costs one
+    position per layer; ``use_cache=False`` re-runs the whole prefix every step
+    (the reference the cache is tested against). ``temperature == 0`` is greedy.
+    """
+    device = next(model.parameters()).device
+    tokens = list(prompt)
+    limit = min(max_new_tokens, model.max_positions - len(tokens))
+    state = model.init_state()
+    feed = torch.tensor([tokens], device=device)
+    for _ in range(max(0, limit)):
+        if use_cache:
+            logits, state = model.decode(feed, state)
+        else:
+            logits = model(torch.tensor([tokens], device=device))
+        logits = logits[:, -1].float()
+        if temperature > 0:
+            filtered = _filter_top(torch.log_softmax(logits, -1) / temperature, top_k, top_p)
+            tok = int(torch.multinomial(filtered.softmax(-1), 1, generator=generator))
+        else:
+            tok = int(logits.argmax(-1))
+        if tok == EOS:
+            break
+        tokens.append(tok)
+        feed = torch.tensor([[tok]], device=device)
+    return tokens[len(prompt):]

@@ -22,18 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoint import RunDir
+from .checkpoint import RunDir, write_json
 from .config import Config
-from .data.batching import EncodedSet, token_batches
-from .data.registry import read_split, resolve_dir
-from .data.tokenizers import PAD, Vocabs
+from .data.batching import token_batches
 from .errors import ConfigError, UserError
-from .metrics import corpus_scores
-from .models import Seq2SeqModel, build_model
-from .translator import Translator
+from .tasks import make_task
 
 
 @dataclass
@@ -49,15 +44,6 @@ class Progress:
     bad_validations: int = 0
     lr_scale: float = 1.0
     history: list = field(default_factory=list)
-
-
-@dataclass
-class Prepared:
-    vocabs: Vocabs
-    train: EncodedSet
-    valid: EncodedSet
-    valid_src: list[str]
-    valid_ref: list[str]
 
 
 def _dist() -> tuple[int, int]:
@@ -77,44 +63,6 @@ def pick_device(name: str) -> torch.device:
             raise ConfigError("train.device is cuda but no CUDA device is available")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
-
-
-def _filter_long(src: list[list[int]], tgt: list[list[int]], max_len: int
-                 ) -> tuple[list[list[int]], list[list[int]], int]:
-    keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if len(s) < max_len and len(t) < max_len]
-    return [src[i] for i in keep], [tgt[i] for i in keep], len(src) - len(keep)
-
-
-def prepare_data(cfg: Config, run: RunDir, log=print, barrier=lambda: None) -> Prepared:
-    """Read, check and tokenise the data; train the vocabulary once and keep it in the run.
-
-    Under torchrun, rank 0 creates the data and the vocabulary; the others wait
-    at ``barrier`` and then read what it wrote.
-    """
-    rank = _dist()[0]
-    if rank == 0:
-        folder = resolve_dir(cfg.data, run.path / "data", log=log)
-    barrier()
-    if rank != 0:
-        folder = resolve_dir(cfg.data, run.path / "data", log=log)
-    train = read_split(folder, cfg.data.train, cfg.data.src, cfg.data.tgt)
-    valid = read_split(folder, cfg.data.valid, cfg.data.src, cfg.data.tgt)
-    if rank == 0 and not Vocabs.exists(run.vocab_dir):
-        Vocabs.train(cfg.data.tokenizer, train.src, train.tgt, cfg.data.vocab_size,
-                     cfg.data.joint_vocab, cfg.data.spm_type).save(run.vocab_dir)
-    barrier()
-    vocabs = Vocabs.load(run.vocab_dir)
-    sets = []
-    for corpus in (train, valid):
-        src = [vocabs.src.encode(s) for s in corpus.src]
-        tgt = [vocabs.tgt.encode(t) for t in corpus.tgt]
-        src, tgt, corpus.skipped_long = _filter_long(src, tgt, cfg.data.max_len)
-        log(corpus.summary().replace("the limit", f"{cfg.data.max_len} tokens"))
-        if not src:
-            raise UserError(f"{corpus.name}: no sentence pairs left after filtering")
-        sets.append(EncodedSet(src, tgt))
-    n = cfg.train.valid_max_sentences or len(valid.src)
-    return Prepared(vocabs, sets[0], sets[1], valid.src[:n], valid.tgt[:n])
 
 
 def lr_at(cfg: Config, step: int, scale: float) -> float:
@@ -150,13 +98,15 @@ class Trainer:
             self.run.save_config(cfg)
         self._barrier()
         torch.manual_seed(cfg.train.seed)
-        self.data = prepare_data(cfg, self.run, log=self.log, barrier=self._barrier)
-        v = self.data.vocabs
-        self.model: Seq2SeqModel = build_model(cfg.model, len(v.src), len(v.tgt), v.joint)
+        self.task = make_task(cfg, self.run, log=self.log, barrier=self._barrier)
+        self.model = self.task.build_model()
+        if cfg.train.init_from and not resume:
+            self._init_from(cfg.train.init_from)
         self.model.to(self.device)
-        self.log(f"model: {cfg.model.preset or cfg.model.arch}, "
+        self.log(f"model: {cfg.model.preset or cfg.model.arch} ({self.task.name}), "
                  f"{self.model.num_parameters():,} parameters")
-        longest = int(max(self.data.train.src_lens.max(), self.data.train.tgt_lens.max()))
+        train_set = self.task.train
+        longest = int(max(train_set.src_lens.max(), train_set.tgt_lens.max()))
         if cfg.train.max_tokens < longest:
             raise ConfigError(f"train.max_tokens {cfg.train.max_tokens} is below the longest "
                               f"training sentence ({longest} tokens); raise it or lower "
@@ -195,6 +145,19 @@ class Trainer:
         if self.rank == 0:
             with open(self.run.metrics_file, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+    def _init_from(self, run_dir: str) -> None:
+        """Load the weights whose names and shapes match (e.g. an MLM encoder into a classifier)."""
+        from safetensors.torch import load_file
+
+        source = RunDir(run_dir)
+        weights = load_file(str(source.checkpoint_file("best")))
+        own = self.model.state_dict()
+        matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+        if not matched:
+            raise UserError(f"train.init_from: no weights of {run_dir} fit this model")
+        self.model.load_state_dict(matched, strict=False)
+        self.log(f"initialised {len(matched)} of {len(own)} tensors from {run_dir}")
 
     def _restore(self) -> None:
         step = self.run.latest()["step"]
@@ -237,8 +200,8 @@ class Trainer:
         """The batch plan of an epoch, built once and kept while the epoch lasts."""
         if getattr(self, "_plan_epoch", None) != epoch:
             self._plan_epoch = epoch
-            self._plan_batches = token_batches(self.data.train.src_lens,
-                                               self.data.train.tgt_lens,
+            self._plan_batches = token_batches(self.task.train.src_lens,
+                                               self.task.train.tgt_lens,
                                                self.cfg.train.max_tokens, self.cfg.train.seed,
                                                epoch)
         return self._plan_batches
@@ -247,7 +210,7 @@ class Trainer:
         """One optimizer update. Returns (summed loss of this rank, target tokens of all)."""
         cfg, model = self.cfg.train, self.ddp or self.model
         group = self._next_group()
-        total = int(sum(self.data.train.tgt_lens[b].sum() for b in group))
+        total = sum(self.task.units(b) for b in group)
         mine = group[self.rank:: self.world]
         step = self.progress.step + 1
         lr = lr_at(self.cfg, step, self.progress.lr_scale)
@@ -256,15 +219,12 @@ class Trainer:
         self.model.train()
         loss_sum = 0.0
         for i, ids in enumerate(mine):
-            batch = self.data.train.batch(ids).to(self.device)
+            batch = self.task.train.batch(ids).to(self.device)
             sync = self.ddp is None or i == len(mine) - 1
             ctx = model.no_sync() if not sync else nullcontext()
             with ctx, torch.autocast(self.device.type, torch.bfloat16,
                                      enabled=self.device.type == "cuda"):
-                logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
-                loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)),
-                                       batch.tgt_out.view(-1), ignore_index=PAD,
-                                       label_smoothing=cfg.label_smoothing, reduction="sum")
+                loss = self.task.loss(model, batch, cfg.label_smoothing)
                 (loss * self.world / total).backward()
             loss_sum += loss.item()
         if cfg.clip_norm > 0:
@@ -274,25 +234,8 @@ class Trainer:
         self.progress.step = step
         return loss_sum, total
 
-    @torch.no_grad()
     def validate(self) -> dict:
-        self.model.eval()
-        loss, tokens = 0.0, 0
-        for ids in token_batches(self.data.valid.src_lens, self.data.valid.tgt_lens,
-                                 self.cfg.train.max_tokens, shuffle=False):
-            b = self.data.valid.batch(ids).to(self.device)
-            logits, _ = self.model(b.src, b.src_lengths, b.tgt_in)
-            loss += float(F.cross_entropy(logits.float().view(-1, logits.size(-1)),
-                                          b.tgt_out.view(-1), ignore_index=PAD,
-                                          reduction="sum"))
-            tokens += b.n_tgt_tokens
-        result = {"loss": loss / tokens, "ppl": math.exp(min(loss / tokens, 50))}
-        if self.cfg.train.valid_bleu:
-            translator = Translator(self.model, self.data.vocabs, self.cfg, self.device)
-            hyps = [h[0].text for h in translator.translate(self.data.valid_src, beam=1)]
-            scores = corpus_scores(hyps, self.data.valid_ref)
-            result.update(bleu=scores["bleu"], chrf=scores["chrf"], exact=scores["exact"])
-        return result
+        return self.task.validate(self.model, self.device)
 
     def _after_validation(self, result: dict) -> bool:
         """Checkpoint, track the best, adjust a plateau schedule; True to stop early."""
@@ -321,6 +264,8 @@ class Trainer:
 
         for s in handlers:
             signal.signal(s, request_stop)
+        if self.rank == 0:
+            (self.run.ckpt / "finished.json").unlink(missing_ok=True)
         bar = tqdm(total=cfg.max_steps, initial=p.step, disable=self.rank != 0 or self.quiet,
                    dynamic_ncols=True, unit="step")
         start, window_tokens, window_start = time.time() - p.elapsed, 0, time.time()
@@ -365,6 +310,10 @@ class Trainer:
         self.log(f"stopped after {p.step} steps ({reason}); {p.tokens:,} target tokens in "
                  f"{p.elapsed:.0f} s; peak memory {peak_rss_mib():,.0f} MiB; "
                  f"run directory {self.run.path}")
+        if self.rank == 0 and reason != "signal":
+            write_json(self.run.ckpt / "finished.json",
+                       {"reason": reason, "step": p.step, "elapsed": p.elapsed,
+                        "tokens": p.tokens, "peak_rss_mib": peak_rss_mib()})
         if self.world > 1:
             self._check_in_sync()
         return p

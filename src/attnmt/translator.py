@@ -17,6 +17,7 @@ from .checkpoint import RunDir
 from .config import Config
 from .data.batching import sentence_batches
 from .data.tokenizers import BOS, EOS, PAD, Vocabs
+from .errors import UserError
 from .models import Seq2SeqModel
 from .models.transformer import Transformer
 from .search import beam_search, max_lengths, sequential
@@ -40,6 +41,11 @@ class Translator:
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu"
                  ) -> Translator:
         cfg, vocabs, model = RunDir(run_dir).load(checkpoint, device)
+        if cfg.data.task != "translate":
+            hint = {"classify": "attnmt classify", "lm": "attnmt generate",
+                    "mlm": "it as train.init_from for a classifier"}[cfg.data.task]
+            raise UserError(f"{run_dir} holds a {cfg.data.task} model, not a translation "
+                            f"model; use {hint}")
         return cls(model, vocabs, cfg, device)
 
     def encode_source(self, text: str) -> list[int]:

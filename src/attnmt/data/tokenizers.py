@@ -38,6 +38,10 @@ class Tokenizer:
     def piece(self, index: int) -> str:
         raise NotImplementedError
 
+    def index_of(self, piece: str) -> int:
+        """The id of a token string (the inverse of :meth:`piece`)."""
+        raise NotImplementedError
+
     def __len__(self) -> int:
         raise NotImplementedError
 
@@ -87,6 +91,9 @@ class SentencePieceTokenizer(Tokenizer):
     def piece(self, index: int) -> str:
         return self.sp.id_to_piece(int(index))
 
+    def index_of(self, piece: str) -> int:
+        return self.sp.piece_to_id(piece)
+
     def __len__(self) -> int:
         return self.sp.get_piece_size()
 
@@ -120,6 +127,9 @@ class _ListTokenizer(Tokenizer):
 
     def piece(self, index: int) -> str:
         return self.symbols[int(index)]
+
+    def index_of(self, piece: str) -> int:
+        return self.index.get(piece, UNK)
 
     def __len__(self) -> int:
         return len(self.symbols)

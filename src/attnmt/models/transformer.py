@@ -28,6 +28,24 @@ def sinusoidal_positions(length: int, d_model: int) -> Tensor:
     return pe
 
 
+def xavier_init(model: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every Linear, as in Vaswani et al."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def token_embedding(vocab: int, d_model: int) -> nn.Embedding:
+    """N(0, d^-1/2) embeddings (scaled by √d in :class:`Embeddings`), zero vector for <pad>."""
+    emb = nn.Embedding(vocab, d_model, padding_idx=0)
+    nn.init.normal_(emb.weight, 0.0, d_model ** -0.5)
+    with torch.no_grad():
+        emb.weight[0].zero_()
+    return emb
+
+
 class Embeddings(nn.Module):
     """Token embedding x √d_model plus positions (sinusoidal or learned), then dropout."""
 
@@ -81,28 +99,36 @@ class EncoderLayer(_Sublayers):
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.ffn = FeedForward(d_model, ffn, activation_dropout)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, collect: list | None = None) -> Tensor:
+        """x (B, S, D), mask (B, S). Appends self-attention weights to ``collect`` if given."""
         def attend(y):
             k, v = self.self_attn.project_kv(y)
-            return self.self_attn(y, k, v, mask)
-        x, _ = self.residual(0, x, attend)
+            return self.self_attn(y, k, v, mask, need_weights=collect is not None)
+        x, weights = self.residual(0, x, attend)
+        if collect is not None:
+            collect.append(weights)
         x, _ = self.residual(1, x, lambda y: (self.ffn(y), None))
         return x
 
 
 class DecoderLayer(_Sublayers):
+    """Causal self-attention, cross-attention (unless ``cross=False``: the decoder-only LM)
+    and the FFN."""
+
     def __init__(self, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
-                 attention_dropout: float = 0.0, activation_dropout: float = 0.0):
-        super().__init__(d_model, 3, pre_norm, dropout)
+                 attention_dropout: float = 0.0, activation_dropout: float = 0.0,
+                 cross: bool = True):
+        super().__init__(d_model, 3 if cross else 2, pre_norm, dropout)
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
-        self.cross_attn = MultiHeadAttention(d_model, heads, attention_dropout)
+        self.cross_attn = MultiHeadAttention(d_model, heads, attention_dropout) if cross else None
         self.ffn = FeedForward(d_model, ffn, activation_dropout)
 
-    def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor], src_mask: Tensor,
+    def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor] | None, src_mask: Tensor | None,
                 cache: tuple[Tensor, Tensor] | None = None, need_weights: bool = False
                 ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
         """x (B, T, D). With ``cache`` (keys, values of earlier positions), x is the new
-        position(s) only. Returns x, the updated self-attention cache, cross weights."""
+        position(s) only. Returns x, the updated self-attention cache, cross weights
+        (self-attention weights for the decoder-only LM)."""
         new_cache = None
 
         def self_attend(y):
@@ -113,6 +139,10 @@ class DecoderLayer(_Sublayers):
             new_cache = (k, v)
             return self.self_attn(y, k, v, causal=cache is None or y.size(1) > 1)
 
+        if self.cross_attn is None:
+            x, _ = self.residual(0, x, self_attend)
+            x, _ = self.residual(1, x, lambda y: (self.ffn(y), None))
+            return x, new_cache, None
         x, _ = self.residual(0, x, self_attend)
         x, weights = self.residual(1, x, lambda y: self.cross_attn(
             y, *memory_kv, mask=src_mask, need_weights=need_weights))
@@ -131,12 +161,8 @@ class Transformer(Seq2SeqModel):
                  activation_dropout: float = 0.0):
         super().__init__()
         pre = norm == "pre"
-        tgt_embed = nn.Embedding(tgt_vocab, d_model, padding_idx=0)
-        src_embed = tgt_embed if share_src else nn.Embedding(src_vocab, d_model, padding_idx=0)
-        for emb in {id(tgt_embed): tgt_embed, id(src_embed): src_embed}.values():
-            nn.init.normal_(emb.weight, 0.0, d_model ** -0.5)
-            with torch.no_grad():
-                emb.weight[0].zero_()
+        tgt_embed = token_embedding(tgt_vocab, d_model)
+        src_embed = tgt_embed if share_src else token_embedding(src_vocab, d_model)
         self.src_embed = Embeddings(src_embed, max_positions, positions, dropout)
         self.tgt_embed = Embeddings(tgt_embed, max_positions, positions, dropout)
         extra = (attention_dropout, activation_dropout)
@@ -146,11 +172,7 @@ class Transformer(Seq2SeqModel):
                                      for _ in range(dec_layers))
         self.enc_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
         self.dec_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
-        for module in self.modules():       # Xavier-uniform projections, as in Vaswani et al.
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        xavier_init(self)
         self.out = nn.Linear(d_model, tgt_vocab, bias=False)
         if tie_embeddings:
             self.out.weight = tgt_embed.weight

@@ -1,0 +1,329 @@
+"""``attnmt compare``: the history of attention as one rerunnable experiment.
+
+A study file names one dataset, one vocabulary, one budget (equal minutes or
+equal steps) and a list of runs (presets plus overrides). Every run is trained
+on the same data and vocabulary, evaluated on the test split, and the report
+folder gets a table, the score by source length for all runs on one plot
+(Bahdanau et al. 2015, Fig. 2), attention heatmaps side by side, learning
+curves and ``results.json``. Finished runs are not retrained; interrupted ones
+resume.
+
+Study file::
+
+    name: bottleneck-numbers
+    config: {data: {...}, train: {...}, decode: {...}}   # shared by every run
+    budget: {minutes: 4}                                # or {steps: 2000}
+    eval: {beam: 5, metric: exact, length: items, edges: [2, 4, 6, 8], heatmaps: 2}
+    runs:
+      - {name: seq2seq-lstm, preset: seq2seq-lstm}
+      - {name: rnn-dot, preset: rnn-dot, set: {model.input_feeding: false}}
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import yaml
+
+from .checkpoint import RunDir, write_json
+from .config import load_config
+from .data.registry import read_split, resolve_dir
+from .data.synthetic import ITEM_SEP
+from .data.tokenizers import Vocabs
+from .errors import ConfigError, UserError
+from .metrics import corpus_scores, scores_by_length
+from .models.presets import PRESETS
+from .plots import attention_grid, learning_curves, score_by_length
+from .train import train
+from .translator import Translator
+
+STUDY_KEYS = {"name", "description", "config", "budget", "eval", "runs"}
+EVAL_DEFAULTS = {"beam": 5, "metric": "bleu", "length": "words", "edges": [10, 20, 30],
+                 "heatmaps": 2}
+
+
+def load_study(path: str | Path) -> dict:
+    """Read and check a study file; errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study file {path} does not exist")
+    try:
+        study = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise ConfigError(f"{path} is not valid YAML") from None
+    unknown = set(study) - STUDY_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown study key(s) {sorted(unknown)}; valid: "
+                          + ", ".join(sorted(STUDY_KEYS)))
+    if not study.get("runs"):
+        raise ConfigError(f"{path}: a study needs a list of runs")
+    budget = study.get("budget") or {}
+    if set(budget) - {"minutes", "steps"} or len(budget) != 1:
+        raise ConfigError(f"{path}: budget must be exactly one of minutes: M or steps: N")
+    names = set()
+    for run in study["runs"]:
+        if not isinstance(run, dict) or "name" not in run:
+            raise ConfigError(f"{path}: every run needs a name")
+        if run.get("preset") and run["preset"] not in PRESETS:
+            raise ConfigError(f"{path}: run {run['name']} has unknown preset {run['preset']!r};"
+                              " valid presets: " + ", ".join(PRESETS))
+        if run["name"] in names:
+            raise ConfigError(f"{path}: run name {run['name']!r} appears twice")
+        names.add(run["name"])
+    study["eval"] = {**EVAL_DEFAULTS, **(study.get("eval") or {})}
+    study["_path"] = str(path)
+    return study
+
+
+def run_config(study: dict, run: dict, budget_minutes: float | None):
+    """The resolved config of one run: shared config + preset + run overrides + budget."""
+    overrides = [f"{k}={json.dumps(v)}" for k, v in (run.get("set") or {}).items()]
+    if run.get("preset"):
+        overrides.insert(0, f"model.preset={run['preset']}")
+    budget = dict(study["budget"])
+    if budget_minutes:
+        budget = {"minutes": budget_minutes}
+    if "minutes" in budget:
+        overrides += [f"train.max_minutes={budget['minutes']}", "train.max_steps=100000000"]
+    else:
+        overrides += [f"train.max_steps={budget['steps']}", "train.max_minutes=0"]
+    raw = json.loads(json.dumps(study.get("config") or {}))
+    return load_config(raw=raw, overrides=overrides)
+
+
+def _lengths(texts: list[str], unit: str) -> list[int]:
+    if unit == "items":
+        return [t.count(ITEM_SEP) + 1 for t in texts]
+    return [len(t.split()) for t in texts]
+
+
+def _median_rate(run: RunDir) -> float:
+    rates = [r["tokens_per_s"] for r in _records(run) if r["type"] == "train" and r["step"] > 1]
+    return statistics.median(rates) if rates else 0.0
+
+
+def _records(run: RunDir) -> list[dict]:
+    if not run.metrics_file.is_file():
+        return []
+    return [json.loads(x) for x in run.metrics_file.read_text().splitlines() if x.strip()]
+
+
+def _decode_timed(translator: Translator, texts: list[str], beam: int) -> tuple[list[str], float]:
+    start = time.perf_counter()
+    hyps = [h[0].text for h in translator.translate(texts, beam=beam)]
+    return hyps, len(texts) / (time.perf_counter() - start)
+
+
+def compare(study_path: str | Path, out: str | Path | None = None,
+            budget_minutes: float | None = None, log=print) -> dict:
+    """Train (or resume), evaluate and report every run of a study."""
+    study = load_study(study_path)
+    out = Path(out or Path("studies/out") / study.get("name", Path(study_path).stem))
+    out.mkdir(parents=True, exist_ok=True)
+    ev = study["eval"]
+    base = run_config(study, study["runs"][0], budget_minutes)
+    data_dir = resolve_dir(base.data, out / "data", log=log)
+    base.data.dir = str(data_dir)
+    test = read_split(data_dir, base.data.test, base.data.src, base.data.tgt, required=False)
+    if test is None:
+        raise UserError(f"the study's test split {base.data.test!r} is not in {data_dir}")
+    vocab_dir = out / "vocab"
+    if not Vocabs.exists(vocab_dir):
+        train_split = read_split(data_dir, base.data.train, base.data.src, base.data.tgt)
+        log(f"training the shared {base.data.tokenizer} vocabulary")
+        Vocabs.train(base.data.tokenizer, train_split.src, train_split.tgt, base.data.vocab_size,
+                     base.data.joint_vocab, base.data.spm_type).save(vocab_dir)
+    lengths = _lengths(test.src, ev["length"])
+    results: dict[str, dict] = {}
+    for spec in study["runs"]:
+        name = spec["name"]
+        cfg = run_config(study, spec, budget_minutes)
+        cfg.data.dir = str(data_dir)
+        run = RunDir(out / "runs" / name)
+        if not (run.ckpt / "finished.json").is_file():
+            resume = run.latest() is not None
+            if not resume:
+                shutil.copytree(vocab_dir, run.vocab_dir, dirs_exist_ok=True)
+            log(f"== {name}: {'resuming' if resume else 'training'}")
+            train(cfg, run.path, resume=resume)
+        else:
+            log(f"== {name}: finished earlier, not retrained")
+        results[name] = _evaluate_run(run, test, lengths, ev, log)
+    report = {"study": study.get("name"), "description": study.get("description", ""),
+              "study_file": str(study_path), "budget": budget_minutes and {"minutes":
+                                                                           budget_minutes}
+              or study["budget"], "data_dir": str(data_dir), "test_split": base.data.test,
+              "eval": ev, "runs": results}
+    _figures(out, report, test, lengths)
+    _write_report(out, report)
+    log(f"wrote {out / 'report.md'}, {out / 'report.html'} and {out / 'results.json'}")
+    return report
+
+
+def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
+    cached = run.path / "eval" / "study.json"
+    finished = json.loads((run.ckpt / "finished.json").read_text())
+    if cached.is_file():
+        result = json.loads(cached.read_text())
+        if result.get("step") == finished["step"] and result.get("beam") == ev["beam"]:
+            return result
+    translator = Translator.from_run(run.path)
+    greedy, greedy_speed = _decode_timed(translator, test.src, 1)
+    beam, beam_speed = _decode_timed(translator, test.src, ev["beam"])
+    scores_g = corpus_scores(greedy, test.tgt)
+    scores_b = corpus_scores(beam, test.tgt)
+    cfg = translator.cfg
+    result = {
+        "preset": cfg.model.preset, "arch": cfg.model.arch,
+        "has_attention": translator.model.has_attention,
+        "parameters": translator.model.num_parameters(), "step": finished["step"],
+        "train_minutes": round(finished["elapsed"] / 60, 2),
+        "train_tokens_per_s": round(_median_rate(run), 1),
+        "peak_rss_mib": round(finished.get("peak_rss_mib", 0)),
+        "beam": ev["beam"],
+        "greedy": {k: scores_g[k] for k in ("bleu", "chrf", "exact")},
+        "bleu": scores_b["bleu"], "chrf": scores_b["chrf"], "exact": scores_b["exact"],
+        "bleu_signature": scores_b["bleu_signature"],
+        "decode_sentences_per_s": {"greedy": round(greedy_speed, 1),
+                                   "beam": round(beam_speed, 1)},
+        "by_length": scores_by_length(beam, test.tgt, lengths, ev["edges"]),
+        "valid_curve": [{k: r[k] for k in ("step", "elapsed", "loss", "bleu", "chrf", "exact")
+                         if k in r} for r in _records(run) if r["type"] == "valid"],
+    }
+    write_json(cached, result)
+    (run.path / "eval" / "study.hyp").write_text("".join(h + "\n" for h in beam))
+    log(f"   {run.path.name}: BLEU {result['bleu']:.2f}, exact {result['exact']:.1f}%")
+    return result
+
+
+def _pick_sentences(lengths: list[int], n: int) -> list[int]:
+    """Fixed test sentences for heatmaps: spread over lengths, shortest index first."""
+    if n <= 0:
+        return []
+    ordered = sorted(set(lengths))
+    wanted = [ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1) * 0.6))]
+              for q in [(i + 1) / n for i in range(n)]]
+    return [min(i for i, x in enumerate(lengths) if x == w) for w in wanted]
+
+
+def _figures(out: Path, report: dict, test, lengths: list[int]) -> None:
+    ev, runs = report["eval"], report["runs"]
+    metric = ev["metric"]
+    unit = "numbers per sentence" if ev["length"] == "items" else "source length (words)"
+    score_by_length({n: r["by_length"] for n, r in runs.items()}, out / "score_by_length.png",
+                    metric, f"{metric} by source length (test, beam {ev['beam']})", unit)
+    learning_curves({n: r["valid_curve"] for n, r in runs.items()}, out / "learning_curves.png",
+                    metric if metric != "loss" else "loss")
+    attention_runs = [n for n, r in runs.items() if r["has_attention"]]
+    report["heatmaps"] = []
+    for k, i in enumerate(_pick_sentences(lengths, ev["heatmaps"])):
+        items = []
+        for name in attention_runs:
+            att = Translator.from_run(out / "runs" / name).attention(test.src[i])
+            items.append({**att, "title": f"{name}: {att['translation'][:60]}"})
+        if items:
+            path = out / f"attention_{k + 1}.png"
+            attention_grid(items, path)
+            report["heatmaps"].append({"file": path.name, "source": test.src[i],
+                                       "reference": test.tgt[i]})
+    write_json(out / "results.json", report)
+
+
+def _table(report: dict) -> list[str]:
+    ev = report["eval"]
+    lines = [f"| run | parameters | steps | train tok/s | peak RSS MiB | decode sent/s greedy / "
+             f"beam {ev['beam']} | BLEU | chrF | exact % |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in report["runs"].items():
+        speed = r["decode_sentences_per_s"]
+        lines.append(f"| {name} | {r['parameters']:,} | {r['step']} | "
+                     f"{r['train_tokens_per_s']:,.0f} | {r['peak_rss_mib']:,} | "
+                     f"{speed['greedy']:.1f} / {speed['beam']:.1f} | {r['bleu']:.2f} | "
+                     f"{r['chrf']:.2f} | {r['exact']:.1f} |")
+    return lines
+
+
+def _length_table(report: dict) -> list[str]:
+    metric = report["eval"]["metric"]
+    buckets: list[str] = []
+    for r in report["runs"].values():
+        for b in r["by_length"]:
+            if b["bucket"] not in buckets:
+                buckets.append(b["bucket"])
+    lines = ["| run | " + " | ".join(buckets) + " |", "|---|" + "---|" * len(buckets)]
+    for name, r in report["runs"].items():
+        by = {b["bucket"]: b for b in r["by_length"]}
+        cells = [f"{by[b][metric]:.1f}" if b in by else "–" for b in buckets]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    counts = [str(next((b["n"] for r in report["runs"].values() for b in r["by_length"]
+                        if b["bucket"] == name), 0)) for name in buckets]
+    lines.append("| sentences | " + " | ".join(counts) + " |")
+    return lines
+
+
+def _markdown(report: dict) -> str:
+    ev = report["eval"]
+    budget = report["budget"]
+    budget_text = (f"{budget['minutes']} minutes of training per run" if "minutes" in budget
+                   else f"{budget['steps']} updates per run")
+    first = next(iter(report["runs"].values()))
+    parts = [f"# Study: {report['study']}", "", report.get("description", "").strip(), "",
+             f"Command: `attnmt compare {report['study_file']}` · budget: {budget_text} · "
+             f"test split `{report['test_split']}` · beam {ev['beam']}.", "",
+             *_table(report), "", f"sacreBLEU: `{first['bleu_signature']}`", "",
+             f"## {ev['metric']} by source length ({ev['length']})", "",
+             *_length_table(report), "", "![score by length](score_by_length.png)", "",
+             "## Learning curves", "", "![learning curves](learning_curves.png)", ""]
+    if report.get("heatmaps"):
+        parts += ["## Attention", ""]
+        for h in report["heatmaps"]:
+            parts += [f"Source: `{h['source']}`", "", f"Reference: `{h['reference']}`", "",
+                      f"![attention]({h['file']})", ""]
+    return "\n".join(parts)
+
+
+def _write_report(out: Path, report: dict) -> None:
+    import html
+    import re
+
+    md = _markdown(report)
+    (out / "report.md").write_text(md)
+
+    def image(match: re.Match) -> str:
+        data = base64.b64encode((out / match.group(2)).read_bytes()).decode()
+        return f'<img alt="{html.escape(match.group(1))}" src="data:image/png;base64,{data}">'
+
+    body = []
+    table: list[str] = []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if table:
+            rows = [r.strip("|").split("|") for r in table if not set(r) <= set("|-")]
+            cells = ["<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c.strip())}"
+                                      f"</{'th' if i == 0 else 'td'}>" for c in row) + "</tr>"
+                     for i, row in enumerate(rows)]
+            body.append("<table>" + "".join(cells) + "</table>")
+            table = []
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            body.append(re.sub(r"!\[(.*?)\]\((.*?)\)", image, line))
+        elif line.strip():
+            text = html.escape(line)
+            body.append("<p>" + re.sub(r"`(.*?)`", r"<code>\1</code>", text) + "</p>")
+    style = ("body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:24px auto;"
+             "padding:0 16px}table{border-collapse:collapse}td,th{border:1px solid #ddd;"
+             "padding:4px 8px;text-align:right}img{max-width:100%}code{background:#f3f3f3}")
+    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'>"
+                                     f"<title>{html.escape(str(report['study']))}</title>"
+                                     f"<style>{style}</style></head><body>{''.join(body)}"
+                                     "</body></html>")

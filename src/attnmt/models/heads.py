@@ -1,0 +1,115 @@
+"""Attention's descendants, built from the Transformer's own layers.
+
+- :class:`EncoderClassifier` (BERT-style, Devlin et al. 2019): the encoder stack
+  of ``transformer.py`` plus a classification head over the ``[CLS]`` position
+  (the ``<s>`` token, prepended to every sentence) or the mean of all
+  positions. With ``n_labels=0`` it is the masked-language-model pre-training
+  network (a tied output layer over the vocabulary instead of the head).
+- :class:`DecoderLM` (GPT-style, Radford et al. 2018): the decoder layer of
+  ``transformer.py`` without cross-attention, causal self-attention, tied
+  embeddings and the same key/value cache for generation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import State, padding_mask
+from .transformer import DecoderLayer, Embeddings, EncoderLayer, token_embedding, xavier_init
+
+
+class EncoderClassifier(nn.Module):
+    def __init__(self, vocab: int, n_labels: int, d_model: int = 256, heads: int = 4,
+                 ffn: int = 1024, layers: int = 3, dropout: float = 0.1, norm: str = "pre",
+                 positions: str = "sinusoidal", max_positions: int = 512,
+                 pooling: str = "cls", attention_dropout: float = 0.0,
+                 activation_dropout: float = 0.0):
+        super().__init__()
+        pre = norm == "pre"
+        embed = token_embedding(vocab, d_model)
+        self.embed = Embeddings(embed, max_positions, positions, dropout)
+        self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ffn, dropout, pre,
+                                                 attention_dropout, activation_dropout)
+                                    for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model) if pre else nn.Identity()
+        self.pooling, self.n_labels, self.max_positions = pooling, n_labels, max_positions
+        if n_labels:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, n_labels))
+        xavier_init(self)
+        if not n_labels:                       # masked-LM pre-training: tied output layer
+            self.mlm = nn.Linear(d_model, vocab)
+            self.mlm.weight = embed.weight
+            nn.init.zeros_(self.mlm.bias)
+
+    def encode(self, src: Tensor, src_lengths: Tensor, collect: list | None = None) -> Tensor:
+        """src (B, S) -> states (B, S, D)."""
+        mask = padding_mask(src, src_lengths)
+        x = self.embed(src)
+        for layer in self.layers:
+            x = layer(x, mask, collect)
+        return self.norm(x)
+
+    def forward(self, src: Tensor, src_lengths: Tensor) -> Tensor:
+        """Classification logits (B, n_labels), or masked-LM logits (B, S, V) when n_labels=0."""
+        x = self.encode(src, src_lengths)
+        if not self.n_labels:
+            return self.mlm(x)
+        if self.pooling == "cls":
+            pooled = x[:, 0]                                               # (B, D)
+        else:
+            mask = padding_mask(src, src_lengths).unsqueeze(-1).to(x.dtype)
+            pooled = (x * mask).sum(1) / mask.sum(1)
+        return self.head(pooled)
+
+    @torch.no_grad()
+    def self_attention(self, src: Tensor, src_lengths: Tensor) -> Tensor:
+        """Self-attention of every layer and head: (B, layers, heads, S, S)."""
+        collected: list[Tensor] = []
+        self.encode(src, src_lengths, collected)
+        return torch.stack(collected, 1)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class DecoderLM(nn.Module):
+    """A causal Transformer language model with a key/value cache."""
+
+    has_attention = False
+
+    def __init__(self, vocab: int, d_model: int = 256, heads: int = 4, ffn: int = 1024,
+                 layers: int = 3, dropout: float = 0.1, norm: str = "pre",
+                 positions: str = "sinusoidal", max_positions: int = 512,
+                 attention_dropout: float = 0.0, activation_dropout: float = 0.0):
+        super().__init__()
+        pre = norm == "pre"
+        embed = token_embedding(vocab, d_model)
+        self.embed = Embeddings(embed, max_positions, positions, dropout)
+        self.layers = nn.ModuleList(DecoderLayer(d_model, heads, ffn, dropout, pre,
+                                                 attention_dropout, activation_dropout,
+                                                 cross=False) for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model) if pre else nn.Identity()
+        xavier_init(self)
+        self.out = nn.Linear(d_model, vocab, bias=False)
+        self.out.weight = embed.weight
+        self.max_positions = max_positions
+
+    def init_state(self) -> State:
+        return {"cache": None, "step": 0}
+
+    def decode(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """tokens (B, T) after the cached prefix -> logits (B, T, V), new state."""
+        x = self.embed(tokens, offset=state["step"])
+        caches, new = state["cache"], []
+        for i, layer in enumerate(self.layers):
+            x, kv, _ = layer(x, None, None, caches[i] if caches is not None else None)
+            new.append(kv)
+        return self.out(self.norm(x)), {"cache": new, "step": state["step"] + tokens.size(1)}
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Teacher forcing: tokens (B, T) -> next-token logits (B, T, V)."""
+        return self.decode(tokens, self.init_state())[0]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,123 @@
+"""Inference for the descendants: sentence classification and text generation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import RunDir, write_json
+from .data.batching import EncodedSet, token_batches
+from .data.corpus import read_lines
+from .data.tokenizers import BOS
+from .errors import UserError
+from .search import generate
+from .tasks import classification_scores, label_ids, read_labeled, read_text, token_loss
+
+
+def _load(run_dir: str | Path, task: str, checkpoint: str = "best"):
+    cfg, vocabs, model = RunDir(run_dir).load(checkpoint)
+    if cfg.data.task != task:
+        raise UserError(f"{run_dir} holds a {cfg.data.task} model, not a {task} model")
+    return cfg, vocabs, model
+
+
+class Classifier:
+    """A trained encoder-only classifier."""
+
+    def __init__(self, run_dir: str | Path, checkpoint: str = "best"):
+        self.run = RunDir(run_dir)
+        self.cfg, self.vocabs, self.model = _load(run_dir, "classify", checkpoint)
+        self.labels = json.loads((self.run.path / "labels.json").read_text())
+
+    def _encode(self, texts: list[str]) -> EncodedSet:
+        n = self.cfg.data.max_len
+        return EncodedSet([[BOS, *self.vocabs.src.encode(t)][:n] for t in texts],
+                          [[0]] * len(texts))
+
+    @torch.no_grad()
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """(N, labels) probabilities; an empty text gets a row of NaN."""
+        out = np.full((len(texts), len(self.labels)), np.nan)
+        todo = [i for i, t in enumerate(texts) if t.strip()]
+        data = self._encode([texts[i] for i in todo])
+        for ids in token_batches(data.src_lens, data.tgt_lens, 8192, shuffle=False):
+            b = data.batch(ids)
+            probs = self.model(b.src, b.src_lengths).softmax(-1).numpy()
+            out[[todo[i] for i in ids]] = probs
+        return out
+
+    def classify(self, texts: list[str]) -> list[tuple[str, float]]:
+        """(label, probability) per text; ("", 0.0) for an empty line."""
+        probs = self.probabilities(texts)
+        return [("", 0.0) if np.isnan(p).any() else (self.labels[int(p.argmax())],
+                                                     float(p.max())) for p in probs]
+
+    def evaluate(self, split: str, data_dir: str | Path | None = None) -> dict:
+        folder = Path(data_dir or self.cfg.data.dir or self.run.path / "data")
+        name = {"test": self.cfg.data.test, "val": self.cfg.data.valid,
+                "valid": self.cfg.data.valid}.get(split, split)
+        path = folder / f"{name}.tsv"
+        corpus = read_labeled(path)
+        gold = label_ids(corpus, self.labels, path)
+        probs = self.probabilities(corpus.src)
+        result = {"split": name, "n": len(gold), "labels": self.labels,
+                  **classification_scores(gold, probs.argmax(1).tolist(), len(self.labels))}
+        (self.run.path / "eval").mkdir(exist_ok=True)
+        write_json(self.run.path / "eval" / f"{name}.json", result)
+        return result
+
+    def self_attention(self, text: str) -> dict:
+        data = self._encode([text])
+        b = data.batch(np.array([0]))
+        layers = self.model.self_attention(b.src, b.src_lengths)[0]       # (L, H, S, S)
+        tokens = ["<s>", *[self.vocabs.src.piece(i) for i in data.src_ids(0)[1:]], "</s>"]
+        return {"tokens": tokens, "weights": layers.mean((0, 1)).tolist(),
+                "layers": layers.tolist()}
+
+
+class LanguageModel:
+    """A trained decoder-only language model."""
+
+    def __init__(self, run_dir: str | Path, checkpoint: str = "best"):
+        self.run = RunDir(run_dir)
+        self.cfg, self.vocabs, self.model = _load(run_dir, "lm", checkpoint)
+
+    def generate(self, prompt: str, max_new_tokens: int = 50, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                 use_cache: bool = True) -> str:
+        generator = torch.Generator()
+        if seed is not None:
+            generator.manual_seed(seed)
+        ids = [BOS, *self.vocabs.tgt.encode(prompt)] if prompt.strip() else [BOS]
+        new = generate(self.model, ids, max_new_tokens, temperature, top_k, top_p, generator,
+                       use_cache)
+        return self.vocabs.tgt.decode(ids[1:] + new)
+
+    @torch.no_grad()
+    def perplexity(self, split: str, data_dir: str | Path | None = None) -> dict:
+        folder = Path(data_dir or self.cfg.data.dir or self.run.path / "data")
+        name = {"test": self.cfg.data.test, "val": self.cfg.data.valid,
+                "valid": self.cfg.data.valid}.get(split, split)
+        corpus = read_text(folder, name, self.cfg.data.src)
+        ids = [self.vocabs.tgt.encode(t)[: self.model.max_positions - 2] for t in corpus.src]
+        data = EncodedSet([[]] * len(ids), ids)
+        loss, tokens = 0.0, 0
+        for batch_ids in token_batches(data.src_lens, data.tgt_lens, 8192, shuffle=False):
+            b = data.batch(batch_ids)
+            loss += float(token_loss(self.model(b.tgt_in), b.tgt_out, 0.0))
+            tokens += b.n_tgt_tokens
+        result = {"split": name, "sentences": len(ids), "tokens": tokens,
+                  "loss": loss / tokens, "perplexity": math.exp(loss / tokens)}
+        (self.run.path / "eval").mkdir(exist_ok=True)
+        write_json(self.run.path / "eval" / f"{name}.json", result)
+        return result
+
+
+def read_inputs(path: str | None) -> list[str]:
+    import sys
+
+    return read_lines(path) if path else sys.stdin.read().splitlines()

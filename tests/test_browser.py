@@ -1,0 +1,75 @@
+"""A real browser on the web page: type, translate, see the heatmap, hover.
+
+Needs Debian's Chromium at /usr/bin/chromium (`make test` installs it when it
+can); without it this test is skipped and says why.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(trained):
+    import uvicorn
+
+    from attnmt.serve.app import create_app
+    from attnmt.translator import Translator
+
+    port = _free_port()
+    app = create_app(Translator.from_run(trained), trained)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_page_translates_and_heatmap_highlights_on_hover(server, tmp_path):
+    if not shutil.which("chromium") and not __import__("os").path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test "
+                    "skipped")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(server)
+        page.wait_for_function("document.getElementById('model-info').textContent"
+                               ".includes('parameters')")
+        page.fill("#source", "a b c d")
+        page.select_option("#beam", "2")
+        page.click("#translate")
+        page.wait_for_selector("#heatmap td.cell")
+        assert page.text_content("#translation") == "d c b a"
+        cells = page.locator("#heatmap td.cell")
+        assert cells.count() == 5 * 5              # (4 tokens + </s>) x (4 tokens + </s>)
+        page.hover(".tgt-token >> nth=0")           # the first output token, "d"
+        highlighted = page.locator(".src-token.hl").all_text_contents()
+        assert highlighted and "d" in highlighted
+        assert page.locator('#heatmap td.hl[data-t="0"]').count() == 5
+        page.hover(".src-token >> nth=0")           # source "a" -> output "a" (4th)
+        assert "a" in page.locator(".tgt-token.hl").all_text_contents()
+        assert page.locator("#view option").count() == 1 + 2 * (1 + 4)   # layers and heads
+        page.select_option("#view", "1:0")
+        page.wait_for_selector("#heatmap td.cell")
+        page.screenshot(path=str(tmp_path / "page.png"))
+        browser.close()
