@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: lint browser
-	$(BIN)/pytest
+	$(BIN)/pytest -q
 
 # Debian's Chromium for the real-browser test of the web page; without it that one
 # test is skipped and says so.

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+THREADS = torch.get_num_threads()
 MULTI30K = Path(os.environ.get("ATTNMT_TEST_MULTI30K", ROOT.parent / "shared/data/multi30k"))
 
 
@@ -22,6 +23,8 @@ def _no_network(monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     torch.manual_seed(0)
+    torch.set_num_threads(THREADS)  # a training run may have set its own; tests stay independent
+    yield
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def copy_batches(n_batches, batch=64, length=6, vocab=12, seed=0):
 
 @pytest.mark.parametrize("preset,steps,lr", [("seq2seq-lstm", 500, 3e-3),
                                              ("rnn-dot", 300, 3e-3),
-                                             ("transformer-tiny", 400, 2e-3)])
+                                             ("transformer-tiny", 400, 3e-3)])
 def test_each_family_learns_to_copy(preset, steps, lr):
     torch.manual_seed(0)
     model = make(preset, vocab=12, dropout=0.0, **({"enc_hidden": 128, "dec_hidden": 256}
@@ -147,3 +147,17 @@ def test_each_family_learns_to_copy(preset, steps, lr):
         correct += sum(a == b for a, b in zip(h.tokens, want)) - abs(len(h.tokens) - len(want))
         total += len(want)
     assert correct / total >= 0.99
+
+
+@pytest.mark.parametrize("extra", [{"norm": "post"}, {"positions": "learned"},
+                                   {"attention_dropout": 0.1, "activation_dropout": 0.1}])
+def test_transformer_variants_keep_the_contract(extra):
+    model = make("transformer-tiny", **extra).eval()
+    src, lengths, tgt = inputs()
+    logits, _ = model(src, lengths, tgt)
+    state = model.init_state(model.encode(src, lengths))
+    steps = []
+    for t in range(tgt.size(1)):
+        step_logits, state, _ = model.decode_step(tgt[:, t], state)
+        steps.append(step_logits)
+    assert torch.allclose(torch.stack(steps, 1), logits, atol=1e-5)

@@ -119,7 +119,8 @@ class TrainConfig:
     valid_max_sentences: int = _f(0, "decode only the first N validation sentences (0 = all)",
                                   min=0)
     best_metric: str = _f("bleu", "metric that picks the best checkpoint and early stopping",
-                          choices=("bleu", "chrf", "loss", "exact"))
+                          choices=("bleu", "chrf", "exact", "loss", "ppl", "accuracy",
+                                   "macro_f1"))
     keep_last: int = _f(2, "number of recent checkpoints to keep", min=1)
     patience: int = _f(0, "stop after this many validations without improvement (0 = off)",
                        min=0)

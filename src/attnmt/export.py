@@ -116,6 +116,7 @@ def export_ctranslate2(run_dir: str | Path, out_dir: str | Path,
         raise UserError(f"{out} is not empty; choose another folder or pass --force")
     spec.validate()
     spec.optimize(quantization=quantization)
+    out.mkdir(parents=True, exist_ok=True)
     spec.save(str(out))
     shutil.copytree(RunDir(run_dir).vocab_dir, out / "vocab", dirs_exist_ok=True)
     (out / "attnmt.json").write_text(

@@ -241,8 +241,8 @@ class Trainer:
         """Checkpoint, track the best, adjust a plateau schedule; True to stop early."""
         cfg, p = self.cfg.train, self.progress
         metric = result.get(cfg.best_metric, result["loss"])
-        better = p.best is None or (metric < p.best if cfg.best_metric == "loss"
-                                    else metric > p.best)
+        lower_is_better = cfg.best_metric in ("loss", "ppl")
+        better = p.best is None or (metric < p.best if lower_is_better else metric > p.best)
         if better:
             p.best, p.bad_validations = metric, 0
         else:
@@ -336,7 +336,8 @@ class Trainer:
                                           "elapsed": self.progress.elapsed, **result})
             self._write_metrics({"type": "valid", "step": self.progress.step,
                                  "elapsed": self.progress.elapsed, **result})
-            shown = ", ".join(f"{k} {v:.2f}" for k, v in result.items())
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in result.items()
+                              if isinstance(v, (int, float)))
             self.log(f"step {self.progress.step}: valid {shown}")
             stop = self._after_validation(result)
         if self.world > 1:  # every rank keeps the same best / plateau state

@@ -30,8 +30,11 @@ def write_langid(out_dir: str | Path, from_dir: str | Path | None = None,
     for split, name in SPLITS.items():
         rows = []
         for lang in langs:
-            rows += [f"{line.strip()}\t{lang}" for line in read_lines(source / f"{name}.{lang}")
-                     if line.strip() and "\t" not in line]
+            lines = read_lines(source / f"{name}.{lang}")
+            kept = [" ".join(line.split()) for line in lines if line.strip()]  # tabs -> spaces
+            if len(kept) < len(lines):
+                log(f"note: {len(lines) - len(kept)} empty line(s) of {name}.{lang} skipped")
+            rows += [f"{text}\t{lang}" for text in kept]
         random.Random(f"{seed}-{split}").shuffle(rows)
         (out / f"{split}.tsv").write_text("".join(r + "\n" for r in rows), encoding="utf-8")
         (out / f"{split}.txt").write_text("".join(r.split("\t")[0] + "\n" for r in rows),

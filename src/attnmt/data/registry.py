@@ -19,7 +19,8 @@ from .corpus import Corpus, read_parallel
 def resolve_dir(data: DataConfig, default_dir: Path, log=print) -> Path:
     """The folder holding the config's split files, creating it from the registry if needed."""
     folder = Path(data.dir) if data.dir else None
-    if folder is not None and (folder / f"{data.train}.{data.src}").is_file():
+    probe = f"{data.train}.tsv" if data.task == "classify" else f"{data.train}.{data.src}"
+    if folder is not None and (folder / probe).is_file():
         return folder
     if data.dataset == "multi30k":
         local = multi30k.local_dir()
@@ -42,8 +43,9 @@ def resolve_dir(data: DataConfig, default_dir: Path, log=print) -> Path:
     if folder is None:
         raise DataError("set data.dir to a folder of {split}.{lang} files, or data.dataset "
                         "to multi30k or a synthetic task")
-    raise DataError(f"{folder / f'{data.train}.{data.src}'} does not exist; create the data "
-                    "with `attnmt data synth ...` or `attnmt data get multi30k ...`")
+    how = ("attnmt data langid ..." if data.task == "classify"
+           else "attnmt data synth ...` or `attnmt data get multi30k ...")
+    raise DataError(f"{folder / probe} does not exist; create the data with `{how}`")
 
 
 def read_split(folder: Path, split: str, src: str, tgt: str, required: bool = True
