@@ -183,7 +183,8 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
         "has_attention": translator.model.has_attention,
         "parameters": translator.model.num_parameters(), "step": finished["step"],
         "train_minutes": round(finished["elapsed"] / 60, 2),
-        "train_tokens_per_s": round(_median_rate(run), 1),
+        "train_tokens_per_s": round(_median_rate(run) or finished["tokens"]
+                                    / max(finished["elapsed"], 1e-9), 1),
         "peak_rss_mib": round(finished.get("peak_rss_mib", 0)),
         "beam": ev["beam"],
         "greedy": {k: scores_g[k] for k in ("bleu", "chrf", "exact")},

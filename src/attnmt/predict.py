@@ -25,6 +25,16 @@ def _load(run_dir: str | Path, task: str, checkpoint: str = "best"):
     return cfg, vocabs, model
 
 
+def _split_location(cfg, run: RunDir, split: str, data_dir) -> tuple[Path, str]:
+    """The folder of a run's data (or ``data_dir``) and the file name of ``split``."""
+    from .data.registry import resolve_dir
+
+    folder = Path(data_dir) if data_dir else resolve_dir(cfg.data, run.path / "data")
+    name = {"test": cfg.data.test, "val": cfg.data.valid, "valid": cfg.data.valid}.get(split,
+                                                                                        split)
+    return folder, name
+
+
 class Classifier:
     """A trained encoder-only classifier."""
 
@@ -57,9 +67,7 @@ class Classifier:
                                                      float(p.max())) for p in probs]
 
     def evaluate(self, split: str, data_dir: str | Path | None = None) -> dict:
-        folder = Path(data_dir or self.cfg.data.dir or self.run.path / "data")
-        name = {"test": self.cfg.data.test, "val": self.cfg.data.valid,
-                "valid": self.cfg.data.valid}.get(split, split)
+        folder, name = _split_location(self.cfg, self.run, split, data_dir)
         path = folder / f"{name}.tsv"
         corpus = read_labeled(path)
         gold = label_ids(corpus, self.labels, path)
@@ -99,9 +107,7 @@ class LanguageModel:
 
     @torch.no_grad()
     def perplexity(self, split: str, data_dir: str | Path | None = None) -> dict:
-        folder = Path(data_dir or self.cfg.data.dir or self.run.path / "data")
-        name = {"test": self.cfg.data.test, "val": self.cfg.data.valid,
-                "valid": self.cfg.data.valid}.get(split, split)
+        folder, name = _split_location(self.cfg, self.run, split, data_dir)
         corpus = read_text(folder, name, self.cfg.data.src)
         ids = [self.vocabs.tgt.encode(t)[: self.model.max_positions - 2] for t in corpus.src]
         data = EncodedSet([[]] * len(ids), ids)

@@ -282,8 +282,12 @@ class Trainer:
                     rate = window_tokens / max(now - window_start, 1e-9)
                     window_tokens, window_start = 0, now
                     lr = self.optimizer.param_groups[0]["lr"]
-                    bar.set_postfix(loss=f"{loss_sum * self.world / tokens:.3f}", lr=f"{lr:.2e}",
-                                    tok_s=f"{rate:,.0f}")
+                    shown = dict(loss=f"{loss_sum * self.world / tokens:.3f}", lr=f"{lr:.2e}",
+                                 tok_s=f"{rate:,.0f}")
+                    if cfg.max_minutes:  # the time budget, not max_steps, ends this run
+                        left = max(0.0, cfg.max_minutes * 60 - p.elapsed)
+                        shown["budget_left"] = f"{int(left // 60)}:{int(left % 60):02d}"
+                    bar.set_postfix(shown)
                     self._write_metrics({"type": "train", "step": p.step, "epoch": p.epoch,
                                          "loss": loss_sum * self.world / tokens, "lr": lr,
                                          "tokens_per_s": rate, "elapsed": p.elapsed,
