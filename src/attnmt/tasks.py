@@ -154,7 +154,7 @@ def _valid_loss(task: Task, model: nn.Module, device: torch.device) -> tuple[flo
 
 
 # ---- encoder-only classifier ---------------------------------------------------------------
-def read_labeled(path, max_len: int | None = None) -> Corpus:
+def read_labeled(path) -> Corpus:
     """``text<TAB>label`` lines (a bad line is an error naming it; empty ones are counted)."""
     return read_tsv(path)
 

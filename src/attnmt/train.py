@@ -65,6 +65,15 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def _tensorboard_writer(folder: Path):
+    """A TensorBoard SummaryWriter, or False when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return False
+    return SummaryWriter(str(folder))
+
+
 def lr_at(cfg: Config, step: int, scale: float) -> float:
     """The learning rate for update ``step`` (1-based)."""
     t, w = cfg.train, cfg.train.warmup
@@ -120,6 +129,7 @@ class Trainer:
                              betas=tuple(cfg.train.betas),
                              weight_decay=cfg.train.weight_decay)
         self.progress = Progress()
+        self._tensorboard = None      # created on the first write; False when not installed
         if resume:
             self._restore()
         self.stop_requested = False
@@ -142,9 +152,19 @@ class Trainer:
         return bool(t.item())
 
     def _write_metrics(self, record: dict) -> None:
-        if self.rank == 0:
-            with open(self.run.metrics_file, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        """One JSON line in metrics.jsonl, and TensorBoard scalars when it is installed."""
+        if self.rank != 0:
+            return
+        with open(self.run.metrics_file, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tensorboard is None:
+            self._tensorboard = _tensorboard_writer(self.run.path / "tensorboard")
+        if self._tensorboard:
+            for key, value in record.items():
+                if key not in ("type", "step") and isinstance(value, (int, float)):
+                    self._tensorboard.add_scalar(f"{record['type']}/{key}", value,
+                                                 record["step"])
+            self._tensorboard.flush()
 
     def _init_from(self, run_dir: str) -> None:
         """Load the weights whose names and shapes match (e.g. an MLM encoder into a classifier)."""
