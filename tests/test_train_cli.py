@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import TINY_TRANSFORMER, config
 from safetensors.torch import load_file
 
@@ -33,6 +34,12 @@ def test_run_directory_holds_everything(trained):
     assert valid[-1]["loss"] < valid[0]["loss"]
     kept = sorted(p.name for p in (trained / "checkpoints").glob("step-*.safetensors"))
     assert kept == ["step-0000300.safetensors", "step-0000450.safetensors"]  # keep_last 2
+
+
+def test_metrics_also_go_to_tensorboard(trained):
+    pytest.importorskip("torch.utils.tensorboard")
+    events = list((trained / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
 
 
 def test_translate_keeps_lines_aligned_and_learns(trained, task):

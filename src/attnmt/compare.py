@@ -237,7 +237,7 @@ def _figures(out: Path, report: dict, test, lengths: list[int]) -> None:
 
 def _table(report: dict) -> list[str]:
     ev = report["eval"]
-    lines = [f"| run | parameters | steps | train tok/s | peak RSS MiB | decode sent/s greedy / "
+    lines = [f"| run | parameters | steps | train tok/s | peak RSS MiB¹ | decode sent/s greedy / "
              f"beam {ev['beam']} | BLEU | chrF | exact % |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["runs"].items():
@@ -276,7 +276,10 @@ def _markdown(report: dict) -> str:
     parts = [f"# Study: {report['study']}", "", report.get("description", "").strip(), "",
              f"Command: `attnmt compare {report['study_file']}` · budget: {budget_text} · "
              f"test split `{report['test_split']}` · beam {ev['beam']}.", "",
-             *_table(report), "", f"sacreBLEU: `{first['bleu_signature']}`", "",
+             *_table(report), "",
+             "¹ high-water mark of the process that trains the runs one after another, so a "
+             "run's figure includes the runs before it.", "",
+             f"sacreBLEU: `{first['bleu_signature']}`", "",
              f"## {ev['metric']} by source length ({ev['length']})", "",
              *_length_table(report), "", "![score by length](score_by_length.png)", "",
              "## Learning curves", "", "![learning curves](learning_curves.png)", ""]
