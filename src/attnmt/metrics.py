@@ -32,12 +32,6 @@ def bucket_name(length: int, edges: Sequence[int]) -> str:
     return f"{low}+"
 
 
-def length_edges(max_length: int, n_buckets: int = 6) -> tuple[int, ...]:
-    """Evenly spaced bucket edges up to ``max_length`` (for synthetic tasks of any length)."""
-    step = max(1, -(-max_length // n_buckets))
-    return tuple(range(step, max_length, step))
-
-
 def scores_by_length(hyps: Sequence[str], refs: Sequence[str], src_lengths: Sequence[int],
                      edges: Sequence[int] = DEFAULT_BUCKETS) -> list[dict]:
     """Corpus scores per source-length bucket, in bucket order (Bahdanau et al. 2015, Fig. 2)."""

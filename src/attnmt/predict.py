@@ -11,7 +11,6 @@ import torch
 
 from .checkpoint import RunDir, write_json
 from .data.batching import EncodedSet, token_batches
-from .data.corpus import read_lines
 from .data.tokenizers import BOS
 from .errors import UserError
 from .search import generate
@@ -122,8 +121,3 @@ class LanguageModel:
         write_json(self.run.path / "eval" / f"{name}.json", result)
         return result
 
-
-def read_inputs(path: str | None) -> list[str]:
-    import sys
-
-    return read_lines(path) if path else sys.stdin.read().splitlines()

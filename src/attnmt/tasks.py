@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -59,13 +58,6 @@ def _shared_setup(cfg: Config, run: RunDir, log, barrier, train_texts) -> tuple:
                      cfg.data.spm_type).save(run.vocab_dir)
     barrier()
     return folder, Vocabs.load(run.vocab_dir)
-
-
-@dataclass
-class _Split:
-    data: EncodedSet
-    texts: list[str]
-    refs: list[str]
 
 
 class Task:
