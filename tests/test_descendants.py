@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from attnmt.config import load_config
-from attnmt.errors import DataError
+from attnmt.errors import DataError, UserError
 from attnmt.train import train
 
 TINY = {"preset": "transformer-tiny", "d_model": 32, "ffn": 64, "heads": 4, "dropout": 0.0,
@@ -61,14 +61,16 @@ def test_classifier_learns_and_evaluates(toy, tmp_path):
     assert att["tokens"] == ["<s>", "a", "b", "g", "</s>"]
 
 
-def test_mlm_pretraining_then_fine_tuning(toy, tmp_path):
+def test_mlm_pretraining_then_fine_tuning(toy, tmp_path, monkeypatch):
     train(cfg(toy, "mlm", max_steps=30, valid_every=30), tmp_path / "mlm", quiet=True)
+    from attnmt.data.tokenizers import Vocabs
+
+    def no_new_vocabulary(*args, **kwargs):
+        raise AssertionError("a fine-tuned run must reuse the pre-trained run's vocabulary")
+
+    monkeypatch.setattr(Vocabs, "train", no_new_vocabulary)
     fine = cfg(toy, "classify", max_steps=5, valid_every=5)
     fine.train.init_from = str(tmp_path / "mlm")
-    import shutil
-
-    (tmp_path / "clf").mkdir()
-    shutil.copytree(tmp_path / "mlm/vocab", tmp_path / "clf/vocab")
     from safetensors.torch import load_file
 
     from attnmt.train import Trainer
@@ -79,6 +81,18 @@ def test_mlm_pretraining_then_fine_tuning(toy, tmp_path):
     key = "layers.0.self_attn.q_proj.weight"
     assert torch.equal(own[key], pre[key])
     assert "head.1.weight" in own and "head.1.weight" not in pre
+    # the inherited embeddings are indexed by the pre-training run's vocabulary
+    for name in (tmp_path / "mlm/vocab").iterdir():
+        assert (tmp_path / "clf/vocab" / name.name).read_bytes() == name.read_bytes()
+
+
+def test_init_from_a_folder_without_a_run_is_one_line(toy, tmp_path):
+    fine = cfg(toy, "classify", max_steps=5, valid_every=5)
+    fine.train.init_from = str(tmp_path / "nothing-here")
+    from attnmt.train import Trainer
+
+    with pytest.raises(UserError, match="nothing-here holds no vocabulary"):
+        Trainer(fine, tmp_path / "clf", quiet=True)
 
 
 def test_bad_tsv_lines_name_the_line(toy, tmp_path):

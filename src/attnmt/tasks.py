@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import torch
@@ -42,6 +43,16 @@ def _filter_long(src: list[list[int]], tgt: list[list[int]], max_len: int
     return [src[i] for i in keep], [tgt[i] for i in keep], len(src) - len(keep)
 
 
+def _inherit_vocab(source: RunDir, run: RunDir, log) -> None:
+    """A run fine-tuned from another must read tokens with that run's vocabulary: the
+    embeddings it inherits are indexed by it."""
+    if not Vocabs.exists(source.vocab_dir):
+        raise UserError(f"train.init_from: {source.path} holds no vocabulary; point it at a "
+                        "finished attnmt run directory")
+    shutil.copytree(source.vocab_dir, run.vocab_dir)
+    log(f"vocabulary taken from {source.path} (train.init_from)")
+
+
 def _shared_setup(cfg: Config, run: RunDir, log, barrier, train_texts) -> tuple:
     """Rank 0 creates the data folder and the vocabulary; the others wait, then read them."""
     folder = None
@@ -51,6 +62,8 @@ def _shared_setup(cfg: Config, run: RunDir, log, barrier, train_texts) -> tuple:
     if folder is None:
         folder = resolve_dir(cfg.data, run.path / "data", log=log)
     splits = train_texts(folder)
+    if _rank() == 0 and not Vocabs.exists(run.vocab_dir) and cfg.train.init_from:
+        _inherit_vocab(RunDir(cfg.train.init_from), run, log)
     if _rank() == 0 and not Vocabs.exists(run.vocab_dir):
         src, tgt = splits
         Vocabs.train(cfg.data.tokenizer, src, tgt, cfg.data.vocab_size,
