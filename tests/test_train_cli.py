@@ -73,6 +73,25 @@ def test_evaluate_and_plot(trained, tmp_path):
     assert r.returncode == 2 and "--layer must be in 0..1" in r.stderr
 
 
+def test_int8_quantised_inference_stays_close_to_float(trained, task):
+    import torch
+
+    from attnmt.translator import Translator
+
+    float_tr, int8_tr = Translator.from_run(trained), Translator.from_run(trained, int8=True)
+    kinds = {type(m) for m in int8_tr.model.modules()}
+    assert torch.ao.nn.quantized.dynamic.Linear in kinds and torch.nn.Linear not in kinds
+    src = (task / "test.src").read_text().splitlines()
+    same = sum(a[0].text == b[0].text for a, b in
+               zip(float_tr.translate(src, beam=1), int8_tr.translate(src, beam=1)))
+    assert same >= 0.9 * len(src)
+    r = attnmt("evaluate", trained, "--split", "test", "--beam", "1", "--int8")
+    assert (trained / "eval/test.beam1.int8.json").is_file() and "BLEU" in r.stdout
+    r = attnmt("translate", trained, "--engine", "ctranslate2", "--int8", input="a\n",
+               check=False)
+    assert r.returncode == 2 and "--quantization int8" in r.stderr
+
+
 def test_seq2seq_has_no_attention_to_plot(seq2seq_run):
     r = attnmt("plot", "attention", seq2seq_run, "a b", check=False)
     assert r.returncode == 2

@@ -15,8 +15,9 @@ from .translator import Translator
 def evaluate(run_dir: str | Path, split: str = "test", data_dir: str | Path | None = None,
              beam: int | None = None, alpha: float | None = None,
              edges: tuple[int, ...] = DEFAULT_BUCKETS, translator: Translator | None = None,
-             log=print) -> dict:
-    """Translate ``split`` and score it; writes ``eval/{split}.beam{B}.json`` and ``.hyp``."""
+             log=print, tag: str = "") -> dict:
+    """Translate ``split`` and score it; writes ``eval/{split}.beam{B}{tag}.json`` and
+    ``.hyp`` (``tag`` marks a variant such as ``.int8``)."""
     run = RunDir(run_dir)
     translator = translator or Translator.from_run(run_dir)
     cfg = translator.cfg
@@ -40,6 +41,6 @@ def evaluate(run_dir: str | Path, split: str = "test", data_dir: str | Path | No
               "sentences_per_s": len(hyps) / seconds, "decode_seconds": seconds}
     out = run.path / "eval"
     out.mkdir(exist_ok=True)
-    write_json(out / f"{name}.beam{beam}.json", result)
-    (out / f"{name}.beam{beam}.hyp").write_text("".join(h + "\n" for h in hyps))
+    write_json(out / f"{name}.beam{beam}{tag}.json", result)
+    (out / f"{name}.beam{beam}{tag}.hyp").write_text("".join(h + "\n" for h in hyps))
     return result

@@ -286,8 +286,9 @@ class Trainer:
             signal.signal(s, request_stop)
         if self.rank == 0:
             (self.run.ckpt / "finished.json").unlink(missing_ok=True)
-        bar = tqdm(total=cfg.max_steps, initial=p.step, disable=self.rank != 0 or self.quiet,
-                   dynamic_ncols=True, unit="step")
+        # under a time budget the step total says nothing; budget_left in the postfix does
+        bar = tqdm(total=None if cfg.max_minutes else cfg.max_steps, initial=p.step,
+                   disable=self.rank != 0 or self.quiet, dynamic_ncols=True, unit="step")
         start, window_tokens, window_start = time.time() - p.elapsed, 0, time.time()
         reason = "max_steps"
         try:

@@ -8,10 +8,12 @@ gives an empty output, so files stay aligned.
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .checkpoint import RunDir
 from .config import Config
@@ -21,6 +23,16 @@ from .errors import UserError
 from .models import Seq2SeqModel
 from .models.transformer import Transformer
 from .search import beam_search, max_lengths, sequential
+
+
+def quantize_int8(model: nn.Module, device: str = "cpu") -> nn.Module:
+    """Dynamic int8 quantisation of every Linear layer (int8 weights, activations quantised
+    on the fly): a CPU inference option that trades a little BLEU for speed and memory."""
+    if torch.device(device).type != "cpu":
+        raise UserError("--int8 is a CPU inference option; drop it or use --device cpu")
+    with warnings.catch_warnings():     # torch.ao.quantization is deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
 
 
 @dataclass
@@ -38,14 +50,17 @@ class Translator:
         self.cap = getattr(model, "max_positions", 10**6) - 1
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu"
-                 ) -> Translator:
+    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu",
+                 int8: bool = False) -> Translator:
+        """Load a run's model; ``int8`` quantises its Linear layers for CPU inference."""
         cfg, vocabs, model = RunDir(run_dir).load(checkpoint, device)
         if cfg.data.task != "translate":
             hint = {"classify": "attnmt classify", "lm": "attnmt generate",
                     "mlm": "it as train.init_from for a classifier"}[cfg.data.task]
             raise UserError(f"{run_dir} holds a {cfg.data.task} model, not a translation "
                             f"model; use {hint}")
+        if int8:
+            model = quantize_int8(model, device)
         return cls(model, vocabs, cfg, device)
 
     def encode_source(self, text: str) -> list[int]:
