@@ -4,7 +4,9 @@
     python benchmarks/ceiling.py --run runs/m30k-tsmall  # + model FLOPs utilisation of a run
 
 MFU = (training FLOPs per target token x target tokens/s) / ceiling, with the
-usual 6 x parameters FLOPs per token (forward + backward) plus attention.
+usual 6 x parameters FLOPs per token (forward + backward). Source and target are
+about as long here, so each parameter sees about one token per target token;
+attention's own score/mix FLOPs are left out, so the figure is a lower bound.
 """
 
 from __future__ import annotations

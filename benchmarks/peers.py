@@ -331,6 +331,19 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def cached(name: str, fresh: bool, measure) -> dict:
+    """Run one measurement, or reuse its saved result, so a failed run resumes where it
+    stopped (``--fresh`` measures everything again)."""
+    path = PEERS / "steps" / f"{name}.json"
+    if path.exists() and not fresh:
+        print(f"{name}: reusing {path}")
+        return json.loads(path.read_text())
+    result = measure()
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
 def run(args: argparse.Namespace) -> None:
     for venv in ("joey", "fs"):
         if not (PEERS / venv / ".installed").exists():
@@ -345,36 +358,46 @@ def run(args: argparse.Namespace) -> None:
     prepare_data()
     result = {"minutes": args.minutes, "window_minutes": args.window, "peers": str(PEERS),
               "attnmt": {}, "joeynmt": {}, "fairseq": {}, "decode": {}}
-    print(f"attnmt windows ({args.window} min each) ...")
-    result["attnmt"]["tsmall"] = attnmt_train("tsmall", "configs/multi30k_transformer_small"
-                                              ".yaml", args.window, window=True)
-    result["attnmt"]["rnn"] = attnmt_train("rnn-dot", "configs/multi30k_rnn_dot.yaml",
-                                           args.window, window=True)
-    print(f"JoeyNMT windows ({args.window} min each) ...")
-    result["joeynmt"]["tsmall"] = joey_window("tsmall", "joeynmt_tsmall_deen.yaml", args.window)
-    result["joeynmt"]["rnn"] = joey_window("rattn", "joeynmt_rattn_deen.yaml", args.window)
+    w, fresh = args.window, args.fresh
+    print(f"attnmt windows ({w} min each) ...")
+    result["attnmt"]["tsmall"] = cached("attnmt-tsmall", fresh, lambda: attnmt_train(
+        "tsmall", "configs/multi30k_transformer_small.yaml", w, window=True))
+    result["attnmt"]["rnn"] = cached("attnmt-rnn", fresh, lambda: attnmt_train(
+        "rnn-dot", "configs/multi30k_rnn_dot.yaml", w, window=True))
+    print(f"JoeyNMT windows ({w} min each) ...")
+    result["joeynmt"]["tsmall"] = cached("joey-tsmall", fresh, lambda: joey_window(
+        "tsmall", "joeynmt_tsmall_deen.yaml", w))
+    result["joeynmt"]["rnn"] = cached("joey-rnn", fresh, lambda: joey_window(
+        "rattn", "joeynmt_rattn_deen.yaml", w))
     print(f"fairseq, {args.minutes} min ...")
-    result["fairseq"]["train"] = fairseq_train(args.minutes)
+    result["fairseq"]["train"] = cached("fairseq-train", fresh,
+                                        lambda: fairseq_train(args.minutes))
     run_dir = args.attnmt_run
     if not run_dir:
         print(f"attnmt transformer-small, {args.minutes} min ...")
-        trained = attnmt_train("tsmall-full", "configs/multi30k_transformer_small.yaml",
-                               args.minutes, window=False)
+        trained = cached("attnmt-tsmall-full", fresh, lambda: attnmt_train(
+            "tsmall-full", "configs/multi30k_transformer_small.yaml", args.minutes,
+            window=False))
         result["attnmt"]["tsmall_full"] = trained
         run_dir = trained["run"]
     result["attnmt_run"] = str(run_dir)
     print("decoding test2016 ...")
-    result["decode"]["fairseq"] = fairseq_decode(args.repeats)
-    result["decode"]["attnmt"] = decode_attnmt(run_dir, "test_2016_flickr", args.repeats,
-                                               args.threads)
-    result["decode"]["attnmt_int8"] = decode_attnmt(run_dir, "test_2016_flickr", args.repeats,
-                                                    args.threads, int8=True)
+    split, reps, threads = "test_2016_flickr", args.repeats, args.threads
+    result["decode"]["fairseq"] = cached("decode-fairseq", fresh, lambda: fairseq_decode(reps))
+    result["decode"]["attnmt"] = cached("decode-attnmt", fresh, lambda: decode_attnmt(
+        run_dir, split, reps, threads))
+    result["decode"]["attnmt_int8"] = cached("decode-attnmt-int8", fresh, lambda: decode_attnmt(
+        run_dir, split, reps, threads, int8=True))
     result["decode"]["ctranslate2"] = {}
     for quant in ("float32", "int8"):
         folder = PEERS / f"ct2-{quant}"
-        export_ctranslate2(run_dir, folder, None if quant == "float32" else quant, force=True)
-        result["decode"]["ctranslate2"][quant] = decode_ctranslate2(
-            str(folder), "de", "en", "test_2016_flickr", args.repeats, args.threads)
+
+        def ct2(folder=folder, quant=quant) -> dict:
+            export_ctranslate2(run_dir, folder, None if quant == "float32" else quant,
+                               force=True)
+            return decode_ctranslate2(str(folder), "de", "en", split, reps, threads)
+
+        result["decode"]["ctranslate2"][quant] = cached(f"decode-ct2-{quant}", fresh, ct2)
     result["table"] = table(result)
     print(result["table"])
     save("peers", result)
@@ -391,6 +414,8 @@ def main() -> None:
                    help="an attnmt transformer-small run trained for --minutes")
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--fresh", action="store_true",
+                   help="measure every step again instead of reusing saved step results")
     args = ap.parse_args()
     install() if args.command == "install" else run(args)
 
