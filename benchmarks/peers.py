@@ -115,7 +115,7 @@ def prepare_data() -> None:
                     "--validpref", f"{fsdata}/valid", "--testpref", f"{fsdata}/test",
                     "--destdir", str(PEERS / "fsbin"), "--srcdict", f"{fsdata}/dict.txt",
                     "--joined-dictionary", "--workers", "2"],
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done.touch()
 
 

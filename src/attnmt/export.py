@@ -145,10 +145,25 @@ class CT2Translator:
         todo = [i for i, t in enumerate(texts) if t.strip()]
         pieces = [[self.vocabs.src.piece(i) for i in self.vocabs.src.encode(texts[j])]
                   [: self.max_positions - 2] for j in todo]
-        longest = max((len(p) for p in pieces), default=1)
-        results = self.translator.translate_batch(
-            pieces, beam_size=beam, num_hypotheses=nbest, max_batch_size=batch_size,
-            max_decoding_length=min(self.max_positions - 1, int(longest * max_len_ratio) + 10))
+        # CTranslate2 takes one length limit per call, attnmt's search one per sentence
+        # (ratio x (pieces + </s>) + 10, counting </s>): batch sentences that share a
+        # limit, so a model that repeats itself stops where attnmt's own search would.
+        def limit(k: int) -> int:
+            return min(self.max_positions - 1, int((len(pieces[k]) + 1) * max_len_ratio + 10))
+
+        order = sorted(range(len(pieces)), key=lambda k: len(pieces[k]))
+        chunks: list[list[int]] = []
+        for k in order:
+            if not chunks or len(chunks[-1]) == batch_size or limit(chunks[-1][0]) != limit(k):
+                chunks.append([])
+            chunks[-1].append(k)
+        results: list = [None] * len(pieces)
+        for chunk in chunks:
+            batch = self.translator.translate_batch(
+                [pieces[k] for k in chunk], beam_size=beam, num_hypotheses=nbest,
+                max_batch_size=batch_size, max_decoding_length=limit(chunk[0]) - 1)
+            for k, result in zip(chunk, batch):
+                results[k] = result
         out = [[""] * nbest for _ in texts]
         for j, result in zip(todo, results):
             out[j] = [self.vocabs.tgt.decode([self.vocabs.tgt.index_of(p) for p in hyp])
