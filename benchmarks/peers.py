@@ -1,7 +1,7 @@
 """attnmt against JoeyNMT 2.3.0, fairseq (fairseq-fixed 0.12.3.1) and CTranslate2, in one run.
 
     python benchmarks/peers.py install                      # peer venvs (~10 minutes, once)
-    python benchmarks/peers.py run --minutes 15 --window 3 --attnmt-run RUN
+    python benchmarks/peers.py run --minutes 15 --window 4 --attnmt-run RUN
 
 Same spec for everyone (`transformer-small`, Multi30k de->en, joint SentencePiece
 unigram 8k, ~4096-token batches, inverse-sqrt lr 5e-4 with 250 warm-up updates,
@@ -409,7 +409,7 @@ def main() -> None:
     sub.add_parser("install", help="create the JoeyNMT and fairseq venvs")
     r = sub.add_parser("run", help="train and decode with every toolkit, one after the other")
     r.add_argument("--minutes", type=float, default=15, help="fairseq's (and attnmt's) budget")
-    r.add_argument("--window", type=float, default=3, help="throughput window per model")
+    r.add_argument("--window", type=float, default=4, help="throughput window per model")
     r.add_argument("--attnmt-run", default=None,
                    help="an attnmt transformer-small run trained for --minutes")
     r.add_argument("--repeats", type=int, default=3)

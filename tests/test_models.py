@@ -90,6 +90,39 @@ def test_transformer_cache_grows_one_position_per_step():
         assert state["cache"][0][0].shape[2] == t + 1
 
 
+def test_beam_reorder_equals_picking_every_row():
+    """reorder_state may skip copying source-only parts, but must hold what a full
+    row selection would: beams reordered within sentences, one sentence dropped."""
+    from attnmt.models import select_state
+
+    model, k = make("transformer-tiny").eval(), 2
+    src, lengths, tgt = inputs()
+    state = model.init_state(model.encode(src, lengths))
+    state = select_state(state, torch.arange(3).repeat_interleave(k))
+    _, state, _ = model.decode_step(tgt[:, 0].repeat_interleave(k), state)
+    _, state, _ = model.decode_step(tgt[:, 1].repeat_interleave(k).flip(0), state)
+    keep = torch.tensor([0, 2])                             # sentence 1 has finished
+    rows = torch.tensor([1, 1, 5, 4])                       # beams swapped / duplicated
+    source_rows = (keep[:, None] * k + torch.arange(k)).view(-1)
+
+    def flat(value):
+        if isinstance(value, torch.Tensor):
+            return [value]
+        if isinstance(value, (list, tuple)):
+            return [t for v in value for t in flat(v)]
+        return []
+
+    def assert_same(fast, full):
+        assert fast.keys() == full.keys()
+        for key in full:
+            a, b = flat(fast[key]), flat(full[key])
+            assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b)), key
+
+    assert_same(model.reorder_state(state, rows, source_rows), select_state(state, rows))
+    swap = torch.tensor([1, 0, 3, 2, 5, 4])                 # nobody left: source_rows None
+    assert_same(model.reorder_state(state, swap, None), select_state(state, swap))
+
+
 @pytest.mark.parametrize("preset", FAMILIES)
 def test_gradient_reaches_every_parameter(preset):
     model = make(preset).train()

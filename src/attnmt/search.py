@@ -145,7 +145,9 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
             break
         rows = (keep[:, None] * k + next_beam[keep]).view(-1)
         tokens = torch.cat([tokens[rows], next_tok[keep].view(-1, 1)], 1)
-        state = select_state(state, rows)
+        source_rows = None if keep.numel() == n else \
+            (keep[:, None] * k + torch.arange(k, device=device)).view(-1)
+        state = model.reorder_state(state, rows, source_rows)
         scores, sent, prev = scores[keep], sent[keep], next_tok[keep].view(-1)
     return [sorted(h, key=lambda x: -x.score)[:nbest] for h in finished]
 

@@ -50,6 +50,12 @@ class Seq2SeqModel(nn.Module):
         """Teacher forcing: logits (B, T, V) and weights (B, T, S) or None."""
         raise NotImplementedError
 
+    def reorder_state(self, state: State, rows: Tensor, source_rows: Tensor | None) -> State:
+        """Beam search's reorder: ``rows`` picks the surviving hypotheses; ``source_rows``
+        (None when no sentence left the batch) picks rows for what depends only on the
+        source sentence. Models whose state holds such parts override this to skip them."""
+        return select_state(state, rows)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

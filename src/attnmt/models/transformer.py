@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
-from .base import EncoderOutput, Seq2SeqModel, State, padding_mask
+from .base import EncoderOutput, Seq2SeqModel, State, padding_mask, select_state
 
 
 def sinusoidal_positions(length: int, d_model: int) -> Tensor:
@@ -188,6 +188,16 @@ class Transformer(Seq2SeqModel):
     def init_state(self, enc: EncoderOutput) -> State:
         memory_kv = [layer.cross_attn.project_kv(enc.memory) for layer in self.decoder]
         return {"memory_kv": memory_kv, "mask": enc.mask, "cache": None, "step": 0}
+
+    def reorder_state(self, state: State, rows: Tensor, source_rows: Tensor | None) -> State:
+        """The projected encoder memory is the same for every beam of a sentence, so it is
+        copied only when sentences leave the batch; the self-attention cache follows the
+        hypotheses. (Copying the memory every step was a third of beam-search time.)"""
+        source = {"memory_kv": state["memory_kv"], "mask": state["mask"]}
+        if source_rows is not None:
+            source = select_state(source, source_rows)
+        return {**select_state({"cache": state["cache"]}, rows), **source,
+                "step": state["step"]}
 
     def _decode(self, tokens: Tensor, state: State, need_weights: bool,
                 all_weights: list | None = None) -> tuple[Tensor, State, Tensor | None]:
