@@ -49,7 +49,7 @@ def _inherit_vocab(source: RunDir, run: RunDir, log) -> None:
     if not Vocabs.exists(source.vocab_dir):
         raise UserError(f"train.init_from: {source.path} holds no vocabulary; point it at a "
                         "finished attnmt run directory")
-    shutil.copytree(source.vocab_dir, run.vocab_dir)
+    shutil.copytree(source.vocab_dir, run.vocab_dir, dirs_exist_ok=True)
     log(f"vocabulary taken from {source.path} (train.init_from)")
 
 
