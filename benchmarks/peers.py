@@ -145,20 +145,21 @@ def tree_rss_mib(root: int) -> float:
 def run_measured(cmd: list[str], log: Path, minutes: float | None = None,
                  env: dict | None = None) -> dict:
     """Run ``cmd`` (stopped with SIGTERM after ``minutes``), sampling its peak RSS."""
-    start, peak = time.monotonic(), 0.0
+    start, peak, stopped = time.monotonic(), 0.0, False
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
         while proc.poll() is None:
             peak = max(peak, tree_rss_mib(proc.pid))
             if minutes and time.monotonic() - start > minutes * 60:
+                stopped = True
                 os.killpg(proc.pid, signal.SIGTERM)
                 try:
                     proc.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
             time.sleep(0.5)
-    if proc.returncode not in (0, -signal.SIGTERM) and not minutes:
+    if proc.returncode != 0 and not stopped:
         raise SystemExit(f"{cmd[0]} failed (exit {proc.returncode}); see {log}")
     return {"seconds": round(time.monotonic() - start, 1), "peak_rss_mib": round(peak)}
 
