@@ -7,7 +7,9 @@ Greedy and beam 5, batches of 64 sentences sorted by length, model load excluded
 median over repeats. The BLEU of the same output is printed next to the speed, so
 speed is never bought with quality silently. ``--ctranslate2 DIR`` times the same
 run exported with ``attnmt export ctranslate2`` as well, ``--int8`` the same run with
-its Linear layers dynamically quantised to int8 (``attnmt translate --int8``).
+its Linear layers dynamically quantised to int8 (``attnmt translate --int8``), ``--bf16``
+in bfloat16, and ``--stopping current,beam`` beam 5 under other stopping rules
+(``decode.stopping``; the run's own rule is always timed).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from common import MULTI30K, save
 
 
 def measure(translate: Callable[[list[str], int], list[str]], src: list[str], refs: list[str],
-            tokens: Callable[[str], int], repeats: int, label: str) -> dict:
+            tokens: Callable[[str], int], repeats: int, label: str,
+            modes: tuple[tuple[str, int], ...] = (("greedy", 1), ("beam5", 5))) -> dict:
     """Time ``translate(src, beam)`` for greedy and beam 5; the median of ``repeats`` runs."""
     from attnmt.metrics import corpus_scores
 
     rows = {}
-    for name, beam in (("greedy", 1), ("beam5", 5)):
+    for name, beam in modes:
         times, hyps = [], []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -44,15 +47,17 @@ def measure(translate: Callable[[list[str], int], list[str]], src: list[str], re
     return rows
 
 
-def decode_attnmt(run: str, split: str, repeats: int, threads: int, int8: bool = False
-                  ) -> dict:
-    """Pure-PyTorch decoding of a run with attnmt's own search (``int8``: dynamically
-    quantised Linear layers)."""
+def decode_attnmt(run: str, split: str, repeats: int, threads: int, precision: str = "fp32",
+                  stopping: str | None = None) -> dict:
+    """Pure-PyTorch decoding of a run with attnmt's own search, in ``precision`` (fp32, bf16,
+    or int8: dynamically quantised Linear layers); ``stopping`` times beam 5 alone under
+    that stopping rule instead of the run's."""
     torch.set_num_threads(threads)
     from attnmt.data.corpus import read_parallel
     from attnmt.translator import Translator
 
-    tr = Translator.from_run(run, int8=int8)
+    tr = Translator.from_run(run, precision=precision)
+    tr.cfg.decode.stopping = stopping or tr.cfg.decode.stopping
     corpus = read_parallel(MULTI30K / f"{split}.{tr.cfg.data.src}",
                            MULTI30K / f"{split}.{tr.cfg.data.tgt}")
 
@@ -61,7 +66,8 @@ def decode_attnmt(run: str, split: str, repeats: int, threads: int, int8: bool =
 
     return measure(translate, corpus.src, corpus.tgt,
                    lambda h: len(tr.vocabs.tgt.encode(h)), repeats,
-                   "attnmt-int8" if int8 else "attnmt")
+                   "attnmt" if precision == "fp32" else f"attnmt-{precision}",
+                   (("beam5", 5),) if stopping else (("greedy", 1), ("beam5", 5)))
 
 
 def decode_ctranslate2(model_dir: str, src_lang: str, tgt_lang: str, split: str,
@@ -85,14 +91,21 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--ctranslate2", default=None, help="an exported CTranslate2 folder")
     ap.add_argument("--int8", action="store_true", help="also time `--int8` (dynamic int8)")
+    ap.add_argument("--bf16", action="store_true", help="also time `--bf16` (bfloat16)")
+    ap.add_argument("--stopping", default="", help="comma-separated stopping rules to time "
+                    "beam 5 under as well (bound, current, beam)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--split", default="test_2016_flickr")
     args = ap.parse_args()
     rows = {"attnmt": decode_attnmt(args.run, args.split, args.repeats, args.threads)}
-    if args.int8:
-        rows["attnmt_int8"] = decode_attnmt(args.run, args.split, args.repeats, args.threads,
-                                            int8=True)
+    for precision in ("int8", "bf16"):
+        if getattr(args, precision):
+            rows[f"attnmt_{precision}"] = decode_attnmt(args.run, args.split, args.repeats,
+                                                        args.threads, precision)
+    for rule in filter(None, args.stopping.split(",")):
+        rows[f"attnmt_stopping_{rule}"] = decode_attnmt(args.run, args.split, args.repeats,
+                                                        args.threads, stopping=rule)
     if args.ctranslate2:
         from attnmt.checkpoint import RunDir
 

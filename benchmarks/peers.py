@@ -388,7 +388,7 @@ def run(args: argparse.Namespace) -> None:
     result["decode"]["attnmt"] = cached("decode-attnmt", fresh, lambda: decode_attnmt(
         run_dir, split, reps, threads))
     result["decode"]["attnmt_int8"] = cached("decode-attnmt-int8", fresh, lambda: decode_attnmt(
-        run_dir, split, reps, threads, int8=True))
+        run_dir, split, reps, threads, "int8"))
     result["decode"]["ctranslate2"] = {}
     for quant in ("float32", "int8"):
         folder = PEERS / f"ct2-{quant}"

@@ -55,6 +55,19 @@ def test_multihead_fast_and_explicit_paths_agree():
     assert (wc[0, 0, 0, 1:] == 0).all()
 
 
+def test_cpu_bf16_autocast_keeps_the_attention_itself_in_float32():
+    from attnmt.models.attention import _sdpa
+
+    q, k, v = (torch.randn(2, 4, 5, 8, requires_grad=True) for _ in range(3))
+    with torch.autocast("cpu", torch.bfloat16):
+        out = _sdpa(q.bfloat16(), k.bfloat16(), v.bfloat16(), None, 0.0, True)
+    reference = torch.nn.functional.scaled_dot_product_attention(
+        q.bfloat16().float(), k.bfloat16().float(), v.bfloat16().float(), is_causal=True)
+    assert out.dtype == torch.float32 and torch.allclose(out, reference, atol=1e-6)
+    out.sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.float32
+
+
 @pytest.mark.parametrize("preset", FAMILIES)
 def test_contract_shapes_padding_and_incremental(preset):
     model = make(preset).eval()

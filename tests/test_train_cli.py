@@ -78,7 +78,7 @@ def test_int8_quantised_inference_stays_close_to_float(trained, task):
 
     from attnmt.translator import Translator
 
-    float_tr, int8_tr = Translator.from_run(trained), Translator.from_run(trained, int8=True)
+    float_tr, int8_tr = Translator.from_run(trained), Translator.from_run(trained, precision="int8")
     kinds = {type(m) for m in int8_tr.model.modules()}
     assert torch.ao.nn.quantized.dynamic.Linear in kinds and torch.nn.Linear not in kinds
     src = (task / "test.src").read_text().splitlines()
@@ -90,6 +90,43 @@ def test_int8_quantised_inference_stays_close_to_float(trained, task):
     r = attnmt("translate", trained, "--engine", "ctranslate2", "--int8", input="a\n",
                check=False)
     assert r.returncode == 2 and "--quantization int8" in r.stderr
+
+
+def test_bf16_inference_stays_close_to_float(trained, task):
+    import torch
+
+    from attnmt.translator import Translator
+
+    float_tr, bf16_tr = Translator.from_run(trained), Translator.from_run(trained, precision="bf16")
+    assert {p.dtype for p in bf16_tr.model.parameters()} == {torch.bfloat16}
+    src = (task / "test.src").read_text().splitlines()
+    for beam in (1, 3):
+        same = sum(a[0].text == b[0].text for a, b in
+                   zip(float_tr.translate(src, beam=beam), bf16_tr.translate(src, beam=beam)))
+        assert same >= 0.9 * len(src)
+    r = attnmt("evaluate", trained, "--split", "test", "--beam", "1", "--bf16")
+    assert (trained / "eval/test.beam1.bf16.json").is_file() and "BLEU" in r.stdout
+    r = attnmt("translate", trained, "--bf16", "--int8", input="a\n", check=False)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: --int8 and --bf16 exclude each other; choose one")
+
+
+def test_bf16_autocast_training_learns_as_well_as_float32(task, tmp_path):
+    from attnmt.config import load_config
+    from attnmt.train import train
+
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        cfg = config(task, tmp_path / f"{precision}.yaml", TINY_TRANSFORMER, max_steps=150,
+                     valid_every=150, valid_bleu=False, best_metric="loss", precision=precision)
+        train(load_config(cfg), tmp_path / precision, quiet=True)
+        records = [json.loads(x) for x in (tmp_path / precision / "metrics.jsonl")
+                   .read_text().splitlines()]
+        losses[precision] = [r["loss"] for r in records if r["type"] == "valid"][-1]
+        weights = load_file(tmp_path / precision / "checkpoints/step-0000150.safetensors")
+        assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
+    assert losses["fp32"] < 1.0     # it learned (uniform over the alphabet is ~3.3)
+    assert abs(losses["bf16"] - losses["fp32"]) < 0.15 * losses["fp32"] + 0.05
 
 
 def test_seq2seq_has_no_attention_to_plot(seq2seq_run):

@@ -129,6 +129,9 @@ class TrainConfig:
                                "mlm run, to fine-tune a classifier); matching names are loaded")
     device: str = _f("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = _f(0, "CPU threads for torch (0 = torch's default)", min=0)
+    precision: str = _f("auto", "matmul precision of training: bf16 autocast (weights and "
+                        "optimizer stay float32) or fp32; auto = bf16 on CUDA, fp32 on CPU",
+                        choices=("auto", "fp32", "bf16"))
 
 
 @dataclass
@@ -137,6 +140,10 @@ class DecodeConfig:
     alpha: float = _f(0.6, "GNMT length penalty exponent", min=0.0, max=5.0)
     max_len_ratio: float = _f(1.5, "longest output: ratio x source length + 10", min=0.1)
     batch_size: int = _f(64, "sentences decoded together", min=1)
+    stopping: str = _f("bound", "when a sentence leaves the beam: bound = only when no live "
+                       "hypothesis can still beat its best finished one; current = when none "
+                       "would by ending now; beam = once `beam` hypotheses have ended "
+                       "(fairseq)", choices=("bound", "current", "beam"))
 
 
 @dataclass

@@ -93,30 +93,42 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
     return hyps
 
 
+STOPPING = ("bound", "current", "beam")
+
+
 @torch.no_grad()
 def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
-                beam: int = 5, alpha: float = 0.6, nbest: int = 1) -> list[list[Hypothesis]]:
+                beam: int = 5, alpha: float = 0.6, nbest: int = 1, stopping: str = "bound"
+                ) -> list[list[Hypothesis]]:
     """Batched beam search with the GNMT length penalty; returns ``nbest`` per sentence.
 
     Each sentence keeps ``beam`` live rows. A hypothesis ending in ``</s>`` among
     the top ``beam`` candidates is set aside (the best ``beam`` are kept). A
-    sentence is done — and leaves the batch — when its ``nbest``-th finished
-    hypothesis scores at least what its best live one could still reach, or at
-    its length limit; so stopping never cuts off a better translation the beam holds.
+    sentence is done — and leaves the batch — at its length limit, or by ``stopping``:
+
+    - ``bound``: its ``nbest``-th finished hypothesis scores at least what its best
+      live one could still reach (log-probabilities only fall; the penalty grows at
+      most to that of the length limit), so stopping never cuts off a better
+      translation the beam holds;
+    - ``current``: ... at least what its best live one would score ending now
+      (Hugging Face's default): cheaper, may miss a longer, better ending;
+    - ``beam``: it has ``beam`` finished hypotheses (fairseq's rule).
     """
+    if stopping not in STOPPING:
+        raise ValueError(f"stopping {stopping!r} is not one of {STOPPING}")
     k, device = beam, src.device
     state = model.init_state(model.encode(src, src_lengths))
-    state = select_state(state, torch.arange(src.size(0), device=device).repeat_interleave(k))
     sent = torch.arange(src.size(0), device=device)                     # active sentences
-    scores = torch.full((src.size(0), k), float("-inf"), device=device)
-    scores[:, 0] = 0.0                                                  # one live beam at start
-    tokens = torch.empty((src.size(0) * k, 0), dtype=torch.long, device=device)
-    prev = torch.full((src.size(0) * k,), BOS, dtype=torch.long, device=device)
+    # The first step has one live row per sentence (all beams would start from <s>);
+    # after it, every sentence has k rows.
+    scores = torch.zeros((src.size(0), 1), device=device)
+    tokens = torch.empty((src.size(0), 0), dtype=torch.long, device=device)
+    prev = torch.full((src.size(0),), BOS, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(src.size(0))]
     for t in range(int(max_lens.max())):
-        n = sent.numel()
+        n, live = sent.numel(), scores.size(1)
         logits, state, _ = model.decode_step(prev, state)
-        logprobs = torch.log_softmax(logits.float(), dim=-1).view(n, k, -1)   # (n, K, V)
+        logprobs = torch.log_softmax(logits.float(), dim=-1).view(n, live, -1)  # (n, live, V)
         vocab = logprobs.size(-1)
         at_max = t + 1 >= max_lens[sent]
         _force_eos(logprobs, at_max)
@@ -127,29 +139,42 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
         ended = is_eos[:, :k] & torch.isfinite(top_s[:, :k])
         for r, c in ended.nonzero().tolist():
             b = int(sent[r])
-            seq = tokens[r * k + int(top_beam[r, c])].tolist()
+            seq = tokens[r * live + int(top_beam[r, c])].tolist()
             lp = float(top_s[r, c])
             finished[b].append(Hypothesis(seq, lp / length_penalty(len(seq) + 1, alpha), lp))
             finished[b] = sorted(finished[b], key=lambda h: -h.score)[:k]
-        scores, pick = top_s.masked_fill(is_eos, float("-inf")).topk(k, dim=1)
+        scores, pick = top_s.masked_fill(is_eos, float("-inf")).topk(min(k, top_s.size(1)),
+                                                                     dim=1)
         next_beam, next_tok = top_beam.gather(1, pick), top_tok.gather(1, pick)
-        # Done when the n-th best finished hypothesis beats the best any live one could
-        # still reach: log-probabilities only fall, the penalty grows at most to lp(max_len).
-        reachable = scores[:, 0] / length_penalty(max_lens[sent].float(), alpha)
-        nth_best = torch.tensor([finished[int(b)][nbest - 1].score
-                                 if len(finished[int(b)]) >= nbest else float("-inf")
-                                 for b in sent], device=device)
-        done = at_max | (nth_best >= reachable)
+        done = at_max | _stop(stopping, finished, sent, scores[:, 0], max_lens[sent], t + 2,
+                              k, nbest, alpha)
         keep = (~done).nonzero()[:, 0]
         if keep.numel() == 0:
             break
-        rows = (keep[:, None] * k + next_beam[keep]).view(-1)
+        rows = (keep[:, None] * live + next_beam[keep]).view(-1)
         tokens = torch.cat([tokens[rows], next_tok[keep].view(-1, 1)], 1)
-        source_rows = None if keep.numel() == n else \
-            (keep[:, None] * k + torch.arange(k, device=device)).view(-1)
+        width = scores.size(1)                         # live rows per sentence from now on
+        if width != live:                              # the first step: one row becomes k
+            source_rows = (keep * live).repeat_interleave(width)
+        elif keep.numel() < n:                         # sentences left the batch
+            source_rows = (keep[:, None] * live + torch.arange(live, device=device)).view(-1)
+        else:
+            source_rows = None
         state = model.reorder_state(state, rows, source_rows)
         scores, sent, prev = scores[keep], sent[keep], next_tok[keep].view(-1)
     return [sorted(h, key=lambda x: -x.score)[:nbest] for h in finished]
+
+
+def _stop(stopping: str, finished: list[list[Hypothesis]], sent: Tensor, best_live: Tensor,
+          max_lens: Tensor, next_len: int, k: int, nbest: int, alpha: float) -> Tensor:
+    """Which active sentences are done by the ``stopping`` rule (see :func:`beam_search`)."""
+    counts = [len(finished[b]) for b in sent.tolist()]
+    if stopping == "beam":
+        return torch.tensor([c >= k for c in counts], device=sent.device)
+    nth_best = torch.tensor([finished[b][nbest - 1].score if c >= nbest else float("-inf")
+                             for b, c in zip(sent.tolist(), counts)], device=sent.device)
+    lengths = max_lens.float() if stopping == "bound" else torch.full_like(best_live, next_len)
+    return nth_best >= best_live / length_penalty(lengths, alpha)
 
 
 @torch.no_grad()

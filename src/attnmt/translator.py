@@ -24,6 +24,8 @@ from .models import Seq2SeqModel
 from .models.transformer import Transformer
 from .search import beam_search, max_lengths, sequential
 
+PRECISIONS = ("fp32", "bf16", "int8")
+
 
 def quantize_int8(model: nn.Module, device: str = "cpu") -> nn.Module:
     """Dynamic int8 quantisation of every Linear layer (int8 weights, activations quantised
@@ -33,6 +35,17 @@ def quantize_int8(model: nn.Module, device: str = "cpu") -> nn.Module:
     with warnings.catch_warnings():     # torch.ao.quantization is deprecated in favour of torchao
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+
+
+def for_inference(model: nn.Module, precision: str, device: str = "cpu") -> nn.Module:
+    """The model in the number format it will translate in: ``fp32`` as trained, ``bf16``
+    (weights and activations cast; fast on GPUs and on CPUs with bf16 dot-product
+    instructions, search scores stay float32), ``int8`` (dynamic quantisation, CPU)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"precision {precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
+    if precision == "int8":
+        return quantize_int8(model, device)
+    return model.to(torch.bfloat16) if precision == "bf16" else model
 
 
 @dataclass
@@ -51,17 +64,15 @@ class Translator:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu",
-                 int8: bool = False) -> Translator:
-        """Load a run's model; ``int8`` quantises its Linear layers for CPU inference."""
+                 precision: str = "fp32") -> Translator:
+        """Load a run's model in ``precision`` (see :func:`for_inference`)."""
         cfg, vocabs, model = RunDir(run_dir).load(checkpoint, device)
         if cfg.data.task != "translate":
             hint = {"classify": "attnmt classify", "lm": "attnmt generate",
                     "mlm": "it as train.init_from for a classifier"}[cfg.data.task]
             raise UserError(f"{run_dir} holds a {cfg.data.task} model, not a translation "
                             f"model; use {hint}")
-        if int8:
-            model = quantize_int8(model, device)
-        return cls(model, vocabs, cfg, device)
+        return cls(for_inference(model, precision, device), vocabs, cfg, device)
 
     def encode_source(self, text: str) -> list[int]:
         ids = self.vocabs.src.encode(text)[: self.cap - 1]
@@ -104,7 +115,8 @@ class Translator:
                                                 temperature if sample else 0.0, top_k, top_p,
                                                 generator)]
             else:
-                hyps = beam_search(self.model, src, lengths, limits, beam, alpha, nbest)
+                hyps = beam_search(self.model, src, lengths, limits, beam, alpha, nbest,
+                                   d.stopping)
             for j, sentence_hyps in zip(group, hyps):
                 results[todo[j]] = [Translation(self.vocabs.tgt.decode(h.tokens), h.score,
                                                 h.tokens) for h in sentence_hyps]
