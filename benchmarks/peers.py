@@ -13,20 +13,24 @@ label smoothing 0.1; the peer configs are in `benchmarks/peers/`):
 - JoeyNMT trains its Transformer and its attention RNN for `--window` minutes each
   (throughput and peak RSS only: its quality at this budget is in
   `../shared/peers/README.md`, far below).
-- attnmt trains `transformer-small` and `rnn-dot` for `--window` minutes each for
-  throughput and peak RSS; quality and decoding use `--attnmt-run` (a run trained for
-  the same `--minutes`), or, without it, a run the harness trains for `--minutes`.
+- attnmt trains `transformer-small` (the shipped config, bf16 autocast, and again in
+  float32) and `rnn-dot` for `--window` minutes each for throughput and peak RSS; quality
+  and decoding use `--attnmt-run` (a run trained for the same `--minutes`), or, without
+  it, a run the harness trains for `--minutes`.
 - CTranslate2 decodes that attnmt run, exported with `attnmt export ctranslate2`.
 
 Peak RSS is sampled every 0.5 s over each training process tree, the same way for
 every toolkit. Everything runs one after the other on the same machine, so ratios
-are fair; absolute numbers move with the machine. Writes `results/peers.json`.
+are fair; absolute numbers move with the machine. Writes `results/peers.json`. Each
+step's result is saved, so a failed run resumes: `--fresh` measures everything again,
+`--redo a,b` the named steps; each step records when it was measured.
 Peers live in ``$ATTNMT_PEERS`` (default ``~/.cache/attnmt/peers``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -43,6 +47,7 @@ from common import MULTI30K, save
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = Path(__file__).parent / "peers"
 PEERS = Path(os.environ.get("ATTNMT_PEERS", Path.home() / ".cache/attnmt/peers"))
+REDO: set[str] = set()      # steps to measure again (--redo)
 TORCH = "torch==2.13.0"     # the CPU build on disk; anything else pulls a multi-GB CUDA build
 SPLITS = {"train": "train", "val": "valid", "test_2016_flickr": "test"}
 
@@ -269,10 +274,11 @@ def joey_window(name: str, config: str, minutes: float) -> dict:
 
 
 # ---- attnmt ----------------------------------------------------------------------------------
-def attnmt_train(name: str, config: str, minutes: float, window: bool) -> dict:
+def attnmt_train(name: str, config: str, minutes: float, window: bool,
+                 extra: tuple[str, ...] = ()) -> dict:
     out = PEERS / f"attnmt-{name}"
     shutil.rmtree(out, ignore_errors=True)
-    overrides = [f"train.max_minutes={minutes}", "train.max_steps=100000000"]
+    overrides = [f"train.max_minutes={minutes}", "train.max_steps=100000000", *extra]
     if window:       # throughput only: no validation inside the window
         overrides += ["train.valid_every=100000000", "train.valid_bleu=false"]
     cmd = [str(Path(sys.executable).parent / "attnmt"), "train", config, "--out", str(out),
@@ -293,13 +299,21 @@ def ratio(a: float | None, b: float | None) -> str:
 def table(r: dict) -> str:
     a, fs, joey = r["attnmt"], r["fairseq"], r["joeynmt"]
     dec, fdec, ct2 = r["decode"]["attnmt"], r["decode"]["fairseq"], r["decode"]["ctranslate2"]
+    fp32 = a.get("tsmall_fp32")
     rows = [
-        ("train tok/s, transformer-small", a["tsmall"]["tokens_per_s_median"],
-         fs["train"]["tokens_per_s_median"], joey["tsmall"]["tokens_per_s_median"]),
+        ("train tok/s, transformer-small (attnmt: shipped config, bf16 autocast)",
+         a["tsmall"]["tokens_per_s_median"], fs["train"]["tokens_per_s_median"],
+         joey["tsmall"]["tokens_per_s_median"]),
+        *([("train tok/s, transformer-small, attnmt in float32", fp32["tokens_per_s_median"],
+            fs["train"]["tokens_per_s_median"], joey["tsmall"]["tokens_per_s_median"])]
+          if fp32 else []),
         ("train tok/s, attention RNN", a["rnn"]["tokens_per_s_median"], None,
          joey["rnn"]["tokens_per_s_median"]),
-        ("peak train RSS MiB, transformer-small", a["tsmall"]["peak_rss_mib"],
-         fs["train"]["peak_rss_mib"], joey["tsmall"]["peak_rss_mib"]),
+        ("peak train RSS MiB, transformer-small (attnmt: bf16 autocast)",
+         a["tsmall"]["peak_rss_mib"], fs["train"]["peak_rss_mib"],
+         joey["tsmall"]["peak_rss_mib"]),
+        *([("peak train RSS MiB, transformer-small, attnmt in float32", fp32["peak_rss_mib"],
+            fs["train"]["peak_rss_mib"], joey["tsmall"]["peak_rss_mib"])] if fp32 else []),
         ("peak train RSS MiB, attention RNN", a["rnn"]["peak_rss_mib"], None,
          joey["rnn"]["peak_rss_mib"]),
         (f"test2016 BLEU after {r['minutes']} min, greedy", dec["greedy"]["bleu"],
@@ -315,6 +329,19 @@ def table(r: dict) -> str:
         ("test2016 BLEU, beam 5, attnmt --int8", r["decode"]["attnmt_int8"]["beam5"]["bleu"],
          fdec["beam5"]["bleu"], None),
     ]
+    if "attnmt_bf16" in r["decode"]:
+        bf16 = r["decode"]["attnmt_bf16"]
+        rows += [("decode sentences/s, greedy, attnmt --bf16", bf16["greedy"]["sentences_per_s"],
+                  fdec["greedy"]["sentences_per_s"], None),
+                 ("decode sentences/s, beam 5, attnmt --bf16", bf16["beam5"]["sentences_per_s"],
+                  fdec["beam5"]["sentences_per_s"], None),
+                 ("test2016 BLEU, beam 5, attnmt --bf16", bf16["beam5"]["bleu"],
+                  fdec["beam5"]["bleu"], None)]
+    if "run_end" in a:
+        rows[:0] = [(f"updates in {r['minutes']:g} min, transformer-small",
+                     a["run_end"]["updates"], fs["train"]["updates"], None),
+                    ("validation perplexity at the end", a["run_end"]["valid_ppl"],
+                     fs["train"]["valid_ppl"], None)]
     lines = ["| figure | attnmt | fairseq | JoeyNMT | attnmt/fairseq | attnmt/JoeyNMT |",
              "|---|---|---|---|---|---|"]
     for label, ours, f, j in rows:
@@ -336,10 +363,11 @@ def cached(name: str, fresh: bool, measure) -> dict:
     """Run one measurement, or reuse its saved result, so a failed run resumes where it
     stopped (``--fresh`` measures everything again)."""
     path = PEERS / "steps" / f"{name}.json"
-    if path.exists() and not fresh:
+    if path.exists() and not fresh and name not in REDO:
         print(f"{name}: reusing {path}")
-        return json.loads(path.read_text())
-    result = measure()
+        return {"measured": "an earlier run", **json.loads(path.read_text())}
+    result = {"measured": datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M UTC"), **measure()}
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     return result
@@ -363,6 +391,9 @@ def run(args: argparse.Namespace) -> None:
     print(f"attnmt windows ({w} min each) ...")
     result["attnmt"]["tsmall"] = cached("attnmt-tsmall", fresh, lambda: attnmt_train(
         "tsmall", "configs/multi30k_transformer_small.yaml", w, window=True))
+    result["attnmt"]["tsmall_fp32"] = cached("attnmt-tsmall-fp32", fresh, lambda: attnmt_train(
+        "tsmall-fp32", "configs/multi30k_transformer_small.yaml", w, window=True,
+        extra=("train.precision=fp32",)))
     result["attnmt"]["rnn"] = cached("attnmt-rnn", fresh, lambda: attnmt_train(
         "rnn-dot", "configs/multi30k_rnn_dot.yaml", w, window=True))
     print(f"JoeyNMT windows ({w} min each) ...")
@@ -382,6 +413,10 @@ def run(args: argparse.Namespace) -> None:
         result["attnmt"]["tsmall_full"] = trained
         run_dir = trained["run"]
     result["attnmt_run"] = str(run_dir)
+    valid = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+             if '"valid"' in x]
+    result["attnmt"]["run_end"] = {"updates": valid[-1]["step"],
+                                   "valid_ppl": round(valid[-1]["ppl"], 2)}
     print("decoding test2016 ...")
     split, reps, threads = "test_2016_flickr", args.repeats, args.threads
     result["decode"]["fairseq"] = cached("decode-fairseq", fresh, lambda: fairseq_decode(reps))
@@ -389,6 +424,8 @@ def run(args: argparse.Namespace) -> None:
         run_dir, split, reps, threads))
     result["decode"]["attnmt_int8"] = cached("decode-attnmt-int8", fresh, lambda: decode_attnmt(
         run_dir, split, reps, threads, "int8"))
+    result["decode"]["attnmt_bf16"] = cached("decode-attnmt-bf16", fresh, lambda: decode_attnmt(
+        run_dir, split, reps, threads, "bf16"))
     result["decode"]["ctranslate2"] = {}
     for quant in ("float32", "int8"):
         folder = PEERS / f"ct2-{quant}"
@@ -417,7 +454,10 @@ def main() -> None:
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--fresh", action="store_true",
                    help="measure every step again instead of reusing saved step results")
+    r.add_argument("--redo", default="", help="comma-separated steps to measure again "
+                   "(names of the files in $ATTNMT_PEERS/steps, without .json)")
     args = ap.parse_args()
+    REDO.update(filter(None, getattr(args, "redo", "").split(",")))
     install() if args.command == "install" else run(args)
 
 

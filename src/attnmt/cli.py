@@ -174,8 +174,11 @@ def _read_input(path: str | None) -> list[str]:
               "(CPU; faster, slightly lower BLEU)")
 @click.option("--bf16", is_flag=True, help="translate in bfloat16 (GPUs, and CPUs with "
               "AVX512-BF16 or AMX; faster, BLEU may move slightly)")
+@click.option("--stopping", default=None, type=click.Choice(["current", "bound", "beam"]),
+              help="when a sentence leaves the beam (default: the run's decode.stopping)")
 def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temperature, top_k,
-              top_p, seed, max_len_ratio, checkpoint, device, engine, int8, bf16) -> None:
+              top_p, seed, max_len_ratio, checkpoint, device, engine, int8, bf16,
+              stopping) -> None:
     """Translate line by line; output lines stay aligned with input lines."""
     precision = _precision(int8, bf16)
     if engine == "ctranslate2":
@@ -201,7 +204,7 @@ def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temp
     lines = _read_input(input_path)
     results = translator.translate(lines, beam=beam, alpha=alpha, nbest=nbest, sample=sample,
                                    temperature=temperature, top_k=top_k, top_p=top_p,
-                                   max_len_ratio=max_len_ratio, seed=seed)
+                                   max_len_ratio=max_len_ratio, seed=seed, stopping=stopping)
     if nbest > 1:
         text = "".join("\t".join(f"{h.text}\t{h.score:.4f}" for h in hyps) + "\n"
                        for hyps in results)

@@ -94,6 +94,15 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
+def bound_onednn_cache(capacity: int = 8) -> None:
+    """CPU bf16 matmuls run through oneDNN, which caches a primitive (with its buffers) for
+    every matrix shape it meets, up to 1,024 of them; with length-bucketed batches nearly
+    every step brings new shapes, and a transformer-small run grew from 2.7 to 4.3 GiB over
+    25 minutes. A small cache keeps memory flat (2.2 GiB after 120 updates against 2.8) at
+    no measurable speed cost. Must run before the first bf16 matmul; a user's setting wins."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
+
+
 class Trainer:
     def __init__(self, cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False):
         self.cfg, self.run, self.quiet = cfg, RunDir(out), quiet
@@ -104,6 +113,8 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.device = pick_device(cfg.train.device)
         self.bf16 = uses_bf16(cfg.train.precision, self.device)
+        if self.bf16 and self.device.type == "cpu":
+            bound_onednn_cache()
         if resume and not self.run.latest():
             raise UserError(f"--resume: {self.run.path} has no checkpoint to resume from")
         if not resume and self.run.latest():

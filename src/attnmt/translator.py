@@ -89,8 +89,8 @@ class Translator:
     def translate(self, texts: list[str], beam: int | None = None, alpha: float | None = None,
                   nbest: int = 1, sample: bool = False, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 1.0, max_len_ratio: float | None = None,
-                  seed: int | None = None, batch_size: int | None = None
-                  ) -> list[list[Translation]]:
+                  seed: int | None = None, batch_size: int | None = None,
+                  stopping: str | None = None) -> list[list[Translation]]:
         """``nbest`` translations per text (one when greedy or sampling)."""
         d = self.cfg.decode
         beam = d.beam if beam is None else beam
@@ -116,7 +116,7 @@ class Translator:
                                                 generator)]
             else:
                 hyps = beam_search(self.model, src, lengths, limits, beam, alpha, nbest,
-                                   d.stopping)
+                                   stopping or d.stopping)
             for j, sentence_hyps in zip(group, hyps):
                 results[todo[j]] = [Translation(self.vocabs.tgt.decode(h.tokens), h.score,
                                                 h.tokens) for h in sentence_hyps]
