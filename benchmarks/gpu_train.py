@@ -6,10 +6,10 @@
 Trains ``configs/multi30k_transformer_base.yaml`` for a time budget (bf16 autocast on
 CUDA, float32 on a CPU), then reports: target tokens/s (median of the logged intervals
 after warm-up), model FLOPs utilisation against the card's bf16 dense peak (datasheet,
-when the card is known) and against a bf16 matmul measured on the same device, and
-test2016 sacreBLEU with beam 5. MFU uses 6 x parameters FLOPs per target token (source
-and target are about as long here), so it leaves attention's score/mix FLOPs out: a
-lower bound.
+when the card is known) and against a matmul in the training precision measured on the
+same device, and test2016 sacreBLEU with beam 5. MFU uses 6 x parameters FLOPs per
+target token (source and target are about as long here), so it leaves attention's
+score/mix FLOPs out: a lower bound.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ def datasheet_peak(name: str) -> float | None:
     return None
 
 
-def measured_matmul_tflops(device: torch.device) -> float:
-    """Median bf16 matmul rate on this device (8192^2 on a GPU, 2048^2 on a CPU)."""
+def measured_matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """Median matmul rate in ``dtype`` on this device (8192^2 on a GPU, 2048^2 on a CPU)."""
     n = 8192 if device.type == "cuda" else 2048
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     rates = []
     for _ in range(8):
         if device.type == "cuda":
@@ -71,15 +71,16 @@ def main() -> None:
     from attnmt.translator import Translator
 
     cfg = load_config(args.config, [f"train.max_minutes={args.minutes}",
-                                    "train.log_every=10", *args.overrides])
+                                    "train.log_every=5", *args.overrides])
     device = pick_device(cfg.train.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     bf16 = uses_bf16(cfg.train.precision, device)
     print(f"device: {name}; training precision: {'bf16 autocast' if bf16 else 'float32'}")
-    matmul = measured_matmul_tflops(device)
-    peak = datasheet_peak(name) if device.type == "cuda" else None
-    print(f"bf16 matmul measured: {matmul:.1f} TFLOP/s; datasheet peak: "
-          f"{f'{peak:.0f} TFLOP/s' if peak else 'unknown'}")
+    kind = "bf16" if bf16 else "fp32"
+    matmul = measured_matmul_tflops(device, torch.bfloat16 if bf16 else torch.float32)
+    peak = datasheet_peak(name) if device.type == "cuda" and bf16 else None
+    print(f"{kind} matmul measured: {matmul:.2f} TFLOP/s; bf16 datasheet peak: "
+          f"{f'{peak:.0f} TFLOP/s' if peak else 'unknown or not applicable'}")
 
     out = Path(args.out)
     if out.exists():
@@ -97,7 +98,7 @@ def main() -> None:
     params = translator.model.num_parameters()
     model_tflops = 6 * params * rate / 1e12
     result = evaluate(out, "test", beam=5, translator=translator, log=lambda *_: None)
-    row = {"device": name, "precision": "bf16" if bf16 else "fp32", "minutes": args.minutes,
+    row = {"device": name, "precision": kind, "minutes": args.minutes,
            "updates": max(r["step"] for r in records), "parameters": params,
            "tokens_per_s": round(rate, 1), "model_tflops": round(model_tflops, 3),
            "matmul_tflops_measured": round(matmul, 2), "datasheet_peak_tflops": peak,
@@ -105,9 +106,10 @@ def main() -> None:
            "mfu_vs_datasheet": round(model_tflops / peak, 4) if peak else None,
            "test2016_bleu_beam5": round(result["bleu"], 2),
            "decode_sentences_per_s": round(result["sentences_per_s"], 1),
-           "command": f"bash benchmarks/gpu.sh {args.minutes:g}"}
+           "command": " ".join(["bash benchmarks/gpu.sh", f"{args.minutes:g}",
+                                *(f"--set {o}" for o in args.overrides)])}
     print(f"{name}: {rate:,.0f} target tokens/s, {model_tflops:.2f} model TFLOP/s = "
-          f"{100 * row['mfu_vs_measured_matmul']:.1f}% of the measured bf16 matmul"
+          f"{100 * row['mfu_vs_measured_matmul']:.1f}% of the measured {kind} matmul"
           + (f", {100 * row['mfu_vs_datasheet']:.1f}% of the datasheet peak" if peak else "")
           + f"; test2016 BLEU (beam 5) {result['bleu']:.2f} after {row['updates']} updates")
     save(f"gpu_{'cpu' if device.type == 'cpu' else name.replace(' ', '_')}", row)
