@@ -359,15 +359,24 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def cached(name: str, fresh: bool, measure) -> dict:
-    """Run one measurement, or reuse its saved result, so a failed run resumes where it
-    stopped (``--fresh`` measures everything again)."""
+STEPS = ("attnmt-tsmall", "attnmt-tsmall-fp32", "attnmt-rnn", "joey-tsmall", "joey-rnn",
+         "fairseq-train", "attnmt-tsmall-full", "decode-fairseq", "decode-attnmt",
+         "decode-attnmt-int8", "decode-attnmt-bf16", "decode-ct2-float32", "decode-ct2-int8")
+
+
+def cached(name: str, fresh: bool, inputs: dict, measure) -> dict:
+    """Run one measurement, or reuse its saved result when it was measured with the same
+    ``inputs`` (budget, window, run decoded, ...), so a failed run resumes where it stopped.
+    ``--fresh`` measures everything again, ``--redo`` the named steps."""
     path = PEERS / "steps" / f"{name}.json"
     if path.exists() and not fresh and name not in REDO:
-        print(f"{name}: reusing {path}")
-        return {"measured": "an earlier run", **json.loads(path.read_text())}
+        saved = json.loads(path.read_text())
+        if saved.get("inputs") == inputs:
+            print(f"{name}: reusing {path} (measured {saved['measured']})")
+            return saved
+        print(f"{name}: saved result was measured with other inputs; measuring again")
     result = {"measured": datetime.datetime.now(datetime.timezone.utc).strftime(
-        "%Y-%m-%d %H:%M UTC"), **measure()}
+        "%Y-%m-%d %H:%M UTC"), "inputs": inputs, **measure()}
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     return result
@@ -389,25 +398,27 @@ def run(args: argparse.Namespace) -> None:
               "attnmt": {}, "joeynmt": {}, "fairseq": {}, "decode": {}}
     w, fresh = args.window, args.fresh
     print(f"attnmt windows ({w} min each) ...")
-    result["attnmt"]["tsmall"] = cached("attnmt-tsmall", fresh, lambda: attnmt_train(
+    window = {"window_minutes": w}
+    result["attnmt"]["tsmall"] = cached("attnmt-tsmall", fresh, window, lambda: attnmt_train(
         "tsmall", "configs/multi30k_transformer_small.yaml", w, window=True))
-    result["attnmt"]["tsmall_fp32"] = cached("attnmt-tsmall-fp32", fresh, lambda: attnmt_train(
-        "tsmall-fp32", "configs/multi30k_transformer_small.yaml", w, window=True,
+    result["attnmt"]["tsmall_fp32"] = cached("attnmt-tsmall-fp32", fresh, window, lambda:
+        attnmt_train("tsmall-fp32", "configs/multi30k_transformer_small.yaml", w, window=True,
         extra=("train.precision=fp32",)))
-    result["attnmt"]["rnn"] = cached("attnmt-rnn", fresh, lambda: attnmt_train(
+    result["attnmt"]["rnn"] = cached("attnmt-rnn", fresh, window, lambda: attnmt_train(
         "rnn-dot", "configs/multi30k_rnn_dot.yaml", w, window=True))
     print(f"JoeyNMT windows ({w} min each) ...")
-    result["joeynmt"]["tsmall"] = cached("joey-tsmall", fresh, lambda: joey_window(
+    result["joeynmt"]["tsmall"] = cached("joey-tsmall", fresh, window, lambda: joey_window(
         "tsmall", "joeynmt_tsmall_deen.yaml", w))
-    result["joeynmt"]["rnn"] = cached("joey-rnn", fresh, lambda: joey_window(
+    result["joeynmt"]["rnn"] = cached("joey-rnn", fresh, window, lambda: joey_window(
         "rattn", "joeynmt_rattn_deen.yaml", w))
     print(f"fairseq, {args.minutes} min ...")
-    result["fairseq"]["train"] = cached("fairseq-train", fresh,
+    budget = {"minutes": args.minutes}
+    result["fairseq"]["train"] = cached("fairseq-train", fresh, budget,
                                         lambda: fairseq_train(args.minutes))
     run_dir = args.attnmt_run
     if not run_dir:
         print(f"attnmt transformer-small, {args.minutes} min ...")
-        trained = cached("attnmt-tsmall-full", fresh, lambda: attnmt_train(
+        trained = cached("attnmt-tsmall-full", fresh, budget, lambda: attnmt_train(
             "tsmall-full", "configs/multi30k_transformer_small.yaml", args.minutes,
             window=False))
         result["attnmt"]["tsmall_full"] = trained
@@ -419,13 +430,15 @@ def run(args: argparse.Namespace) -> None:
                                    "valid_ppl": round(valid[-1]["ppl"], 2)}
     print("decoding test2016 ...")
     split, reps, threads = "test_2016_flickr", args.repeats, args.threads
-    result["decode"]["fairseq"] = cached("decode-fairseq", fresh, lambda: fairseq_decode(reps))
-    result["decode"]["attnmt"] = cached("decode-attnmt", fresh, lambda: decode_attnmt(
-        run_dir, split, reps, threads))
-    result["decode"]["attnmt_int8"] = cached("decode-attnmt-int8", fresh, lambda: decode_attnmt(
-        run_dir, split, reps, threads, "int8"))
-    result["decode"]["attnmt_bf16"] = cached("decode-attnmt-bf16", fresh, lambda: decode_attnmt(
-        run_dir, split, reps, threads, "bf16"))
+    fs_model = {"model trained": result["fairseq"]["train"]["measured"], "repeats": reps}
+    result["decode"]["fairseq"] = cached("decode-fairseq", fresh, fs_model,
+                                         lambda: fairseq_decode(reps))
+    ours = {"run": str(run_dir), "repeats": reps, "threads": threads}
+    for precision in ("fp32", "int8", "bf16"):
+        suffix = "" if precision == "fp32" else f"_{precision}"
+        result["decode"][f"attnmt{suffix}"] = cached(
+            f"decode-attnmt{suffix.replace('_', '-')}", fresh, ours,
+            lambda p=precision: decode_attnmt(run_dir, split, reps, threads, p))
     result["decode"]["ctranslate2"] = {}
     for quant in ("float32", "int8"):
         folder = PEERS / f"ct2-{quant}"
@@ -435,7 +448,7 @@ def run(args: argparse.Namespace) -> None:
                                force=True)
             return decode_ctranslate2(str(folder), "de", "en", split, reps, threads)
 
-        result["decode"]["ctranslate2"][quant] = cached(f"decode-ct2-{quant}", fresh, ct2)
+        result["decode"]["ctranslate2"][quant] = cached(f"decode-ct2-{quant}", fresh, ours, ct2)
     result["table"] = table(result)
     print(result["table"])
     save("peers", result)
@@ -458,6 +471,9 @@ def main() -> None:
                    "(names of the files in $ATTNMT_PEERS/steps, without .json)")
     args = ap.parse_args()
     REDO.update(filter(None, getattr(args, "redo", "").split(",")))
+    if REDO - set(STEPS):
+        ap.error(f"--redo: unknown step(s) {', '.join(sorted(REDO - set(STEPS)))}; steps are "
+                 + ", ".join(STEPS))
     install() if args.command == "install" else run(args)
 
 

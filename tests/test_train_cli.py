@@ -106,6 +106,9 @@ def test_bf16_inference_stays_close_to_float(trained, task):
         assert same >= 0.9 * len(src)
     r = attnmt("evaluate", trained, "--split", "test", "--beam", "1", "--bf16")
     assert (trained / "eval/test.beam1.bf16.json").is_file() and "BLEU" in r.stdout
+    r = attnmt("translate", trained, "--engine", "ctranslate2", "--stopping", "bound",
+               input="a\n", check=False)
+    assert r.returncode == 2 and "--stopping applies to the attnmt engine" in r.stderr
     r = attnmt("translate", trained, "--bf16", "--int8", input="a\n", check=False)
     assert r.returncode == 2 and r.stderr.strip() == (
         "error: --int8 and --bf16 exclude each other; choose one")
@@ -127,6 +130,7 @@ def test_bf16_autocast_training_learns_as_well_as_float32(task, tmp_path):
         assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
     assert losses["fp32"] < 1.0     # it learned (uniform over the alphabet is ~3.3)
     assert abs(losses["bf16"] - losses["fp32"]) < 0.15 * losses["fp32"] + 0.05
+    assert losses["bf16"] != losses["fp32"]    # same seed: equal only if bf16 were ignored
 
 
 def test_seq2seq_has_no_attention_to_plot(seq2seq_run):

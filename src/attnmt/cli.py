@@ -24,6 +24,7 @@ from pathlib import Path
 
 import click
 
+from .config import STOPPING
 from .errors import UserError
 
 
@@ -174,7 +175,7 @@ def _read_input(path: str | None) -> list[str]:
               "(CPU; faster, slightly lower BLEU)")
 @click.option("--bf16", is_flag=True, help="translate in bfloat16 (GPUs, and CPUs with "
               "AVX512-BF16 or AMX; faster, BLEU may move slightly)")
-@click.option("--stopping", default=None, type=click.Choice(["current", "bound", "beam"]),
+@click.option("--stopping", default=None, type=click.Choice(STOPPING),
               help="when a sentence leaves the beam (default: the run's decode.stopping)")
 def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temperature, top_k,
               top_p, seed, max_len_ratio, checkpoint, device, engine, int8, bf16,
@@ -188,6 +189,9 @@ def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temp
             raise UserError(f"--{precision} applies to the attnmt engine; export a quantised "
                             "CTranslate2 model with `attnmt export ctranslate2 "
                             "--quantization int8` instead")
+        if stopping:
+            raise UserError("--stopping applies to the attnmt engine; CTranslate2 uses its "
+                            "own stopping rule")
 
         if nbest > 1 and (beam or 5) < nbest:
             raise UserError(f"--nbest {nbest} needs --beam of at least {nbest}")

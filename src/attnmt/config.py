@@ -134,6 +134,9 @@ class TrainConfig:
                         choices=("auto", "fp32", "bf16"))
 
 
+STOPPING = ("current", "bound", "beam")   # beam search's stopping rules (search.beam_search)
+
+
 @dataclass
 class DecodeConfig:
     beam: int = _f(5, "beam size (1 = greedy)", min=1, max=64)
@@ -144,7 +147,7 @@ class DecodeConfig:
                        "hypothesis would beat its best finished one by ending now; bound = "
                        "only when none can beat it at any length (exact, ~20% slower); beam = "
                        "once `beam` hypotheses have ended (fairseq)",
-                       choices=("current", "bound", "beam"))
+                       choices=STOPPING)
 
 
 @dataclass

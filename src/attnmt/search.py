@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .config import STOPPING
 from .data.tokenizers import BOS, EOS, PAD
 from .models.base import Seq2SeqModel, select_state
 
@@ -91,9 +92,6 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
         tokens = row[: row.index(EOS)] if EOS in row else [t for t in row if t != PAD]
         hyps.append(Hypothesis(tokens, lp, lp))
     return hyps
-
-
-STOPPING = ("current", "bound", "beam")
 
 
 @torch.no_grad()
