@@ -55,8 +55,54 @@ def test_multihead_fast_and_explicit_paths_agree():
     assert (wc[0, 0, 0, 1:] == 0).all()
 
 
+def test_multihead_causal_with_a_padding_mask_masks_both():
+    """Both masks at once: no query sees a later position or a padded key."""
+    mha = MultiHeadAttention(16, 4).eval()
+    x = torch.randn(2, 5, 16)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    k, v = mha.project_kv(x)
+    fast, _ = mha(x, k, v, mask, causal=True)
+    slow, w = mha(x, k, v, mask, causal=True, need_weights=True)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    assert (w.triu(1) == 0).all() and (w[1, ..., 3:] == 0).all()
+    # the first query sees only itself: its output is the value of position 0
+    alone, _ = mha(x[:, :1], k[:, :, :1], v[:, :, :1])
+    assert torch.allclose(fast[:, 0], alone[:, 0], atol=1e-5)
+
+
+def _chunks(total: int) -> list[tuple[int, int]]:
+    return [(0, 3), (3, total)]
+
+
+def test_transformer_decoder_fed_in_chunks_equals_the_full_forward():
+    """A prompt of 3 tokens, then 5 through the cache: the logits of the full forward."""
+    model = make("transformer-tiny").eval()
+    src, lengths, _ = inputs()
+    tgt = torch.randint(4, 35, (3, 8))
+    full, _ = model(src, lengths, tgt)
+    state = model.init_state(model.encode(src, lengths))
+    parts = []
+    for a, b in _chunks(8):
+        logits, state, _ = model._decode(tgt[:, a:b], state, need_weights=False)
+        parts.append(logits)
+    assert (torch.cat(parts, 1) - full).abs().max() < 1e-4
+
+
+def test_language_model_fed_in_chunks_equals_the_full_forward():
+    from attnmt.models.heads import DecoderLM
+
+    lm = DecoderLM(40, d_model=32, heads=4, ffn=64, layers=2, dropout=0.0).eval()
+    tokens = torch.randint(4, 40, (2, 8))
+    full = lm(tokens)
+    state, parts = lm.init_state(), []
+    for a, b in _chunks(8):
+        logits, state = lm.decode(tokens[:, a:b], state)
+        parts.append(logits)
+    assert (torch.cat(parts, 1) - full).abs().max() < 1e-4
+
+
 def test_cpu_bf16_autocast_keeps_the_attention_itself_in_float32():
-    from attnmt.models.attention import _sdpa
+    from attnmt.models.backend import sdpa as _sdpa
 
     q, k, v = (torch.randn(2, 4, 5, 8, requires_grad=True) for _ in range(3))
     with torch.autocast("cpu", torch.bfloat16):

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .backend import sdpa
+
 
 class Attention(nn.Module):
     """Base class of the RNN attention variants: subclasses define :meth:`score`."""
@@ -118,20 +120,6 @@ def rnn_attention(kind: str, query_size: int, memory_size: int) -> Attention:
     raise ValueError(f"unknown attention {kind!r}")
 
 
-def _sdpa(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, dropout: float,
-          causal: bool) -> Tensor:
-    """``F.scaled_dot_product_attention``; under CPU bf16 autocast it runs in float32, because
-    PyTorch's CPU flash-attention backward in bf16 is several times slower than in float32
-    (measured: attention went from 5 % to 27 % of a transformer-small training step)."""
-    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
-                                                  attn_mask=attn_mask, dropout_p=dropout,
-                                                  is_causal=causal)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout,
-                                          is_causal=causal)
-
-
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention (Vaswani et al. 2017, §3.2.2).
 
@@ -166,21 +154,38 @@ class MultiHeadAttention(nn.Module):
         Returns output (B, T, D) and, when asked, weights (B, H, T, S).
         """
         q = self._split(self.q_proj(query))                              # (B, H, T, dh)
-        attn_mask = mask[:, None, None, :] if mask is not None else None # (B, 1, 1, S)
+        t, s = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
         if not need_weights:
-            out = _sdpa(q, k, v, attn_mask, p, causal and attn_mask is None)
+            if causal and mask is None and t == s:     # SDPA's own (top-left) causal mask
+                out = sdpa(q, k, v, None, p, causal=True)
+            else:
+                out = sdpa(q, k, v, _allowed(mask, causal, t, s, q.device), p)
             weights = None
         else:
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)    # (B, H, T, S)
-            if attn_mask is not None:
-                scores = scores.masked_fill(~attn_mask, float("-inf"))
-            if causal:
-                t, s = scores.shape[-2:]
-                future = torch.ones(t, s, dtype=torch.bool, device=q.device).triu(s - t + 1)
-                scores = scores.masked_fill(future, float("-inf"))
+            allowed = _allowed(mask, causal, t, s, q.device)              # (B|1, 1, T|1, S)
+            if allowed is not None:
+                scores = scores.masked_fill(~allowed, float("-inf"))
             weights = torch.softmax(scores, dim=-1)
             out = F.dropout(weights, p) @ v
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.heads * self.d_head)
         return self.out_proj(out), weights
+
+
+def _allowed(mask: Tensor | None, causal: bool, t: int, s: int, device: torch.device
+             ) -> Tensor | None:
+    """One boolean mask, True where a query may attend; None when every key is allowed.
+
+    mask (B, S) marks real keys. The causal part lets the query at position i of the last
+    ``t`` positions see keys 0 .. s - t + i (aligned bottom-right), so a chunk of new tokens
+    decoded after a cache of ``s - t`` earlier ones sees what the full forward sees.
+    """
+    if not causal and mask is None:
+        return None
+    allowed = mask[:, None, None, :] if mask is not None else None       # (B, 1, 1, S)
+    if causal:
+        past = torch.ones(t, s, dtype=torch.bool, device=device).tril(s - t)   # (T, S)
+        allowed = past if allowed is None else allowed & past
+    return allowed

@@ -137,7 +137,7 @@ class DecoderLayer(_Sublayers):
             if cache is not None:
                 k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
             new_cache = (k, v)
-            return self.self_attn(y, k, v, causal=cache is None or y.size(1) > 1)
+            return self.self_attn(y, k, v, causal=y.size(1) > 1)   # one new token sees all
 
         if self.cross_attn is None:
             x, _ = self.residual(0, x, self_attend)
