@@ -25,10 +25,10 @@ import torch
 import yaml
 from safetensors.torch import load_model, save_model
 
-from .config import Config, config_from_dict
+from .config import TASK_USE, Config, config_from_dict
 from .data.tokenizers import Vocabs
 from .errors import UserError
-from .models import Seq2SeqModel
+from .models import Seq2SeqModel, build_for_task
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -74,6 +74,15 @@ class RunDir:
 
     def train_state(self, step: int) -> Path:
         return self.ckpt / f"step-{step:07d}.train.pt"
+
+    @property
+    def labels_file(self) -> Path:
+        return self.path / "labels.json"
+
+    def labels(self) -> list[str]:
+        """The classifier's labels (empty for other tasks)."""
+        f = self.labels_file
+        return json.loads(f.read_text()) if f.is_file() else []
 
     def latest(self) -> dict | None:
         f = self.ckpt / "latest.json"
@@ -125,22 +134,45 @@ class RunDir:
                             "(attnmt train CONFIG --out DIR)")
         return f
 
-    def load(self, which: str = "best", device: str | torch.device = "cpu"
+    def load(self, which: str = "best", device: str | torch.device = "cpu",
+             task: str | None = None
              ) -> tuple[Config, Vocabs, Seq2SeqModel | torch.nn.Module]:
-        """Config, vocabularies and model with weights, ready for inference."""
+        """Config, vocabularies and model with weights, ready for inference; with ``task``,
+        a run of another task is a one-line error that says what to use it with."""
         if not self.path.is_dir():
             raise UserError(f"run directory {self.path} does not exist")
         cfg = self.load_config()
+        if task and cfg.data.task != task:
+            raise UserError(f"{self.path} holds a {cfg.data.task} model, not a {task} model; "
+                            f"use {TASK_USE[cfg.data.task]}")
         if not Vocabs.exists(self.vocab_dir):
             raise UserError(f"{self.vocab_dir} holds no vocabulary; the run directory is "
                             "incomplete — retrain it")
         vocabs = Vocabs.load(self.vocab_dir)
-        from .tasks import model_for_run
-
-        model = model_for_run(cfg, vocabs, self.path)
+        model = build_for_task(cfg.data.task, cfg.model, src_vocab=len(vocabs.src),
+                               tgt_vocab=len(vocabs.tgt), joint_vocab=vocabs.joint,
+                               n_labels=len(self.labels()))
         path = self.checkpoint_file(which)
         try:
             load_model(model, str(path), device=str(device))
         except Exception as e:  # a truncated or foreign file
             raise UserError(f"cannot load {path}: {e}") from None
         return cfg, vocabs, model.to(device).eval()
+
+
+def average_checkpoints(run: RunDir, last: int) -> tuple[list[Path], Path]:
+    """Average the weights of the run's last ``last`` step checkpoints into
+    ``checkpoints/averaged.safetensors``; returns the inputs and the output file."""
+    from safetensors.torch import load_file, save_file
+
+    files = sorted(run.ckpt.glob("step-*.safetensors"))[-last:]
+    if not files:
+        raise UserError(f"{run.path} has no step checkpoints to average")
+    total = None
+    for f in files:
+        weights = load_file(str(f))
+        total = weights if total is None else {k: total[k] + weights[k] for k in total}
+    avg = {k: (v / len(files)).contiguous() for k, v in total.items()}
+    out = run.ckpt / "averaged.safetensors"
+    atomic_write(out, lambda tmp: save_file(avg, str(tmp)))
+    return files, out

@@ -390,22 +390,11 @@ def plot_attention(run_dir, sentence, out, beam, layer, head) -> None:
               help="average the last N step checkpoints")
 def average(run_dir, last) -> None:
     """Average the last N checkpoints into checkpoints/averaged.safetensors."""
-    from .checkpoint import RunDir, atomic_write
+    from .checkpoint import RunDir, average_checkpoints
 
-    run = RunDir(run_dir)
-    files = sorted(run.ckpt.glob("step-*.safetensors"))[-last:]
-    if not files:
-        raise UserError(f"{run_dir} has no step checkpoints to average")
-    from safetensors.torch import load_file, save_file
-
-    total = None
-    for f in files:
-        weights = load_file(str(f))
-        total = weights if total is None else {k: total[k] + weights[k] for k in total}
-    avg = {k: (v / len(files)).contiguous() for k, v in total.items()}
-    atomic_write(run.ckpt / "averaged.safetensors", lambda tmp: save_file(avg, str(tmp)))
+    files, out = average_checkpoints(RunDir(run_dir), last)
     click.echo(f"averaged {len(files)} checkpoints ({files[0].name} .. {files[-1].name}) into "
-               f"{run.ckpt / 'averaged.safetensors'}; use --checkpoint averaged")
+               f"{out}; use --checkpoint averaged")
 
 
 @cli.command()
@@ -457,7 +446,7 @@ def export_ct2(run_dir, out_dir, quantization, force) -> None:
 @cli.command()
 def presets() -> None:
     """The named architectures and their settings."""
-    from .models.presets import PRESETS
+    from .presets import PRESETS
 
     for name, keys in PRESETS.items():
         click.echo(f"{name:18} " + json.dumps(keys))

@@ -37,8 +37,8 @@ from .data.synthetic import ITEM_SEP
 from .data.tokenizers import Vocabs
 from .errors import ConfigError, UserError
 from .metrics import corpus_scores, scores_by_length
-from .models.presets import PRESETS
 from .plots import attention_grid, learning_curves, score_by_length
+from .presets import PRESETS
 from .train import train
 from .translator import Translator
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .presets import preset_config
 
 
 def _f(default: Any, help: str, choices: tuple | None = None, min: float | None = None,
@@ -28,11 +29,16 @@ def _f(default: Any, help: str, choices: tuple | None = None, min: float | None 
     return field(default=default, metadata=meta)
 
 
+# What each task's trained run is used with (shown when a run is used the wrong way).
+TASK_USE = {"translate": "attnmt translate", "classify": "attnmt classify",
+            "lm": "attnmt generate", "mlm": "it as train.init_from for a classifier"}
+
+
 @dataclass
 class DataConfig:
     task: str = _f("translate", "what is learned: translate (pairs), classify (text<TAB>label "
                    "in {split}.tsv), mlm or lm (plain text in {split}.{src})",
-                   choices=("translate", "classify", "mlm", "lm"))
+                   choices=tuple(TASK_USE))
     dataset: str | None = _f(None, "registered dataset that fills `dir` when it is empty: "
                              "multi30k, or a synthetic task (numbers, dates, copy, reverse)",
                              choices=(None, "multi30k", "numbers", "dates", "copy", "reverse"))
@@ -282,7 +288,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     model_raw = raw.get("model") if isinstance(raw.get("model"), dict) else {}
     preset = over.get("model", {}).get("preset") or model_raw.get("preset")
     if preset:
-        from .models.presets import preset_config
         _apply(cfg, {"model": preset_config(preset)}, where)
     _apply(cfg, raw, where)
     _apply(cfg, over, "--set")

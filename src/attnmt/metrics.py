@@ -1,9 +1,11 @@
-"""Metrics: sacreBLEU BLEU and chrF on detokenized cased text, exact match, scores by length."""
+"""Metrics: sacreBLEU BLEU and chrF on detokenized cased text, exact match, scores by length,
+and classification accuracy / macro-F1."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import sacrebleu
 
 DEFAULT_BUCKETS = (10, 20, 30)  # 1–10, 11–20, 21–30, 31+
@@ -47,3 +49,19 @@ def scores_by_length(hyps: Sequence[str], refs: Sequence[str], src_lengths: Sequ
             rows.append({"bucket": name, "n": s["n"], "bleu": s["bleu"], "chrf": s["chrf"],
                          "exact": s["exact"]})
     return rows
+
+
+def classification_scores(gold: list[int], pred: list[int], n_labels: int) -> dict:
+    """Accuracy and macro-F1 in percent, and the confusion matrix (rows = gold)."""
+    confusion = np.zeros((n_labels, n_labels), dtype=int)
+    for g, p in zip(gold, pred):
+        confusion[g, p] += 1
+    tp = np.diag(confusion).astype(float)
+    precision = np.divide(tp, confusion.sum(0), out=np.zeros(n_labels), where=confusion.sum(0) > 0)
+    recall = np.divide(tp, confusion.sum(1), out=np.zeros(n_labels), where=confusion.sum(1) > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n_labels),
+                   where=(precision + recall) > 0)
+    present = confusion.sum(1) > 0
+    return {"accuracy": round(100 * tp.sum() / max(1, len(gold)), 2),
+            "macro_f1": round(100 * float(f1[present].mean()) if present.any() else 0.0, 2),
+            "confusion": confusion.tolist()}

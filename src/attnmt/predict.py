@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -11,17 +10,15 @@ import torch
 
 from .checkpoint import RunDir, write_json
 from .data.batching import EncodedSet, token_batches
-from .data.tokenizers import BOS
-from .errors import UserError
+from .data.corpus import label_ids, read_text, read_tsv
+from .metrics import classification_scores
+from .models.loss import token_loss
 from .search import generate
-from .tasks import classification_scores, label_ids, read_labeled, read_text, token_loss
+from .symbols import BOS
 
 
 def _load(run_dir: str | Path, task: str, checkpoint: str = "best"):
-    cfg, vocabs, model = RunDir(run_dir).load(checkpoint)
-    if cfg.data.task != task:
-        raise UserError(f"{run_dir} holds a {cfg.data.task} model, not a {task} model")
-    return cfg, vocabs, model
+    return RunDir(run_dir).load(checkpoint, task=task)
 
 
 def _split_location(cfg, run: RunDir, split: str, data_dir) -> tuple[Path, str]:
@@ -40,7 +37,7 @@ class Classifier:
     def __init__(self, run_dir: str | Path, checkpoint: str = "best"):
         self.run = RunDir(run_dir)
         self.cfg, self.vocabs, self.model = _load(run_dir, "classify", checkpoint)
-        self.labels = json.loads((self.run.path / "labels.json").read_text())
+        self.labels = self.run.labels()
 
     def _encode(self, texts: list[str]) -> EncodedSet:
         n = self.cfg.data.max_len
@@ -68,7 +65,7 @@ class Classifier:
     def evaluate(self, split: str, data_dir: str | Path | None = None) -> dict:
         folder, name = _split_location(self.cfg, self.run, split, data_dir)
         path = folder / f"{name}.tsv"
-        corpus = read_labeled(path)
+        corpus = read_tsv(path)
         gold = label_ids(corpus, self.labels, path)
         probs = self.probabilities(corpus.src)
         result = {"split": name, "n": len(gold), "labels": self.labels,

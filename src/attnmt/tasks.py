@@ -7,6 +7,9 @@ loss of a batch and validates. The loop (``train.py``) is the same for all:
 - ``classify``:  ``text<TAB>label`` -> encoder-only classifier (BERT-style)
 - ``mlm``:       plain text -> masked-language-model pre-training of that encoder
 - ``lm``:        plain text -> decoder-only language model (GPT-style)
+
+Under ``torchrun`` rank 0 creates the data folder and the vocabulary; the other
+ranks wait at a barrier and read them.
 """
 
 from __future__ import annotations
@@ -15,35 +18,107 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import RunDir
+from .checkpoint import RunDir, atomic_write
 from .config import Config
-from .data.batching import EncodedSet, token_batches
-from .data.corpus import Corpus, read_lines, read_tsv
+from .data.batching import Batch, EncodedSet, token_batches
+from .data.corpus import Corpus, label_ids, read_text, read_tsv
 from .data.registry import read_split, resolve_dir
-from .data.tokenizers import BOS, PAD, SPECIALS, UNK, Vocabs
-from .errors import DataError, UserError
-from .metrics import corpus_scores
+from .data.tokenizers import Vocabs
+from .errors import UserError
+from .metrics import classification_scores, corpus_scores
+from .models import build_for_task
+from .models.loss import token_loss
+from .symbols import BOS, PAD, SPECIALS, UNK
 
 MLM_RATE = 0.15
+MASK = UNK  # the [MASK] symbol; SentencePiece with full character coverage has no <unk> in text
 
 
 def _rank() -> int:
     return int(os.environ.get("RANK", 0))
 
 
-def _filter_long(src: list[list[int]], tgt: list[list[int]], max_len: int
-                 ) -> tuple[list[list[int]], list[list[int]], int]:
-    keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if len(s) < max_len and len(t) < max_len]
-    return [src[i] for i in keep], [tgt[i] for i in keep], len(src) - len(keep)
+class Task:
+    """Base: subclasses read their data in ``__init__`` (filling ``vocabs``, ``train`` and
+    ``valid``) and define :meth:`loss` and :meth:`validate`."""
+
+    name = ""
+    vocabs: Vocabs
+    train: EncodedSet
+    valid: EncodedSet
+
+    def __init__(self, cfg: Config, run: RunDir, log: Callable[[str], None] = print,
+                 barrier: Callable[[], None] = lambda: None):
+        self.cfg, self.run, self.log, self.barrier = cfg, run, log, barrier
+
+    # ---- data and vocabulary, shared by every task --------------------------------------
+    def data_folder(self):
+        """The folder of the split files; rank 0 fetches or generates it first."""
+        if _rank() == 0:
+            folder = resolve_dir(self.cfg.data, self.run.path / "data", log=self.log)
+        self.barrier()
+        if _rank() != 0:
+            folder = resolve_dir(self.cfg.data, self.run.path / "data", log=self.log)
+        return folder
+
+    def vocabulary(self, src_texts: list[str], tgt_texts: list[str]) -> Vocabs:
+        """The run's vocabulary: kept from an earlier start, inherited from ``init_from``, or
+        trained on this run's training text (by rank 0)."""
+        d, run = self.cfg.data, self.run
+        if _rank() == 0 and not Vocabs.exists(run.vocab_dir):
+            if self.cfg.train.init_from:
+                _inherit_vocab(RunDir(self.cfg.train.init_from), run, self.log)
+            else:
+                joint = d.joint_vocab or d.task != "translate"
+                Vocabs.train(d.tokenizer, src_texts, tgt_texts, d.vocab_size, joint,
+                             d.spm_type).save(run.vocab_dir)
+        self.barrier()
+        return Vocabs.load(run.vocab_dir)
+
+    # ---- what the loop calls ------------------------------------------------------------
+    @property
+    def n_labels(self) -> int:
+        return 0
+
+    def build_model(self) -> nn.Module:
+        return build_for_task(self.name, self.cfg.model, src_vocab=len(self.vocabs.src),
+                              tgt_vocab=len(self.vocabs.tgt), joint_vocab=self.vocabs.joint,
+                              n_labels=self.n_labels)
+
+    def units(self, ids: np.ndarray) -> int:
+        """How many loss terms a training batch contributes (the loss is normalised by
+        their sum over the update)."""
+        return int(self.train.tgt_lens[ids].sum())
+
+    def valid_units(self, ids: np.ndarray) -> int:
+        """The same for a validation batch."""
+        return int(self.valid.tgt_lens[ids].sum())
+
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
+        raise NotImplementedError
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict:
+        raise NotImplementedError
+
+    def valid_loss(self, model: nn.Module, device: torch.device) -> float:
+        """Mean validation loss per unit."""
+        model.eval()
+        loss, units = 0.0, 0
+        for ids in token_batches(self.valid.src_lens, self.valid.tgt_lens,
+                                 self.cfg.train.max_tokens, shuffle=False):
+            loss += float(self.loss(model, self.valid.batch(ids).to(device), 0.0))
+            units += self.valid_units(ids)
+        return loss / max(1, units)
 
 
-def _inherit_vocab(source: RunDir, run: RunDir, log) -> None:
+def _inherit_vocab(source: RunDir, run: RunDir, log: Callable[[str], None]) -> None:
     """A run fine-tuned from another must read tokens with that run's vocabulary: the
     embeddings it inherits are indexed by it."""
     if not Vocabs.exists(source.vocab_dir):
@@ -53,77 +128,35 @@ def _inherit_vocab(source: RunDir, run: RunDir, log) -> None:
     log(f"vocabulary taken from {source.path} (train.init_from)")
 
 
-def _shared_setup(cfg: Config, run: RunDir, log, barrier, train_texts) -> tuple:
-    """Rank 0 creates the data folder and the vocabulary; the others wait, then read them."""
-    folder = None
-    if _rank() == 0:
-        folder = resolve_dir(cfg.data, run.path / "data", log=log)
-    barrier()
-    if folder is None:
-        folder = resolve_dir(cfg.data, run.path / "data", log=log)
-    splits = train_texts(folder)
-    if _rank() == 0 and not Vocabs.exists(run.vocab_dir) and cfg.train.init_from:
-        _inherit_vocab(RunDir(cfg.train.init_from), run, log)
-    if _rank() == 0 and not Vocabs.exists(run.vocab_dir):
-        src, tgt = splits
-        Vocabs.train(cfg.data.tokenizer, src, tgt, cfg.data.vocab_size,
-                     cfg.data.joint_vocab or cfg.data.task != "translate",
-                     cfg.data.spm_type).save(run.vocab_dir)
-    barrier()
-    return folder, Vocabs.load(run.vocab_dir)
-
-
-class Task:
-    """Base: subclasses fill ``train``/``valid`` (EncodedSet) and define loss and validate."""
-
-    name = ""
-    train: EncodedSet
-    valid: EncodedSet
-
-    def __init__(self, cfg: Config, run: RunDir, log=print, barrier=lambda: None):
-        self.cfg, self.run, self.log = cfg, run, log
-
-    def units(self, ids: np.ndarray) -> int:
-        """How many loss terms a batch contributes (the loss is normalised by their sum)."""
-        return int(self.train.tgt_lens[ids].sum())
-
-
-
 class TranslationTask(Task):
     name = "translate"
 
-    def __init__(self, cfg: Config, run: RunDir, log=print, barrier=lambda: None):
+    def __init__(self, cfg: Config, run: RunDir, log: Callable[[str], None] = print,
+                 barrier: Callable[[], None] = lambda: None):
         super().__init__(cfg, run, log, barrier)
         d = cfg.data
-        corpora = {}
+        folder = self.data_folder()
+        train = read_split(folder, d.train, d.src, d.tgt)
+        valid = read_split(folder, d.valid, d.src, d.tgt)
+        self.vocabs = self.vocabulary(train.src, train.tgt)
+        self.train, self.valid = self._encode(train), self._encode(valid)
+        n = cfg.train.valid_max_sentences or len(valid.src)
+        self.valid_src, self.valid_ref = valid.src[:n], valid.tgt[:n]
 
-        def texts(folder):
-            corpora["train"] = read_split(folder, d.train, d.src, d.tgt)
-            corpora["valid"] = read_split(folder, d.valid, d.src, d.tgt)
-            return corpora["train"].src, corpora["train"].tgt
+    def _encode(self, corpus: Corpus) -> EncodedSet:
+        """Tokenise; pairs with a side of ``max_len`` tokens or more are skipped and counted."""
+        max_len = self.cfg.data.max_len
+        src = self.vocabs.src.encode_batch(corpus.src)
+        tgt = self.vocabs.tgt.encode_batch(corpus.tgt)
+        keep = [i for i, (s, t) in enumerate(zip(src, tgt))
+                if len(s) < max_len and len(t) < max_len]
+        corpus.skipped_long = len(src) - len(keep)
+        self.log(corpus.summary(limit=f"{max_len} tokens"))
+        if not keep:
+            raise UserError(f"{corpus.name}: no sentence pairs left after filtering")
+        return EncodedSet([src[i] for i in keep], [tgt[i] for i in keep])
 
-        _, self.vocabs = _shared_setup(cfg, run, log, barrier, texts)
-        sets = []
-        for corpus in (corpora["train"], corpora["valid"]):
-            src = [self.vocabs.src.encode(s) for s in corpus.src]
-            tgt = [self.vocabs.tgt.encode(t) for t in corpus.tgt]
-            src, tgt, corpus.skipped_long = _filter_long(src, tgt, d.max_len)
-            log(corpus.summary().replace("the limit", f"{d.max_len} tokens"))
-            if not src:
-                raise UserError(f"{corpus.name}: no sentence pairs left after filtering")
-            sets.append(EncodedSet(src, tgt))
-        self.train, self.valid = sets
-        n = cfg.train.valid_max_sentences or len(corpora["valid"].src)
-        self.valid_src = corpora["valid"].src[:n]
-        self.valid_ref = corpora["valid"].tgt[:n]
-
-    def build_model(self) -> nn.Module:
-        from .models import build_model
-
-        return build_model(self.cfg.model, len(self.vocabs.src), len(self.vocabs.tgt),
-                           self.vocabs.joint)
-
-    def loss(self, model: nn.Module, batch, label_smoothing: float) -> Tensor:
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
         logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
         return token_loss(logits, batch.tgt_out, label_smoothing)
 
@@ -131,8 +164,8 @@ class TranslationTask(Task):
     def validate(self, model: nn.Module, device: torch.device) -> dict:
         from .translator import Translator
 
-        loss, tokens = _valid_loss(self, model, device)
-        result = {"loss": loss / tokens, "ppl": math.exp(min(loss / tokens, 50))}
+        loss = self.valid_loss(model, device)
+        result = {"loss": loss, "ppl": math.exp(min(loss, 50))}
         if self.cfg.train.valid_bleu:
             translator = Translator(model, self.vocabs, self.cfg, device)
             hyps = [h[0].text for h in translator.translate(self.valid_src, beam=1)]
@@ -141,78 +174,40 @@ class TranslationTask(Task):
         return result
 
 
-def token_loss(logits: Tensor, targets: Tensor, label_smoothing: float) -> Tensor:
-    """Summed (label-smoothed) cross-entropy over non-pad targets. logits (B, T, V)."""
-    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
-                           ignore_index=PAD, label_smoothing=label_smoothing, reduction="sum")
-
-
-def _valid_loss(task: Task, model: nn.Module, device: torch.device) -> tuple[float, int]:
-    model.eval()
-    loss, units = 0.0, 0
-    for ids in token_batches(task.valid.src_lens, task.valid.tgt_lens,
-                             task.cfg.train.max_tokens, shuffle=False):
-        batch = task.valid.batch(ids).to(device)
-        loss += float(task.loss(model, batch, 0.0))
-        units += task.valid_units(ids) if hasattr(task, "valid_units") else batch.n_tgt_tokens
-    return loss, units
-
-
-# ---- encoder-only classifier ---------------------------------------------------------------
-def read_labeled(path) -> Corpus:
-    """``text<TAB>label`` lines (a bad line is an error naming it; empty ones are counted)."""
-    return read_tsv(path)
-
-
-def label_ids(corpus: Corpus, labels: list[str], path) -> list[int]:
-    index = {label: i for i, label in enumerate(labels)}
-    out = []
-    for text_line, label in zip(corpus.line_numbers or range(1, len(corpus) + 1), corpus.tgt):
-        if label not in index:
-            raise DataError(f"{path} line {text_line}: unknown label {label!r}; the model "
-                            f"knows {', '.join(labels)}")
-        out.append(index[label])
-    return out
-
-
-def _labeled_path(folder, split: str):
-    return folder / f"{split}.tsv"
-
-
 class ClassifyTask(Task):
     """Sentence classification with an encoder (``[CLS]`` = ``<s>`` + tokens + ``</s>``)."""
 
     name = "classify"
 
-    def __init__(self, cfg: Config, run: RunDir, log=print, barrier=lambda: None):
+    def __init__(self, cfg: Config, run: RunDir, log: Callable[[str], None] = print,
+                 barrier: Callable[[], None] = lambda: None):
         super().__init__(cfg, run, log, barrier)
-        d, corpora = cfg.data, {}
+        d = cfg.data
+        folder = self.data_folder()
+        paths = {split: folder / f"{split}.tsv" for split in (d.train, d.valid)}
+        train, valid = read_tsv(paths[d.train]), read_tsv(paths[d.valid])
+        self.vocabs = self.vocabulary(train.src, [])
+        self.labels = run.labels() or sorted(set(train.tgt))
+        if _rank() == 0 and not run.labels_file.is_file():
+            atomic_write(run.labels_file, lambda tmp: tmp.write_text(
+                json.dumps(self.labels, ensure_ascii=False)))
+        self.train = self._encode(train, paths[d.train])
+        self.valid = self._encode(valid, paths[d.valid])
 
-        def texts(folder):
-            for key, split in (("train", d.train), ("valid", d.valid)):
-                corpora[key] = read_labeled(_labeled_path(folder, split))
-            return corpora["train"].src, []
-
-        folder, self.vocabs = _shared_setup(cfg, run, log, barrier, texts)
-        labels_file = run.path / "labels.json"
-        if labels_file.is_file():
-            self.labels = json.loads(labels_file.read_text())
-        else:
-            self.labels = sorted(set(corpora["train"].tgt))
-            if _rank() == 0:
-                labels_file.write_text(json.dumps(self.labels, ensure_ascii=False))
-        self.train = self._encode(corpora["train"], _labeled_path(folder, d.train))
-        self.valid = self._encode(corpora["valid"], _labeled_path(folder, d.valid))
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels)
 
     def _encode(self, corpus: Corpus, path) -> EncodedSet:
+        """``<s>`` + tokens, cut to ``max_len``; the label is the one-token target."""
         ids = label_ids(corpus, self.labels, path)
-        src = [[BOS, *self.vocabs.src.encode(t)] for t in corpus.src]
-        cut = sum(len(x) > self.cfg.data.max_len for x in src)
-        self.log(corpus.summary() + (f"; {cut} truncated to {self.cfg.data.max_len} tokens"
-                                     if cut else ""))
+        max_len = self.cfg.data.max_len
+        src = [[BOS, *x] for x in self.vocabs.src.encode_batch(corpus.src)]
+        cut = sum(len(x) > max_len for x in src)
+        self.log(corpus.summary() + (f"; {cut} truncated to {max_len} tokens" if cut else ""))
         if not src:
             raise UserError(f"{path}: no labelled lines")
-        return EncodedSet([x[: self.cfg.data.max_len] for x in src], [[y] for y in ids])
+        return EncodedSet([x[:max_len] for x in src], [[y] for y in ids])
 
     def units(self, ids: np.ndarray) -> int:
         return len(ids)
@@ -220,33 +215,22 @@ class ClassifyTask(Task):
     def valid_units(self, ids: np.ndarray) -> int:
         return len(ids)
 
-    def build_model(self) -> nn.Module:
-        return build_encoder(self.cfg, len(self.vocabs.src), len(self.labels))
-
-    def loss(self, model: nn.Module, batch, label_smoothing: float) -> Tensor:
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
         logits = model(batch.src, batch.src_lengths)
         return F.cross_entropy(logits.float(), batch.tgt_out[:, 0],
                                label_smoothing=label_smoothing, reduction="sum")
 
     @torch.no_grad()
     def validate(self, model: nn.Module, device: torch.device) -> dict:
-        loss, n = _valid_loss(self, model, device)
+        loss = self.valid_loss(model, device)
         gold, pred = predict_labels(model, self.valid, device, self.cfg.train.max_tokens)
-        return {"loss": loss / n, **classification_scores(gold, pred, len(self.labels))}
-
-
-def build_encoder(cfg: Config, vocab: int, n_labels: int) -> nn.Module:
-    from .models.heads import EncoderClassifier
-
-    m = cfg.model
-    return EncoderClassifier(vocab, n_labels, m.d_model, m.heads, m.ffn, m.enc_layers, m.dropout,
-                             m.norm, m.positions, m.max_positions, m.pooling,
-                             m.attention_dropout, m.activation_dropout)
+        return {"loss": loss, **classification_scores(gold, pred, len(self.labels))}
 
 
 @torch.no_grad()
-def predict_labels(model: nn.Module, data: EncodedSet, device, max_tokens: int
+def predict_labels(model: nn.Module, data: EncodedSet, device: torch.device, max_tokens: int
                    ) -> tuple[list[int], list[int]]:
+    """Gold and predicted label ids of every sentence of ``data``."""
     model.eval()
     gold, pred = [], []
     for ids in token_batches(data.src_lens, data.tgt_lens, max_tokens, shuffle=False):
@@ -256,58 +240,35 @@ def predict_labels(model: nn.Module, data: EncodedSet, device, max_tokens: int
     return gold, pred
 
 
-def classification_scores(gold: list[int], pred: list[int], n_labels: int) -> dict:
-    """Accuracy and macro-F1 in percent, and the confusion matrix (rows = gold)."""
-    confusion = np.zeros((n_labels, n_labels), dtype=int)
-    for g, p in zip(gold, pred):
-        confusion[g, p] += 1
-    tp = np.diag(confusion).astype(float)
-    precision = np.divide(tp, confusion.sum(0), out=np.zeros(n_labels), where=confusion.sum(0) > 0)
-    recall = np.divide(tp, confusion.sum(1), out=np.zeros(n_labels), where=confusion.sum(1) > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n_labels),
-                   where=(precision + recall) > 0)
-    present = confusion.sum(1) > 0
-    return {"accuracy": round(100 * tp.sum() / max(1, len(gold)), 2),
-            "macro_f1": round(100 * float(f1[present].mean()) if present.any() else 0.0, 2),
-            "confusion": confusion.tolist()}
-
-
-# ---- masked-LM pre-training and the decoder-only LM -----------------------------------------
-def read_text(folder, split: str, lang: str) -> Corpus:
-    path = folder / f"{split}.{lang}"
-    lines = read_lines(path)
-    kept = [x.strip() for x in lines if x.strip()]
-    corpus = Corpus(kept, kept, name=split, skipped_empty=len(lines) - len(kept))
-    return corpus
-
-
 class _TextTask(Task):
-    def __init__(self, cfg: Config, run: RunDir, log=print, barrier=lambda: None):
+    """Plain text, one sentence per line (the language models)."""
+
+    def __init__(self, cfg: Config, run: RunDir, log: Callable[[str], None] = print,
+                 barrier: Callable[[], None] = lambda: None):
         super().__init__(cfg, run, log, barrier)
-        d, corpora = cfg.data, {}
+        d = cfg.data
+        folder = self.data_folder()
+        train, valid = read_text(folder, d.train, d.src), read_text(folder, d.valid, d.src)
+        self.vocabs = self.vocabulary(train.src, [])
+        self.train, self.valid = self._encode(train), self._encode(valid)
 
-        def texts(folder):
-            corpora["train"] = read_text(folder, d.train, d.src)
-            corpora["valid"] = read_text(folder, d.valid, d.src)
-            return corpora["train"].src, []
-
-        _, self.vocabs = _shared_setup(cfg, run, log, barrier, texts)
-        self.train = self._encode(corpora["train"])
-        self.valid = self._encode(corpora["valid"])
-
-    @torch.no_grad()
-    def validate(self, model: nn.Module, device: torch.device) -> dict:
-        loss, n = _valid_loss(self, model, device)
-        return {"loss": loss / n, "ppl": math.exp(min(loss / n, 50))}
+    def _pack(self, ids: list[list[int]]) -> EncodedSet:
+        raise NotImplementedError
 
     def _encode(self, corpus: Corpus) -> EncodedSet:
-        ids = [self.vocabs.src.encode(t) for t in corpus.src]
-        keep = [x for x in ids if 0 < len(x) < self.cfg.data.max_len - 1]
+        max_len = self.cfg.data.max_len
+        ids = self.vocabs.src.encode_batch(corpus.src)
+        keep = [x for x in ids if 0 < len(x) < max_len - 1]
         corpus.skipped_long = len(ids) - len(keep)
-        self.log(corpus.summary().replace("the limit", f"{self.cfg.data.max_len} tokens"))
+        self.log(corpus.summary(limit=f"{max_len} tokens"))
         if not keep:
             raise UserError(f"{corpus.name}: no lines left after filtering")
         return self._pack(keep)
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, device: torch.device) -> dict:
+        loss = self.valid_loss(model, device)
+        return {"loss": loss, "ppl": math.exp(min(loss, 50))}
 
 
 class LMTask(_TextTask):
@@ -318,19 +279,8 @@ class LMTask(_TextTask):
     def _pack(self, ids: list[list[int]]) -> EncodedSet:
         return EncodedSet([[]] * len(ids), ids)          # the target side carries the text
 
-    def build_model(self) -> nn.Module:
-        from .models.heads import DecoderLM
-
-        m = self.cfg.model
-        return DecoderLM(len(self.vocabs.tgt), m.d_model, m.heads, m.ffn, m.dec_layers,
-                         m.dropout, m.norm, m.positions, m.max_positions, m.attention_dropout,
-                         m.activation_dropout)
-
-    def loss(self, model: nn.Module, batch, label_smoothing: float) -> Tensor:
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
         return token_loss(model(batch.tgt_in), batch.tgt_out, label_smoothing)
-
-
-MASK = UNK  # the [MASK] symbol; SentencePiece with full character coverage has no <unk> in text
 
 
 def mask_tokens(tokens: Tensor, lengths: Tensor, vocab: int,
@@ -351,6 +301,10 @@ def mask_tokens(tokens: Tensor, lengths: Tensor, vocab: int,
     return inputs, targets
 
 
+def _masked_count(src_lens: np.ndarray) -> int:
+    return int(sum(max(1, round(MLM_RATE * (n - 2))) for n in src_lens))
+
+
 class MLMTask(_TextTask):
     """Masked-language-model pre-training of the encoder (Devlin et al. 2019, §3.1).
 
@@ -364,15 +318,12 @@ class MLMTask(_TextTask):
         return EncodedSet([[BOS, *x] for x in ids], [[PAD]] * len(ids))
 
     def units(self, ids: np.ndarray) -> int:
-        return int(sum(max(1, round(MLM_RATE * (n - 2))) for n in self.train.src_lens[ids]))
+        return _masked_count(self.train.src_lens[ids])
 
     def valid_units(self, ids: np.ndarray) -> int:
-        return int(sum(max(1, round(MLM_RATE * (n - 2))) for n in self.valid.src_lens[ids]))
+        return _masked_count(self.valid.src_lens[ids])
 
-    def build_model(self) -> nn.Module:
-        return build_encoder(self.cfg, len(self.vocabs.src), 0)
-
-    def loss(self, model: nn.Module, batch, label_smoothing: float) -> Tensor:
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
         generator = None if model.training else torch.Generator().manual_seed(0)
         inputs, targets = mask_tokens(batch.src.cpu(), batch.src_lengths.cpu(),
                                       len(self.vocabs.src), generator)
@@ -380,27 +331,9 @@ class MLMTask(_TextTask):
         return token_loss(logits, targets.to(batch.src.device), label_smoothing)
 
 
-def model_for_run(cfg: Config, vocabs: Vocabs, run_path) -> nn.Module:
-    """The (untrained) model a saved run's config describes, for loading its weights."""
-    from pathlib import Path
-
-    from .models import build_model
-    from .models.heads import DecoderLM
-
-    task, m = cfg.data.task, cfg.model
-    if task == "translate":
-        return build_model(m, len(vocabs.src), len(vocabs.tgt), vocabs.joint)
-    if task == "classify":
-        labels = json.loads((Path(run_path) / "labels.json").read_text())
-        return build_encoder(cfg, len(vocabs.src), len(labels))
-    if task == "mlm":
-        return build_encoder(cfg, len(vocabs.src), 0)
-    return DecoderLM(len(vocabs.tgt), m.d_model, m.heads, m.ffn, m.dec_layers, m.dropout, m.norm,
-                     m.positions, m.max_positions, m.attention_dropout, m.activation_dropout)
+TASKS = {task.name: task for task in (TranslationTask, ClassifyTask, MLMTask, LMTask)}
 
 
-TASKS = {"translate": TranslationTask, "classify": ClassifyTask, "mlm": MLMTask, "lm": LMTask}
-
-
-def make_task(cfg: Config, run: RunDir, log=print, barrier=lambda: None) -> Task:
+def make_task(cfg: Config, run: RunDir, log: Callable[[str], None] = print,
+              barrier: Callable[[], None] = lambda: None) -> Task:
     return TASKS[cfg.data.task](cfg, run, log, barrier)

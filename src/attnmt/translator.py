@@ -21,10 +21,14 @@ from .data.batching import sentence_batches
 from .data.tokenizers import BOS, EOS, PAD, Vocabs
 from .errors import UserError
 from .models import Seq2SeqModel
-from .models.transformer import Transformer
 from .search import beam_search, max_lengths, sequential
 
 PRECISIONS = ("fp32", "bf16", "int8")
+NO_LIMIT = 10**6
+
+
+class NoAttentionError(UserError):
+    """Attention was asked of the fixed-context seq2seq, which has none."""
 
 
 def quantize_int8(model: nn.Module, device: str = "cpu") -> nn.Module:
@@ -60,22 +64,18 @@ class Translator:
                  device: torch.device | str = "cpu"):
         self.model, self.vocabs, self.cfg = model, vocabs, cfg
         self.device = torch.device(device)
-        self.cap = getattr(model, "max_positions", 10**6) - 1
+        self.src_cap = model.max_source_len or NO_LIMIT
+        self.tgt_cap = model.max_target_len or NO_LIMIT
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu",
                  precision: str = "fp32") -> Translator:
         """Load a run's model in ``precision`` (see :func:`for_inference`)."""
-        cfg, vocabs, model = RunDir(run_dir).load(checkpoint, device)
-        if cfg.data.task != "translate":
-            hint = {"classify": "attnmt classify", "lm": "attnmt generate",
-                    "mlm": "it as train.init_from for a classifier"}[cfg.data.task]
-            raise UserError(f"{run_dir} holds a {cfg.data.task} model, not a translation "
-                            f"model; use {hint}")
+        cfg, vocabs, model = RunDir(run_dir).load(checkpoint, device, task="translate")
         return cls(for_inference(model, precision, device), vocabs, cfg, device)
 
     def encode_source(self, text: str) -> list[int]:
-        ids = self.vocabs.src.encode(text)[: self.cap - 1]
+        ids = self.vocabs.src.encode(text)[: self.src_cap - 1]
         return ids + [EOS]
 
     def _tensors(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,13 +103,13 @@ class Translator:
         results = [[Translation("", 0.0, [])] for _ in texts]
         todo = [i for i, t in enumerate(texts) if t.strip()]
         seqs = [self.encode_source(texts[i]) for i in todo]
-        truncated = sum(len(s) >= self.cap for s in seqs)
+        truncated = sum(len(s) >= self.src_cap for s in seqs)
         if truncated:
-            print(f"warning: {truncated} input(s) reached the model's limit of {self.cap} "
+            print(f"warning: {truncated} input(s) reached the model's limit of {self.src_cap} "
                   "tokens and were truncated", file=sys.stderr)
         for group in sentence_batches([len(s) for s in seqs], batch_size or d.batch_size):
             src, lengths = self._tensors([seqs[j] for j in group])
-            limits = max_lengths(lengths, ratio, self.cap)
+            limits = max_lengths(lengths, ratio, self.tgt_cap)
             if sample or beam <= 1:
                 hyps = [[h] for h in sequential(self.model, src, lengths, limits,
                                                 temperature if sample else 0.0, top_k, top_p,
@@ -131,8 +131,9 @@ class Translator:
         ``weights`` is (T, S); ``layers`` (layers, heads, T, S) for the Transformer.
         """
         if not self.model.has_attention:
-            raise ValueError("this model has no attention: the fixed-context seq2seq sees "
-                             "the source only through one context vector")
+            raise NoAttentionError("this model has no attention: the fixed-context seq2seq "
+                                   "sees the source only through one context vector, so "
+                                   "there is nothing to show")
         best = self.translate([text], beam=beam)[0][0]
         src_ids = self.encode_source(text)
         src, lengths = self._tensors([src_ids])
@@ -142,6 +143,7 @@ class Translator:
                "src_tokens": [self.vocabs.src.piece(i) for i in src_ids],
                "tgt_tokens": [self.vocabs.tgt.piece(i) for i in best.tokens] + ["</s>"],
                "weights": weights[0].tolist(), "layers": None}
-        if isinstance(self.model, Transformer):
-            out["layers"] = self.model.attention_layers(src, lengths, tgt_in)[0].tolist()
+        layers = self.model.attention_layers(src, lengths, tgt_in)
+        if layers is not None:
+            out["layers"] = layers[0].tolist()
         return out

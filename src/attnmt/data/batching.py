@@ -14,18 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .tokenizers import BOS, EOS, PAD, Vocabs
+from ..symbols import BOS, EOS, PAD
 
 
 @dataclass
 class Batch:
-    """Padded tensors of one batch. ``ids`` are the sentences' corpus indices."""
+    """Padded tensors of one batch."""
 
     src: torch.Tensor          # (B, S) source ids ending in </s>
     src_lengths: torch.Tensor  # (B,)
     tgt_in: torch.Tensor       # (B, T) <s> y1 .. yn
     tgt_out: torch.Tensor      # (B, T) y1 .. yn </s>
-    ids: np.ndarray
 
     @property
     def n_tgt_tokens(self) -> int:
@@ -33,7 +32,7 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(self.src.to(device), self.src_lengths.to(device), self.tgt_in.to(device),
-                     self.tgt_out.to(device), self.ids)
+                     self.tgt_out.to(device))
 
 
 def _pack(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -44,12 +43,6 @@ def _pack(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return flat, offsets
 
 
-def _encode_all(tokenizer, texts: list[str]) -> list[list[int]]:
-    if hasattr(tokenizer, "encode_batch"):
-        return tokenizer.encode_batch(texts)
-    return [tokenizer.encode(t) for t in texts]
-
-
 class EncodedSet:
     """Sentence pairs as flat token arrays; source gets ``</s>`` appended."""
 
@@ -58,10 +51,6 @@ class EncodedSet:
         self.tgt_flat, self.tgt_off = _pack(tgt)
         self.src_lens = np.diff(self.src_off) + 1  # + </s>
         self.tgt_lens = np.diff(self.tgt_off) + 1  # + <s> (in) or </s> (out)
-
-    @classmethod
-    def from_texts(cls, vocabs: Vocabs, src: list[str], tgt: list[str]) -> EncodedSet:
-        return cls(_encode_all(vocabs.src, src), _encode_all(vocabs.tgt, tgt))
 
     def __len__(self) -> int:
         return len(self.src_lens)
@@ -87,7 +76,7 @@ class EncodedSet:
             tout[row, : len(t)] = t
             tout[row, len(t)] = EOS
         return Batch(torch.from_numpy(src), torch.from_numpy(s_len.astype(np.int64)),
-                     torch.from_numpy(tin), torch.from_numpy(tout), np.asarray(ids))
+                     torch.from_numpy(tin), torch.from_numpy(tout))
 
 
 def token_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int,

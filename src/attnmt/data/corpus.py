@@ -29,11 +29,13 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.src)
 
-    def summary(self) -> str:
+    def summary(self, limit: str = "the limit") -> str:
+        """One line: pairs read, kept, and skipped by each rule (``limit`` names the length
+        limit, e.g. "100 tokens")."""
         total = len(self) + self.skipped_empty + self.skipped_long
         return (f"{self.name}: {total} pairs read, {len(self)} kept, "
                 f"{self.skipped_empty} skipped as empty, "
-                f"{self.skipped_long} skipped as longer than the limit")
+                f"{self.skipped_long} skipped as longer than {limit}")
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -113,3 +115,22 @@ def write_parallel(out_dir: str | Path, split: str, src_lang: str, tgt_lang: str
                                              encoding="utf-8")
     (out / f"{split}.{tgt_lang}").write_text("".join(t + "\n" for _, t in pairs),
                                              encoding="utf-8")
+
+
+def read_text(folder: str | Path, split: str, lang: str) -> Corpus:
+    """Plain text ``{split}.{lang}``, one sentence per line; empty lines are counted."""
+    lines = read_lines(Path(folder) / f"{split}.{lang}")
+    kept = [x.strip() for x in lines if x.strip()]
+    return Corpus(kept, kept, name=split, skipped_empty=len(lines) - len(kept))
+
+
+def label_ids(corpus: Corpus, labels: list[str], path: str | Path) -> list[int]:
+    """The index of every line's label in ``labels``; an unknown label names its line."""
+    index = {label: i for i, label in enumerate(labels)}
+    out = []
+    for line, label in zip(corpus.line_numbers or range(1, len(corpus) + 1), corpus.tgt):
+        if label not in index:
+            raise DataError(f"{path} line {line}: unknown label {label!r}; the model "
+                            f"knows {', '.join(labels)}")
+        out.append(index[label])
+    return out

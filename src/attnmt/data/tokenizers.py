@@ -14,26 +14,25 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import DataError
+from ..symbols import BOS, EOS, PAD, SPECIALS, UNK
 
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
-SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
+__all__ = ["BOS", "EOS", "PAD", "SPECIALS", "UNK", "Tokenizer", "Vocabs"]
 SPACE = "\u2581"  # "▁", the visible space SentencePiece also uses
 
 
 class Tokenizer:
-    """Text <-> ids. Subclasses define ``kind``, ``encode``, ``decode``, ``pieces``."""
+    """Text <-> ids. Subclasses define ``kind``, ``encode``, ``decode``, ``piece``."""
 
     kind = ""
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
 
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
     def decode(self, ids: Iterable[int]) -> str:
         raise NotImplementedError
-
-    def pieces(self, text: str) -> list[str]:
-        """Tokens of ``text`` as strings (for heatmap axes)."""
-        return [self.piece(i) for i in self.encode(text)]
 
     def piece(self, index: int) -> str:
         raise NotImplementedError

@@ -1,15 +1,30 @@
-"""The model contract shared by every sequence-to-sequence family.
+"""The model contracts: one for every sequence-to-sequence family, one for language models.
 
 Training, search, scoring and plotting only use these methods, so they never
-branch on the architecture:
+branch on the architecture.
+
+:class:`Seq2SeqModel` (the fixed-context seq2seq, the attention RNNs, the Transformer):
 
 - ``encode(src, src_lengths) -> EncoderOutput``
 - ``init_state(enc) -> state``: a dict of batch-first tensors (and plain values)
 - ``decode_step(prev_tokens, state) -> (logits, state, weights | None)``
+- ``reorder_state(state, rows, source_rows) -> state``: beam search's reorder
 - ``forward(src, src_lengths, tgt_in) -> (logits, weights | None)`` (teacher forcing)
+- ``attention_layers(src, src_lengths, tgt_in) -> (B, layers, heads, T, S) | None``:
+  the attention of every layer and head, for models that have more than one
+- ``max_source_len`` / ``max_target_len``: the longest source (with ``</s>``) and the
+  longest output (with ``</s>``) the model accepts; ``None`` for no limit
 
 Attention weights are ``(batch, tgt_len, src_len)``; a model without attention
 (``has_attention = False``) returns ``None``.
+
+:class:`CausalLM` (the decoder-only language model), driven by ``search.generate``:
+
+- ``init_state() -> state``: an empty cache
+- ``decode(tokens, state) -> (logits, state)``: tokens (B, T) after the cached prefix,
+  any number of them at once (a prompt, then one token per step)
+- ``forward(tokens) -> logits``: teacher forcing, equal to ``decode`` from an empty state
+- ``max_positions``: the longest sequence it accepts
 """
 
 from __future__ import annotations
@@ -55,6 +70,39 @@ class Seq2SeqModel(nn.Module):
         (None when no sentence left the batch) picks rows for what depends only on the
         source sentence. Models whose state holds such parts override this to skip them."""
         return select_state(state, rows)
+
+    def attention_layers(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor
+                         ) -> Tensor | None:
+        """Teacher-forced attention of every layer and head (B, layers, heads, T, S); None
+        for models with a single attention (its weights come from :meth:`forward`)."""
+        return None
+
+    @property
+    def max_source_len(self) -> int | None:
+        """Longest source the model accepts, counting ``</s>`` (None: no limit)."""
+        return None
+
+    @property
+    def max_target_len(self) -> int | None:
+        """Longest output the model can write, counting ``</s>`` (None: no limit)."""
+        return None
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class CausalLM(nn.Module):
+    """Base class of decoder-only language models; see the module docstring."""
+
+    has_attention = False
+    max_positions: int
+
+    def init_state(self) -> State:
+        raise NotImplementedError
+
+    def decode(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """tokens (B, T) after the cached prefix -> logits (B, T, V), new state."""
+        raise NotImplementedError
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

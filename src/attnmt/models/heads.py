@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import State, padding_mask
+from .base import CausalLM, State, padding_mask
 from .transformer import DecoderLayer, Embeddings, EncoderLayer, token_embedding, xavier_init
 
 
@@ -73,10 +73,8 @@ class EncoderClassifier(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-class DecoderLM(nn.Module):
+class DecoderLM(CausalLM):
     """A causal Transformer language model with a key/value cache."""
-
-    has_attention = False
 
     def __init__(self, vocab: int, d_model: int = 256, heads: int = 4, ffn: int = 1024,
                  layers: int = 3, dropout: float = 0.1, norm: str = "pre",
@@ -110,6 +108,3 @@ class DecoderLM(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         """Teacher forcing: tokens (B, T) -> next-token logits (B, T, V)."""
         return self.decode(tokens, self.init_state())[0]
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

@@ -1,12 +1,13 @@
 """Named architectures (fairseq-style presets): one flag turns an ablation on.
 
 Each preset is a partial ``model:`` section; keys set in a config file or with
-``--set`` override it.
+``--set`` override it. Plain data beside the config, so loading a config imports no
+model code.
 """
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 _RNN_ATTN = dict(arch="rnn", rnn_type="gru", emb_size=256, enc_hidden=256, dec_hidden=512,
                  enc_layers=1, dec_layers=1, bidirectional=True, input_feeding=True,
