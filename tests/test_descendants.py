@@ -56,9 +56,9 @@ def test_classifier_learns_and_evaluates(toy, tmp_path):
     assert np.array(result["confusion"]).sum() == 200
     assert clf.classify(["a b c a b", "", "g h i g"]) [0][0] == "left"
     assert clf.classify(["a b c a b", "", "g h i g"])[1] == ("", 0.0)
-    att = clf.self_attention("a b g")
+    att = clf.attention("a b g")
     assert np.allclose(np.array(att["weights"]).sum(-1), 1, atol=1e-4)
-    assert att["tokens"] == ["<s>", "a", "b", "g", "</s>"]
+    assert att["src_tokens"] == att["tgt_tokens"] == ["<s>", "a", "b", "g", "</s>"]
 
 
 def test_mlm_pretraining_then_fine_tuning(toy, tmp_path, monkeypatch):

@@ -97,6 +97,8 @@ class RunDir:
                      lambda tmp: tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False)))
 
     def load_config(self) -> Config:
+        if not self.path.is_dir():
+            raise UserError(f"run directory {self.path} does not exist")
         if not self.config_file.is_file():
             raise UserError(f"{self.path} is not a run directory (no config.yaml); "
                             "train one with `attnmt train CONFIG --out DIR`")
@@ -139,8 +141,6 @@ class RunDir:
              ) -> tuple[Config, Vocabs, Seq2SeqModel | torch.nn.Module]:
         """Config, vocabularies and model with weights, ready for inference; with ``task``,
         a run of another task is a one-line error that says what to use it with."""
-        if not self.path.is_dir():
-            raise UserError(f"run directory {self.path} does not exist")
         cfg = self.load_config()
         if task and cfg.data.task != task:
             raise UserError(f"{self.path} holds a {cfg.data.task} model, not a {task} model; "

@@ -1,4 +1,9 @@
-"""Inference for the descendants: sentence classification and text generation."""
+"""Inference by task: translation, sentence classification and text generation.
+
+:func:`load_predictor` is the one place that picks the predictor for a run's task;
+every predictor evaluates a split, describes the result in lines of text and, where
+the model has attention to show, returns it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import torch
 from .checkpoint import RunDir, write_json
 from .data.batching import EncodedSet, token_batches
 from .data.corpus import label_ids, read_text, read_tsv
+from .errors import UserError
 from .metrics import classification_scores
 from .models.loss import token_loss
 from .search import generate
@@ -62,7 +68,7 @@ class Classifier:
         return [("", 0.0) if np.isnan(p).any() else (self.labels[int(p.argmax())],
                                                      float(p.max())) for p in probs]
 
-    def evaluate(self, split: str, data_dir: str | Path | None = None) -> dict:
+    def evaluate(self, split: str, data_dir: str | Path | None = None, **_) -> dict:
         folder, name = _split_location(self.cfg, self.run, split, data_dir)
         path = folder / f"{name}.tsv"
         corpus = read_tsv(path)
@@ -74,13 +80,26 @@ class Classifier:
         write_json(self.run.path / "eval" / f"{name}.json", result)
         return result
 
-    def self_attention(self, text: str) -> dict:
+    @staticmethod
+    def describe(result: dict) -> list[str]:
+        lines = [f"{result['split']}: accuracy {result['accuracy']:.2f}%  macro-F1 "
+                 f"{result['macro_f1']:.2f}  ({result['n']} sentences)",
+                 "confusion (rows: gold, columns: predicted)",
+                 " " * 10 + "".join(f"{x[:8]:>9}" for x in result["labels"])]
+        return lines + [f"{label[:9]:>10}" + "".join(f"{v:>9}" for v in row)
+                        for label, row in zip(result["labels"], result["confusion"])]
+
+    def attention(self, text: str, beam: int = 1) -> dict:
+        """Encoder self-attention of ``text``: tokens on both axes, mean and per layer/head."""
+        if not text.strip():
+            raise UserError("the text is empty")
         data = self._encode([text])
         b = data.batch(np.array([0]))
         layers = self.model.self_attention(b.src, b.src_lengths)[0]       # (L, H, S, S)
         tokens = ["<s>", *[self.vocabs.src.piece(i) for i in data.src_ids(0)[1:]], "</s>"]
-        return {"tokens": tokens, "weights": layers.mean((0, 1)).tolist(),
-                "layers": layers.tolist()}
+        return {"src_tokens": tokens, "tgt_tokens": tokens, "translation": None,
+                "weights": layers.mean((0, 1)).tolist(), "layers": layers.tolist(),
+                "title": "encoder self-attention (mean over layers and heads)"}
 
 
 class LanguageModel:
@@ -101,6 +120,18 @@ class LanguageModel:
                        use_cache)
         return self.vocabs.tgt.decode(ids[1:] + new)
 
+    @staticmethod
+    def describe(result: dict) -> list[str]:
+        return [f"{result['split']}: perplexity {result['perplexity']:.2f} "
+                f"({result['tokens']} tokens, {result['sentences']} lines)"]
+
+    def attention(self, text: str, beam: int = 1) -> dict:
+        raise UserError("plot attention shows translation and classification models; this "
+                        "run is a language model")
+
+    def evaluate(self, split: str, data_dir: str | Path | None = None, **_) -> dict:
+        return self.perplexity(split, data_dir)
+
     @torch.no_grad()
     def perplexity(self, split: str, data_dir: str | Path | None = None) -> dict:
         folder, name = _split_location(self.cfg, self.run, split, data_dir)
@@ -118,3 +149,53 @@ class LanguageModel:
         write_json(self.run.path / "eval" / f"{name}.json", result)
         return result
 
+
+
+class TranslationModel:
+    """A trained translation model, as the other predictors see it."""
+
+    def __init__(self, run_dir: str | Path, checkpoint: str = "best", precision: str = "fp32"):
+        from .translator import Translator
+
+        self.run_dir, self.precision = run_dir, precision
+        self.translator = Translator.from_run(run_dir, checkpoint, precision=precision)
+
+    def evaluate(self, split: str, data_dir: str | Path | None = None, *,
+                 beam: int | None = None, alpha: float | None = None, log=print) -> dict:
+        from .evaluate import evaluate
+
+        tag = "" if self.precision == "fp32" else f".{self.precision}"
+        return evaluate(self.run_dir, split, data_dir, beam, alpha, translator=self.translator,
+                        log=log, tag=tag)
+
+    @staticmethod
+    def describe(result: dict) -> list[str]:
+        lines = [f"{result['split']} (beam {result['beam']}): BLEU {result['bleu']:.2f}  "
+                 f"chrF {result['chrf']:.2f}  exact {result['exact']:.1f}%  "
+                 f"({result['n']} sentences, {result['sentences_per_s']:.1f} sent/s)",
+                 result["bleu_signature"], "by source length (words):"]
+        return lines + [f"  {r['bucket']:>7}  n={r['n']:<5} BLEU {r['bleu']:6.2f}  "
+                        f"chrF {r['chrf']:6.2f}  exact {r['exact']:5.1f}%"
+                        for r in result["by_length"]]
+
+    def attention(self, text: str, beam: int = 1) -> dict:
+        result = self.translator.attention(text, beam=beam)
+        return {**result, "title": "attention (mean over layers and heads)"}
+
+
+PREDICTORS = {"translate": TranslationModel, "classify": Classifier, "lm": LanguageModel}
+
+
+def load_predictor(run_dir: str | Path, checkpoint: str = "best", precision: str = "fp32"):
+    """The predictor for the task of ``run_dir`` (a translation model, a classifier or a
+    language model); ``precision`` other than fp32 applies to translation models only."""
+    task = RunDir(run_dir).load_config().data.task
+    if task not in PREDICTORS:
+        raise UserError(f"{run_dir} is an {task} pre-training run; fine-tune a classifier "
+                        "from it (train.init_from) and evaluate that")
+    if task != "translate":
+        if precision != "fp32":
+            raise UserError(f"--{precision} is available for translation models; {run_dir} "
+                            f"holds a {task} model")
+        return PREDICTORS[task](run_dir, checkpoint)
+    return TranslationModel(run_dir, checkpoint, precision)

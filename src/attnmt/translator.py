@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -131,9 +132,9 @@ class Translator:
         ``weights`` is (T, S); ``layers`` (layers, heads, T, S) for the Transformer.
         """
         if not self.model.has_attention:
-            raise NoAttentionError("this model has no attention: the fixed-context seq2seq "
-                                   "sees the source only through one context vector, so "
-                                   "there is nothing to show")
+            raise NoAttentionError("this model is a seq2seq without attention: it sees the "
+                                   "source only through one fixed context vector, so there "
+                                   "is no attention to show")
         best = self.translate([text], beam=beam)[0][0]
         src_ids = self.encode_source(text)
         src, lengths = self._tensors([src_ids])
@@ -147,3 +148,24 @@ class Translator:
         if layers is not None:
             out["layers"] = layers[0].tolist()
         return out
+
+
+def pick_layer_head(result: dict, layer: int | None, head: int | None
+                    ) -> tuple[list | np.ndarray, str]:
+    """The (T, S) weights of one layer (mean of its heads) or one head of an attention
+    result, and a title; the mean over everything when neither is given."""
+    if layer is None and head is None:
+        return result["weights"], result.get("title", "attention")
+    if result["layers"] is None:
+        raise UserError("--layer/--head apply to models with several attention layers "
+                        "(the Transformer)")
+    layers = np.asarray(result["layers"])                         # (layers, heads, T, S)
+    if layer is None:
+        raise UserError("--head needs --layer")
+    if not 0 <= layer < layers.shape[0]:
+        raise UserError(f"--layer must be in 0..{layers.shape[0] - 1}")
+    if head is not None and not 0 <= head < layers.shape[1]:
+        raise UserError(f"--head must be in 0..{layers.shape[1] - 1}")
+    if head is None:
+        return layers[layer].mean(0), f"layer {layer}, mean of heads"
+    return layers[layer, head], f"layer {layer}, head {head}"

@@ -1,0 +1,90 @@
+"""``attnmt data``: make, fetch and inspect corpora."""
+
+from __future__ import annotations
+
+import click
+
+from . import cli
+
+
+@cli.group()
+def data() -> None:
+    """Make, fetch and inspect corpora."""
+
+
+@data.command("synth")
+@click.argument("task", type=click.Choice(["numbers", "dates", "copy", "reverse"]))
+@click.option("--src", default=None, help="source language (numbers: en/de/fr/ko/...; "
+              "dates: a locale)")
+@click.option("--tgt", default=None, help="target language, 'digits' (numbers) or 'iso' (dates)")
+@click.option("--n", "n", default=20000, show_default=True, type=click.IntRange(min=1),
+              help="training pairs")
+@click.option("--n-valid", default=500, show_default=True, type=click.IntRange(min=1))
+@click.option("--n-test", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--min-items", default=1, show_default=True, type=click.IntRange(min=1),
+              help="fewest items per sentence")
+@click.option("--max-items", default=8, show_default=True, type=click.IntRange(min=1),
+              help="most items per sentence")
+@click.option("--test-max-items", default=None, type=click.IntRange(min=1),
+              help="most items in the test split (to test beyond the training lengths)")
+@click.option("--max-value", default=9999, show_default=True, type=click.IntRange(min=1),
+              help="numbers: largest number")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="output folder")
+def data_synth(task, src, tgt, n, n_valid, n_test, min_items, max_items, test_max_items,
+               max_value, seed, out) -> None:
+    """Generate a synthetic task's train/val/test splits."""
+    from ..data.synthetic import write_task
+    from ..errors import UserError
+
+    if min_items > max_items:
+        raise UserError(f"--min-items {min_items} is above --max-items {max_items}")
+    info = write_task(out, task, src=src, tgt=tgt, n=n, n_valid=n_valid, n_test=n_test,
+                      min_items=min_items, max_items=max_items, test_max_items=test_max_items,
+                      seed=seed, max_value=max_value)
+    click.echo(f"wrote {task} {info['src']}->{info['tgt']}: {n} train, {n_valid} val, "
+               f"{n_test} test pairs into {out}")
+
+
+@data.command("get")
+@click.argument("dataset", type=click.Choice(["multi30k"]))
+@click.option("--src", default="de", show_default=True)
+@click.option("--tgt", default="en", show_default=True)
+@click.option("--from", "from_dir", default=None, type=click.Path(),
+              help="local folder with the raw files (else $ATTNMT_DATA_DIR, else download)")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+def data_get(dataset, src, tgt, from_dir, out) -> None:
+    """Fetch a registered dataset's files for a language pair into OUT."""
+    from ..data import multi30k
+
+    splits = multi30k.fetch(src, tgt, out, from_dir, log=click.echo)
+    click.echo(f"multi30k {src}-{tgt} in {out}: " + ", ".join(splits))
+
+
+@data.command("langid")
+@click.option("--from", "from_dir", default=None, type=click.Path(),
+              help="local Multi30k folder (else $ATTNMT_DATA_DIR, else download)")
+@click.option("--langs", default="de,en,fr,cs", show_default=True)
+@click.option("--seed", default=1, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+def data_langid(from_dir, langs, seed, out) -> None:
+    """Language identification (text<TAB>language) from Multi30k's four languages."""
+    from ..data.langid import write_langid
+
+    counts = write_langid(out, from_dir, tuple(langs.split(",")), seed, log=click.echo)
+    click.echo(f"wrote language identification into {out}: "
+               + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@data.command("stats")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+def data_stats(folder) -> None:
+    """Sizes and length histograms (in words) of every text file in FOLDER; aligned files
+    with different line counts are an error naming both counts."""
+    from ..data.stats import folder_stats
+    from ..errors import DataError
+
+    lines, problems = folder_stats(folder)
+    click.echo("\n".join(lines))
+    if problems:
+        raise DataError("; ".join(problems))

@@ -1,0 +1,197 @@
+"""``attnmt translate | classify | generate | evaluate | plot``: use a trained run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..config import STOPPING
+from ..errors import UserError
+from . import SEED, Finite, cli
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("-i", "--input", "input_path", default=None, help="input file (default stdin)")
+@click.option("-o", "--output", "output_path", default=None, help="output file (default stdout)")
+@click.option("--beam", default=None, type=click.IntRange(1, 64), help="beam size (1 = greedy)")
+@click.option("--alpha", default=None, type=Finite(0.0, 5.0), help="GNMT length penalty")
+@click.option("--nbest", default=1, type=click.IntRange(1, 64),
+              help="print the K best, tab-separated with scores")
+@click.option("--sample", is_flag=True, help="sample instead of searching")
+@click.option("--temperature", default=1.0, type=Finite(min=0.0, min_open=True, max=100.0))
+@click.option("--top-k", default=0, type=click.IntRange(min=0))
+@click.option("--top-p", default=1.0, type=Finite(0.0, 1.0, min_open=True))
+@click.option("--seed", default=None, type=SEED, help="seed for --sample")
+@click.option("--max-len-ratio", default=None, type=Finite(0.1, 100.0))
+@click.option("--checkpoint", default="best", show_default=True,
+              help="best, last, averaged or a step number")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--engine", default="attnmt", show_default=True,
+              type=click.Choice(["attnmt", "ctranslate2"]),
+              help="ctranslate2: RUN_DIR is a folder made by `attnmt export ctranslate2`")
+@click.option("--int8", is_flag=True, help="dynamic int8 quantisation of the Linear layers "
+              "(CPU; faster, slightly lower BLEU)")
+@click.option("--bf16", is_flag=True, help="translate in bfloat16 (GPUs, and CPUs with "
+              "AVX512-BF16 or AMX; faster, BLEU may move slightly)")
+@click.option("--stopping", default=None, type=click.Choice(STOPPING),
+              help="when a sentence leaves the beam (default: the run's decode.stopping)")
+def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temperature, top_k,
+              top_p, seed, max_len_ratio, checkpoint, device, engine, int8, bf16,
+              stopping) -> None:
+    """Translate line by line; output lines stay aligned with input lines."""
+    precision = _precision(int8, bf16)
+    if engine == "ctranslate2":
+        from ..export import CT2Translator
+
+        if precision != "fp32":
+            raise UserError(f"--{precision} applies to the attnmt engine; export a quantised "
+                            "CTranslate2 model with `attnmt export ctranslate2 "
+                            "--quantization int8` instead")
+        if stopping:
+            raise UserError("--stopping applies to the attnmt engine; CTranslate2 uses its "
+                            "own stopping rule")
+
+        if nbest > 1 and (beam or 5) < nbest:
+            raise UserError(f"--nbest {nbest} needs --beam of at least {nbest}")
+        outputs = CT2Translator(run_dir, device).translate(
+            _read_input(input_path), beam=beam or 5, nbest=nbest,
+            max_len_ratio=max_len_ratio or 1.5)
+        _write_output("".join("\t".join(hyps) + "\n" for hyps in outputs), output_path)
+        return
+    from ..translator import Translator
+
+    translator = Translator.from_run(run_dir, checkpoint, device, precision)
+    if nbest > 1 and (beam or translator.cfg.decode.beam) < nbest:
+        raise UserError(f"--nbest {nbest} needs --beam of at least {nbest}")
+    lines = _read_input(input_path)
+    results = translator.translate(lines, beam=beam, alpha=alpha, nbest=nbest, sample=sample,
+                                   temperature=temperature, top_k=top_k, top_p=top_p,
+                                   max_len_ratio=max_len_ratio, seed=seed, stopping=stopping)
+    if nbest > 1:
+        text = "".join("\t".join(f"{h.text}\t{h.score:.4f}" for h in hyps) + "\n"
+                       for hyps in results)
+    else:
+        text = "".join(hyps[0].text + "\n" for hyps in results)
+    _write_output(text, output_path)
+
+
+def _precision(int8: bool, bf16: bool) -> str:
+    """The inference number format chosen by the --int8 / --bf16 flags."""
+    if int8 and bf16:
+        raise UserError("--int8 and --bf16 exclude each other; choose one")
+    return "int8" if int8 else "bf16" if bf16 else "fp32"
+
+
+def _write_output(text: str, output_path: str | None) -> None:
+    if output_path:
+        Path(output_path).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def _read_input(path: str | None) -> list[str]:
+    from ..data.corpus import read_lines
+
+    if path:
+        return read_lines(path)
+    data = sys.stdin.buffer.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"standard input is not valid UTF-8 (byte {e.start})") from None
+    return split_lines(text)
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines split at ``\\n`` only (a trailing ``\\r`` is dropped), the same rule as files:
+    U+2028, form feeds and other separators inside a line stay in it, so output lines stay
+    aligned with input lines."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--split", default="test", show_default=True, help="test, val or a split name")
+@click.option("--data", "data_dir", default=None, type=click.Path(),
+              help="folder with the split files (default: the run's data)")
+@click.option("--beam", default=None, type=click.IntRange(1, 64))
+@click.option("--alpha", default=None, type=Finite(0.0, 5.0))
+@click.option("--checkpoint", default="best", show_default=True)
+@click.option("--int8", is_flag=True, help="translation models: evaluate the dynamically "
+              "int8-quantised model (results saved with an .int8 suffix)")
+@click.option("--bf16", is_flag=True, help="translation models: evaluate in bfloat16 "
+              "(results saved with a .bf16 suffix)")
+def evaluate(run_dir, split, data_dir, beam, alpha, checkpoint, int8, bf16) -> None:
+    """Scores on a split: sacreBLEU BLEU/chrF, exact match and scores by source length
+    (translation), accuracy and confusion (classifier) or perplexity (language model)."""
+    from ..predict import load_predictor
+
+    predictor = load_predictor(run_dir, checkpoint, _precision(int8, bf16))
+    result = predictor.evaluate(split, data_dir, beam=beam, alpha=alpha, log=click.echo)
+    click.echo("\n".join(predictor.describe(result)))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("-i", "--input", "input_path", default=None, help="input file (default stdin)")
+@click.option("--checkpoint", default="best", show_default=True)
+def classify(run_dir, input_path, checkpoint) -> None:
+    """Label each input line with a trained classifier: LABEL<TAB>PROBABILITY."""
+    from ..predict import Classifier
+
+    for label, prob in Classifier(run_dir, checkpoint).classify(_read_input(input_path)):
+        click.echo(f"{label}\t{prob:.4f}" if label else "")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--prompt", default="", help="text to continue")
+@click.option("--max-new-tokens", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--temperature", default=1.0, show_default=True, type=Finite(0.0, 100.0),
+              help="0 = greedy")
+@click.option("--top-k", default=0, type=click.IntRange(min=0))
+@click.option("--top-p", default=1.0, type=Finite(0.0, 1.0, min_open=True))
+@click.option("--seed", default=None, type=SEED)
+@click.option("-n", "--samples", default=1, show_default=True, type=click.IntRange(min=1))
+def generate(run_dir, prompt, max_new_tokens, temperature, top_k, top_p, seed, samples) -> None:
+    """Continue PROMPT with a decoder-only language model."""
+    from ..predict import LanguageModel
+
+    lm = LanguageModel(run_dir)
+    for k in range(samples):
+        click.echo(lm.generate(prompt, max_new_tokens, temperature, top_k, top_p,
+                               None if seed is None else seed + k))
+
+
+@cli.group()
+def plot() -> None:
+    """Figures."""
+
+
+@plot.command("attention")
+@click.argument("run_dir", type=click.Path())
+@click.argument("sentence")
+@click.option("--out", default="attention.png", show_default=True, type=click.Path())
+@click.option("--beam", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--layer", default=None, type=click.IntRange(min=0),
+              help="Transformer: one layer (0-based)")
+@click.option("--head", default=None, type=click.IntRange(min=0),
+              help="Transformer: one head of --layer")
+def plot_attention(run_dir, sentence, out, beam, layer, head) -> None:
+    """Heatmap of the attention while translating (or classifying) SENTENCE."""
+    from ..plots import attention_heatmap
+    from ..predict import load_predictor
+    from ..translator import pick_layer_head
+
+    result = load_predictor(run_dir).attention(sentence, beam=beam)
+    weights, title = pick_layer_head(result, layer, head)
+    attention_heatmap(weights, result["src_tokens"], result["tgt_tokens"], out, title)
+    if result["translation"] is not None:
+        click.echo(result["translation"])
+    click.echo(f"wrote {out}")
