@@ -10,14 +10,20 @@ A run directory holds everything needed to translate:
 
 Weights are safetensors (no pickle). Every file is written atomically: to a
 temporary name, fsync'd, then renamed — a run killed at any moment leaves either
-the old or the new file, never half of one.
+the old or the new file, never half of one. A checkpoint is one transaction:
+weights, training state and (when better) the best copy are written first, and
+``latest.json`` last — it is the commit point, so a kill anywhere before it
+resumes from the previous checkpoint with the previous best. A checkpoint whose
+files do not load (truncated, corrupt) is skipped for the newest one that does.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,13 +37,26 @@ from .errors import UserError
 from .models import Seq2SeqModel, build_for_task
 
 
+class DiskFullError(UserError):
+    """The disk (or the file-size limit) ran out while writing; the old file is intact."""
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)``, fsync ``tmp``, rename it onto ``path``, fsync the folder."""
+    """Call ``write(tmp)``, fsync ``tmp``, rename it onto ``path``, fsync the folder.
+
+    A full disk removes the partial temporary file and raises :class:`DiskFullError`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise DiskFullError(f"the disk is full (or the file size limit reached) while "
+                                f"writing {path}; {os.strerror(e.errno)}") from None
+        raise
     os.replace(tmp, path)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -85,12 +104,40 @@ class RunDir:
         return json.loads(f.read_text()) if f.is_file() else []
 
     def latest(self) -> dict | None:
-        f = self.ckpt / "latest.json"
-        return json.loads(f.read_text()) if f.is_file() else None
+        return _read_json(self.ckpt / "latest.json")
 
     def best(self) -> dict | None:
-        f = self.ckpt / "best.json"
-        return json.loads(f.read_text()) if f.is_file() else None
+        return _read_json(self.ckpt / "best.json")
+
+    def steps(self) -> list[int]:
+        """Steps that have both a weights file and a training state, oldest first."""
+        return sorted(int(p.name[5:12]) for p in self.ckpt.glob("step-*.safetensors")
+                      if p.name[5:12].isdigit() and self.train_state(int(p.name[5:12])).is_file())
+
+    def resume_step(self, log: Callable[[str], None] | None = None) -> int | None:
+        """The step to resume from: the one ``latest.json`` names if its files load, else the
+        newest complete checkpoint (said in one line through ``log``); None when there is
+        none."""
+        recorded = (self.latest() or {}).get("step")
+        candidates = sorted(self.steps(), reverse=True)
+        if recorded in candidates:
+            candidates = [recorded] + [s for s in candidates if s < recorded]
+        for step in candidates:
+            if _loads(self.weights(step)) and _state_loads(self.train_state(step)):
+                if step != recorded and log and recorded is not None:
+                    log(f"warning: the checkpoint of step {recorded} is missing or broken; "
+                        f"resuming from step {step}, the newest that loads")
+                return step
+        return None
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop metrics records after ``step`` (they belong to updates a resume repeats)."""
+        if not self.metrics_file.is_file():
+            return
+        kept = [line for line in self.metrics_file.read_text().splitlines()
+                if line.strip() and _record_step(line) <= step]
+        atomic_write(self.metrics_file, lambda tmp: tmp.write_text(
+            "".join(line + "\n" for line in kept)))
 
     def save_config(self, cfg: Config) -> None:
         atomic_write(self.config_file,
@@ -105,12 +152,15 @@ class RunDir:
         return config_from_dict(yaml.safe_load(self.config_file.read_text()))
 
     def save_checkpoint(self, model: Seq2SeqModel, train_state: dict, step: int,
-                        keep_last: int) -> None:
+                        keep_last: int, best: dict | None = None) -> None:
+        """One checkpoint transaction: weights, training state, the best copy (when ``best``
+        is given: what made it best) and, last, ``latest.json``; then old steps go."""
         atomic_write(self.weights(step), lambda tmp: save_model(model, str(tmp)))
         atomic_write(self.train_state(step), lambda tmp: torch.save(train_state, tmp))
+        if best is not None:
+            self.mark_best(step, best)
         write_json(self.ckpt / "latest.json", {"step": step})
-        steps = sorted(int(p.name[5:12]) for p in self.ckpt.glob("step-*.safetensors"))
-        for old in steps[:-keep_last]:
+        for old in self.steps()[:-keep_last]:
             self.weights(old).unlink(missing_ok=True)
             self.train_state(old).unlink(missing_ok=True)
 
@@ -120,21 +170,39 @@ class RunDir:
         write_json(self.ckpt / "best.json", {"step": step, **info})
 
     def checkpoint_file(self, which: str = "best") -> Path:
-        """``best``, ``last``, ``averaged``, or a step number; best falls back to last."""
-        named = self.ckpt / f"{which}.safetensors"
-        latest = self.latest()
-        if which != "last" and named.is_file():
-            return named
-        if which.isdigit():
-            f = self.weights(int(which))
-        elif which in ("best", "last") and latest:
-            f = self.weights(latest["step"])
+        """``best``, ``last``, ``averaged``, or a step number. ``best`` and ``last`` fall
+        back to each other when their file is missing or does not load (said on stderr)."""
+        if which in ("best", "last"):
+            order = [self._best_weights, self._last_weights]
+            first, second = order if which == "best" else order[::-1]
+            primary = first()
+            found = primary or second()
+            broken = which == "best" and (self.ckpt / "best.safetensors").is_file() or \
+                which == "last" and self.latest() is not None
+            if found and primary is None and broken:
+                print(f"warning: the {which} checkpoint of {self.path} does not load; using "
+                      f"{found.name}", file=sys.stderr)
         else:
-            f = None
-        if f is None or not f.is_file():
-            raise UserError(f"{self.path} has no checkpoint {which!r}; train it first "
-                            "(attnmt train CONFIG --out DIR)")
-        return f
+            f = self.weights(int(which)) if which.isdigit() else \
+                self.ckpt / f"{which}.safetensors"
+            found = f if f.is_file() and _loads(f) else None
+        if found is None:
+            raise UserError(f"{self.path} has no checkpoint {which!r} that loads; train it "
+                            "first (attnmt train CONFIG --out DIR)")
+        return found
+
+    def _best_weights(self) -> Path | None:
+        f = self.ckpt / "best.safetensors"
+        return f if f.is_file() and _loads(f) else None
+
+    def _last_weights(self) -> Path | None:
+        """The weights ``latest.json`` names, else the newest step's weights that load."""
+        recorded = (self.latest() or {}).get("step")
+        steps = sorted((int(p.name[5:12]) for p in self.ckpt.glob("step-*.safetensors")
+                        if p.name[5:12].isdigit()), reverse=True)
+        if recorded in steps:
+            steps = [recorded] + [s for s in steps if s < recorded]
+        return next((self.weights(s) for s in steps if _loads(self.weights(s))), None)
 
     def load(self, which: str = "best", device: str | torch.device = "cpu",
              task: str | None = None
@@ -176,3 +244,42 @@ def average_checkpoints(run: RunDir, last: int) -> tuple[list[Path], Path]:
     out = run.ckpt / "averaged.safetensors"
     atomic_write(out, lambda tmp: save_file(avg, str(tmp)))
     return files, out
+
+
+def _read_json(path: Path) -> dict | None:
+    """A small JSON record, or None when it is missing or unreadable (a torn write cannot
+    happen with :func:`atomic_write`, but a hand-edited or damaged file can)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _loads(path: Path) -> bool:
+    """Whether a safetensors file is complete: its header parses and every tensor it
+    lists lies inside the file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            for key in f.keys():
+                f.get_slice(key)
+        return True
+    except Exception:
+        return False
+
+
+def _state_loads(path: Path) -> bool:
+    try:
+        torch.load(path, weights_only=True, map_location="cpu")
+        return True
+    except Exception:
+        return False
+
+
+def _record_step(line: str) -> float:
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return float("inf")     # an unreadable (torn) line goes

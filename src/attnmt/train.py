@@ -11,12 +11,9 @@ all-reduce so every rank stops at the same step.
 from __future__ import annotations
 
 import json
-import math
-import os
 import signal
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -24,134 +21,93 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .checkpoint import RunDir, write_json
+from .checkpoint import DiskFullError, RunDir, write_json
 from .config import Config
 from .data.batching import token_batches
 from .errors import ConfigError, UserError
+from .progress import SAFE_ON_RESUME, Progress, changed_keys, lr_at
+from .runtime import (
+    bound_onednn_cache,
+    peak_rss_mib,
+    pick_device,
+    rank_and_world,
+    tensorboard_writer,
+    uses_bf16,
+)
 from .tasks import make_task
 
 
-@dataclass
-class Progress:
-    """Everything besides weights and optimizer that a resumed run needs."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_pos: int = 0
-    elapsed: float = 0.0
-    tokens: int = 0
-    best: float | None = None
-    bad_validations: int = 0
-    lr_scale: float = 1.0
-    history: list = field(default_factory=list)
-
-
-def _dist() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device is cuda but no CUDA device is available")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
-
-
-def _tensorboard_writer(folder: Path):
-    """A TensorBoard SummaryWriter, or False when tensorboard is not installed."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return False
-    return SummaryWriter(str(folder))
-
-
-def lr_at(cfg: Config, step: int, scale: float) -> float:
-    """The learning rate for update ``step`` (1-based)."""
-    t, w = cfg.train, cfg.train.warmup
-    warm = min(1.0, step / w) if w else 1.0
-    if t.schedule == "inverse_sqrt":
-        shape = min(step / w, math.sqrt(w / step)) if w else 1.0 / math.sqrt(step)
-    elif t.schedule == "cosine":
-        progress = min(1.0, max(0, step - w) / max(1, t.max_steps - w))
-        shape = warm * 0.5 * (1 + math.cos(math.pi * progress))
-    else:  # constant, plateau
-        shape = warm
-    return t.lr * shape * scale
-
-
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast: always on CUDA under auto; on a CPU only when asked for, since it pays
-    off only where the CPU has bf16 dot-product instructions (AVX512-BF16, AMX)."""
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
-
-
-def bound_onednn_cache(capacity: int = 8) -> None:
-    """CPU bf16 matmuls run through oneDNN, which caches a primitive (with its buffers) for
-    every matrix shape it meets, up to 1,024 of them; with length-bucketed batches nearly
-    every step brings new shapes. A small cache lowers the peak (transformer-small: 2.2
-    against 2.8 GiB after 120 updates, 2.9 against 4.3 GiB after 25 minutes) with speed
-    within this machine's noise. Must run before the first bf16 matmul; a user's setting
-    wins."""
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
-
-
 class Trainer:
+    """One training run: checks everything first, writes only once the checks pass."""
+
     def __init__(self, cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False):
         self.cfg, self.run, self.quiet = cfg, RunDir(out), quiet
-        self.rank, self.world = _dist()
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        self.device = pick_device(cfg.train.device)
-        self.bf16 = uses_bf16(cfg.train.precision, self.device)
-        if self.bf16 and self.device.type == "cpu":
-            bound_onednn_cache()
-        if resume and not self.run.latest():
-            raise UserError(f"--resume: {self.run.path} has no checkpoint to resume from")
-        if not resume and self.run.latest():
-            raise UserError(f"{self.run.path} already holds a run; pass --resume to continue "
-                            "it or choose another --out")
-        if self.rank == 0:
-            self.run.path.mkdir(parents=True, exist_ok=True)
-            self.run.save_config(cfg)
-        self._barrier()
+        self.rank, self.world = rank_and_world()
+        self.progress = Progress()
+        self.stop_requested = False
+        self._tensorboard = None      # created on the first write; False when not installed
+        self._plan_epoch: int | None = None
+        self._plan_batches: list[np.ndarray] = []
+        self._window_tokens, self._window_start = 0, 0.0
+        self._setup_process()
+        self._check_run_dir(resume)
         torch.manual_seed(cfg.train.seed)
         self.task = make_task(cfg, self.run, log=self.log, barrier=self._barrier)
+        self._check_lengths()
         self.model = self.task.build_model()
         if cfg.train.init_from and not resume:
             self._init_from(cfg.train.init_from)
         self.model.to(self.device)
         self.log(f"model: {cfg.model.preset or cfg.model.arch} ({self.task.name}), "
                  f"{self.model.num_parameters():,} parameters")
-        train_set = self.task.train
-        longest = int(max(train_set.src_lens.max(), train_set.tgt_lens.max()))
-        if cfg.train.max_tokens < longest:
-            raise ConfigError(f"train.max_tokens {cfg.train.max_tokens} is below the longest "
-                              f"training sentence ({longest} tokens); raise it or lower "
-                              "data.max_len")
         self.ddp = None
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         opt = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt(self.model.parameters(), lr=cfg.train.lr,
-                             betas=tuple(cfg.train.betas),
-                             weight_decay=cfg.train.weight_decay)
-        self.progress = Progress()
-        self._tensorboard = None      # created on the first write; False when not installed
+                             betas=tuple(cfg.train.betas), weight_decay=cfg.train.weight_decay)
         if resume:
             self._restore()
-        self.stop_requested = False
+        if self.rank == 0:            # every check passed: now the run directory is written
+            self.run.save_config(cfg)
+
+    def _setup_process(self) -> None:
+        cfg = self.cfg.train
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = pick_device(cfg.device)
+        self.bf16 = uses_bf16(cfg.precision, self.device)
+        if self.bf16 and self.device.type == "cpu":
+            bound_onednn_cache()
+
+    def _check_run_dir(self, resume: bool) -> None:
+        """A new run needs an unused folder; a resumed one a checkpoint and the same
+        settings (except those in :data:`SAFE_ON_RESUME`)."""
+        run = self.run
+        if resume and not run.resume_step():
+            raise UserError(f"--resume: {run.path} has no checkpoint to resume from")
+        if not resume and run.resume_step():
+            raise UserError(f"{run.path} already holds a run; pass --resume to continue "
+                            "it or choose another --out")
+        if resume:
+            changed = [k for k in changed_keys(run.load_config(), self.cfg)
+                       if k not in SAFE_ON_RESUME and not k.startswith("decode.")]
+            if changed:
+                raise UserError(f"--resume: {', '.join(changed)} differ from the run in "
+                                f"{run.path}; resume with its settings or train into another "
+                                "--out (only budgets, reporting and decoding may change)")
+
+    def _check_lengths(self) -> None:
+        """Every training and validation sentence must fit in one batch."""
+        longest = max(int(max(s.src_lens.max(), s.tgt_lens.max()))
+                      for s in (self.task.train, self.task.valid))
+        if self.cfg.train.max_tokens < longest:
+            raise ConfigError(f"train.max_tokens {self.cfg.train.max_tokens} is below the "
+                              f"longest training or validation sentence ({longest} tokens); "
+                              "raise it or lower data.max_len")
 
     # ---- helpers ---------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -177,7 +133,7 @@ class Trainer:
         with open(self.run.metrics_file, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._tensorboard is None:
-            self._tensorboard = _tensorboard_writer(self.run.path / "tensorboard")
+            self._tensorboard = tensorboard_writer(self.run.path / "tensorboard")
         if self._tensorboard:
             for key, value in record.items():
                 if key not in ("type", "step") and isinstance(value, (int, float)):
@@ -199,9 +155,11 @@ class Trainer:
         self.log(f"initialised {len(matched)} of {len(own)} tensors from {run_dir}")
 
     def _restore(self) -> None:
-        step = self.run.latest()["step"]
+        """Weights, optimizer, progress and RNG of the newest checkpoint that loads; the
+        metrics log is cut back to that step so a resumed run does not repeat records."""
         from safetensors.torch import load_model
 
+        step = self.run.resume_step(log=self.log)
         load_model(self.model, str(self.run.weights(step)), device=str(self.device))
         state = torch.load(self.run.train_state(step), weights_only=True, map_location="cpu")
         self.optimizer.load_state_dict(state["optimizer"])
@@ -209,16 +167,26 @@ class Trainer:
         torch.set_rng_state(state["rng"])
         if torch.cuda.is_available() and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"])
+        if self.rank == 0:
+            self.run.truncate_metrics(step)
         self.log(f"resumed from step {step}")
 
-    def _save(self) -> None:
+    def _save(self, best: dict | None = None) -> None:
+        """Write a checkpoint (and the best copy when ``best`` says why it is best)."""
         if self.rank != 0:
             return
         state = {"optimizer": self.optimizer.state_dict(), "progress": vars(self.progress),
                  "rng": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state()
-        self.run.save_checkpoint(self.model, state, self.progress.step, self.cfg.train.keep_last)
+        try:
+            self.run.save_checkpoint(self.model, state, self.progress.step,
+                                     self.cfg.train.keep_last, best)
+        except DiskFullError as e:
+            safe = self.run.resume_step()
+            kept = f"step {safe} is intact" if safe else "no checkpoint was completed"
+            raise DiskFullError(f"{str(e).split(': ', 1)[1]}; {kept} (free space, then "
+                                "--resume)") from None
 
     # ---- the loop --------------------------------------------------------------------
     def _next_group(self) -> list[np.ndarray]:
@@ -237,7 +205,7 @@ class Trainer:
 
     def _plan(self, epoch: int) -> list[np.ndarray]:
         """The batch plan of an epoch, built once and kept while the epoch lasts."""
-        if getattr(self, "_plan_epoch", None) != epoch:
+        if self._plan_epoch != epoch:
             self._plan_epoch = epoch
             self._plan_batches = token_batches(self.task.train.src_lens,
                                                self.task.train.tgt_lens,
@@ -287,13 +255,12 @@ class Trainer:
             p.bad_validations += 1
             if cfg.schedule == "plateau" and p.bad_validations % max(1, cfg.plateau_patience) == 0:
                 p.lr_scale *= cfg.plateau_factor
-        self._save()
-        if better and self.rank == 0:
-            self.run.mark_best(p.step, {cfg.best_metric: metric})
+        self._save(best={cfg.best_metric: metric} if better else None)
         return bool(cfg.patience) and p.bad_validations >= cfg.patience
 
-    def fit(self) -> Progress:
-        cfg, p = self.cfg.train, self.progress
+    @contextmanager
+    def _stop_on_signals(self):
+        """SIGINT/SIGTERM finish the current update and write a checkpoint."""
         handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
         def request_stop(signum, frame):
@@ -302,54 +269,74 @@ class Trainer:
 
         for s in handlers:
             signal.signal(s, request_stop)
+        try:
+            yield
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+
+    def _log_update(self, bar: tqdm, loss_sum: float, tokens: int) -> None:
+        """Every ``log_every`` updates: the progress line and a metrics record."""
+        cfg, p = self.cfg.train, self.progress
+        now = time.time()
+        rate = self._window_tokens / max(now - self._window_start, 1e-9)
+        self._window_tokens, self._window_start = 0, now
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss = loss_sum * self.world / tokens
+        shown = dict(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}")
+        if cfg.max_minutes:  # the time budget, not max_steps, ends this run
+            left = max(0.0, cfg.max_minutes * 60 - p.elapsed)
+            shown["budget_left"] = f"{int(left // 60)}:{int(left % 60):02d}"
+        bar.set_postfix(shown)
+        self._write_metrics({"type": "train", "step": p.step, "epoch": p.epoch, "loss": loss,
+                             "lr": lr, "tokens_per_s": rate, "elapsed": p.elapsed,
+                             "peak_rss_mib": peak_rss_mib()})
+
+    def _stop_reason(self, stop_early: bool) -> str | None:
+        """Why this run stops after the current update (agreed by every rank), or None."""
+        cfg, p = self.cfg.train, self.progress
+        reasons = [("signal", self.stop_requested), ("early stopping", stop_early),
+                   ("time budget", bool(cfg.max_minutes) and p.elapsed >= cfg.max_minutes * 60),
+                   ("max_epochs", p.epoch >= cfg.max_epochs)]
+        if not self._agree(any(flag for _, flag in reasons)):
+            return None
+        return next((name for name, flag in reasons if flag), "stop")
+
+    def fit(self) -> Progress:
+        cfg, p = self.cfg.train, self.progress
         if self.rank == 0:
             (self.run.ckpt / "finished.json").unlink(missing_ok=True)
         # under a time budget the step total says nothing; budget_left in the postfix does
         bar = tqdm(total=None if cfg.max_minutes else cfg.max_steps, initial=p.step,
                    disable=self.rank != 0 or self.quiet, dynamic_ncols=True, unit="step")
-        start, window_tokens, window_start = time.time() - p.elapsed, 0, time.time()
+        start, self._window_tokens, self._window_start = time.time() - p.elapsed, 0, time.time()
         reason = "max_steps"
-        try:
-            while p.step < cfg.max_steps:
-                loss_sum, tokens = self._update()
-                p.tokens += tokens
-                window_tokens += tokens
-                p.elapsed = time.time() - start
-                bar.update(1)
-                if p.step % cfg.log_every == 0 or p.step == 1:
-                    now = time.time()
-                    rate = window_tokens / max(now - window_start, 1e-9)
-                    window_tokens, window_start = 0, now
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    shown = dict(loss=f"{loss_sum * self.world / tokens:.3f}", lr=f"{lr:.2e}",
-                                 tok_s=f"{rate:,.0f}")
-                    if cfg.max_minutes:  # the time budget, not max_steps, ends this run
-                        left = max(0.0, cfg.max_minutes * 60 - p.elapsed)
-                        shown["budget_left"] = f"{int(left // 60)}:{int(left % 60):02d}"
-                    bar.set_postfix(shown)
-                    self._write_metrics({"type": "train", "step": p.step, "epoch": p.epoch,
-                                         "loss": loss_sum * self.world / tokens, "lr": lr,
-                                         "tokens_per_s": rate, "elapsed": p.elapsed,
-                                         "peak_rss_mib": peak_rss_mib()})
-                stop_early = False
-                if p.step % cfg.valid_every == 0 or p.step == cfg.max_steps:
-                    stop_early = self._validate_and_save()
-                out_of_time = bool(cfg.max_minutes) and p.elapsed >= cfg.max_minutes * 60
-                out_of_epochs = p.epoch >= cfg.max_epochs
-                if self._agree(stop_early or out_of_time or out_of_epochs or self.stop_requested):
-                    reason = ("signal" if self.stop_requested else "early stopping" if stop_early
-                              else "time budget" if out_of_time else "max_epochs"
-                              if out_of_epochs else "stop")
-                    if p.step % cfg.valid_every and p.step != cfg.max_steps:
-                        if self.stop_requested:
+        with self._stop_on_signals():
+            try:
+                while p.step < cfg.max_steps:
+                    loss_sum, tokens = self._update()
+                    p.tokens += tokens
+                    self._window_tokens += tokens
+                    p.elapsed = time.time() - start
+                    bar.update(1)
+                    if p.step % cfg.log_every == 0 or p.step == 1:
+                        self._log_update(bar, loss_sum, tokens)
+                    due = p.step % cfg.valid_every == 0 or p.step == cfg.max_steps
+                    stop = self._stop_reason(self._validate_and_save() if due else False)
+                    if stop:
+                        reason = stop
+                        if not due and self.stop_requested:   # end on a checkpoint
                             self._save()
-                        else:
+                        elif not due:
                             self._validate_and_save()
-                    break
-        finally:
-            bar.close()
-            for s, h in handlers.items():
-                signal.signal(s, h)
+                        break
+            finally:
+                bar.close()
+        self._finish(reason)
+        return p
+
+    def _finish(self, reason: str) -> None:
+        p = self.progress
         self.log(f"stopped after {p.step} steps ({reason}); {p.tokens:,} target tokens in "
                  f"{p.elapsed:.0f} s; peak memory {peak_rss_mib():,.0f} MiB; "
                  f"run directory {self.run.path}")
@@ -359,7 +346,6 @@ class Trainer:
                         "tokens": p.tokens, "peak_rss_mib": peak_rss_mib()})
         if self.world > 1:
             self._check_in_sync()
-        return p
 
     def _check_in_sync(self) -> None:
         """DDP keeps replicas identical; verify it once at the end (a checksum per rank)."""

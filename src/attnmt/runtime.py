@@ -1,0 +1,59 @@
+"""Where training runs: device, precision, process rank, memory, and TensorBoard.
+
+Small facts about the machine and the process, kept out of the training loop so the
+loop reads top to bottom.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (1 outside torchrun)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pick_device(name: str) -> torch.device:
+    """``train.device``: auto picks this rank's GPU when there is one."""
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device is cuda but no CUDA device is available")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def tensorboard_writer(folder: Path):
+    """A TensorBoard SummaryWriter, or False when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return False
+    return SummaryWriter(str(folder))
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast: always on CUDA under auto; on a CPU only when asked for, since it pays
+    off only where the CPU has bf16 dot-product instructions (AVX512-BF16, AMX)."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def bound_onednn_cache(capacity: int = 8) -> None:
+    """CPU bf16 matmuls run through oneDNN, which caches a primitive (with its buffers) for
+    every matrix shape it meets, up to 1,024 of them; with length-bucketed batches nearly
+    every step brings new shapes, so a small cache lowers the peak memory at no measurable
+    cost in speed (the numbers are in ``benchmarks/README.md``). Must run before the first
+    bf16 matmul; a user's setting wins."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
