@@ -18,8 +18,10 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# ruff, and import-linter's layers contract (pyproject.toml): an upward import fails here.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: lint browser
 	$(BIN)/pytest -q

@@ -56,14 +56,17 @@ def load_study(path: str | Path) -> dict:
         study = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError:
         raise ConfigError(f"{path} is not valid YAML") from None
+    if not isinstance(study, dict):
+        raise ConfigError(f"{path}: a study is a mapping (name, config, budget, eval, runs), "
+                          f"not a {type(study).__name__}")
     unknown = set(study) - STUDY_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown study key(s) {sorted(unknown)}; valid: "
                           + ", ".join(sorted(STUDY_KEYS)))
-    if not study.get("runs"):
+    if not isinstance(study.get("runs"), list) or not study["runs"]:
         raise ConfigError(f"{path}: a study needs a list of runs")
     budget = study.get("budget") or {}
-    if set(budget) - {"minutes", "steps"} or len(budget) != 1:
+    if not isinstance(budget, dict) or set(budget) - {"minutes", "steps"} or len(budget) != 1:
         raise ConfigError(f"{path}: budget must be exactly one of minutes: M or steps: N")
     names = set()
     for run in study["runs"]:
@@ -174,7 +177,8 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
             return result
     translator = Translator.from_run(run.path)
     greedy, greedy_speed = _decode_timed(translator, test.src, 1)
-    beam, beam_speed = _decode_timed(translator, test.src, ev["beam"])
+    beam, beam_speed = ((greedy, greedy_speed) if ev["beam"] == 1
+                        else _decode_timed(translator, test.src, ev["beam"]))
     scores_g = corpus_scores(greedy, test.tgt)
     scores_b = corpus_scores(beam, test.tgt)
     cfg = translator.cfg
@@ -293,42 +297,24 @@ def _markdown(report: dict) -> str:
 
 
 def _write_report(out: Path, report: dict) -> None:
+    """``report.md`` and a self-contained ``report.html`` rendered from it (Python-Markdown,
+    with the figures embedded as data URIs so the file works offline and by e-mail)."""
     import html
-    import re
+
+    import markdown
 
     md = _markdown(report)
     (out / "report.md").write_text(md)
-
-    def image(match: re.Match) -> str:
-        data = base64.b64encode((out / match.group(2)).read_bytes()).decode()
-        return f'<img alt="{html.escape(match.group(1))}" src="data:image/png;base64,{data}">'
-
-    body = []
-    table: list[str] = []
-    for line in md.splitlines() + [""]:
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        if table:
-            rows = [r.strip("|").split("|") for r in table if not set(r) <= set("|-")]
-            cells = ["<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c.strip())}"
-                                      f"</{'th' if i == 0 else 'td'}>" for c in row) + "</tr>"
-                     for i, row in enumerate(rows)]
-            body.append("<table>" + "".join(cells) + "</table>")
-            table = []
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("!["):
-            body.append(re.sub(r"!\[(.*?)\]\((.*?)\)", image, line))
-        elif line.strip():
-            text = html.escape(line)
-            body.append("<p>" + re.sub(r"`(.*?)`", r"<code>\1</code>", text) + "</p>")
+    body = markdown.markdown(md, extensions=["tables"], output_format="html")
+    for name in {h["file"] for h in report.get("heatmaps", [])} | {"score_by_length.png",
+                                                                     "learning_curves.png"}:
+        if (out / name).is_file():
+            data = base64.b64encode((out / name).read_bytes()).decode()
+            body = body.replace(f'src="{name}"', f'src="data:image/png;base64,{data}"')
     style = ("body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:24px auto;"
              "padding:0 16px}table{border-collapse:collapse}td,th{border:1px solid #ddd;"
              "padding:4px 8px;text-align:right}img{max-width:100%}code{background:#f3f3f3}")
     (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'>"
                                      f"<title>{html.escape(str(report['study']))}</title>"
-                                     f"<style>{style}</style></head><body>{''.join(body)}"
+                                     f"<style>{style}</style></head><body>{body}"
                                      "</body></html>")

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from .config import STOPPING
-from .data.tokenizers import BOS, EOS, PAD
 from .models.base import Seq2SeqModel, select_state
+from .symbols import BOS, EOS, PAD
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -36,6 +37,8 @@ from .runtime import (
 )
 from .tasks import make_task
 
+LOG_SECONDS = 30.0   # without a terminal: one progress line at most this often
+
 
 class Trainer:
     """One training run: checks everything first, writes only once the checks pass."""
@@ -49,6 +52,9 @@ class Trainer:
         self._plan_epoch: int | None = None
         self._plan_batches: list[np.ndarray] = []
         self._window_tokens, self._window_start = 0, 0.0
+        # a terminal gets a progress bar; a log file one plain line every LOG_SECONDS
+        self._tty = sys.stderr.isatty()
+        self._last_line = float("-inf")
         self._setup_process()
         self._check_run_dir(resume)
         torch.manual_seed(cfg.train.seed)
@@ -288,6 +294,10 @@ class Trainer:
             left = max(0.0, cfg.max_minutes * 60 - p.elapsed)
             shown["budget_left"] = f"{int(left // 60)}:{int(left % 60):02d}"
         bar.set_postfix(shown)
+        if not self._tty and (now - self._last_line >= LOG_SECONDS or p.step == 1):
+            self._last_line = now
+            self.log(f"step {p.step}: " + ", ".join(f"{k.replace('_', ' ')} {v}"
+                                                     for k, v in shown.items()))
         self._write_metrics({"type": "train", "step": p.step, "epoch": p.epoch, "loss": loss,
                              "lr": lr, "tokens_per_s": rate, "elapsed": p.elapsed,
                              "peak_rss_mib": peak_rss_mib()})
@@ -308,7 +318,8 @@ class Trainer:
             (self.run.ckpt / "finished.json").unlink(missing_ok=True)
         # under a time budget the step total says nothing; budget_left in the postfix does
         bar = tqdm(total=None if cfg.max_minutes else cfg.max_steps, initial=p.step,
-                   disable=self.rank != 0 or self.quiet, dynamic_ncols=True, unit="step")
+                   disable=self.rank != 0 or self.quiet or not self._tty, dynamic_ncols=True,
+                   unit="step")
         start, self._window_tokens, self._window_start = time.time() - p.elapsed, 0, time.time()
         reason = "max_steps"
         with self._stop_on_signals():

@@ -8,6 +8,7 @@ from ``data.synth`` options.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..config import DataConfig
@@ -30,16 +31,7 @@ def resolve_dir(data: DataConfig, default_dir: Path, log=print) -> Path:
         multi30k.fetch(data.src, data.tgt, target, log=log)
         return target
     if data.dataset in synthetic.TASKS:
-        target = folder or default_dir
-        opts = dict(data.synth)
-        opts.setdefault("src", data.src)
-        opts.setdefault("tgt", data.tgt)
-        try:
-            synthetic.write_task(target, data.dataset, **opts)
-        except TypeError as e:
-            raise DataError(f"data.synth has an unknown option ({e})") from None
-        log(f"generated the {data.dataset} task into {target}")
-        return target
+        return _synthesize(data, folder or default_dir, log)
     if folder is None:
         raise DataError("set data.dir to a folder of {split}.{lang} files, or data.dataset "
                         "to multi30k or a synthetic task")
@@ -58,3 +50,22 @@ def read_split(folder: Path, split: str, src: str, tgt: str, required: bool = Tr
             raise DataError(f"{missing} is missing")
         return None
     return read_parallel(s, t)
+
+
+def _synthesize(data: DataConfig, target: Path, log) -> Path:
+    """Generate a synthetic task into ``target``, unless it already holds the same one
+    (``request.json`` records the dataset and options it was made from)."""
+    opts = dict(data.synth)
+    opts.setdefault("src", data.src)
+    opts.setdefault("tgt", data.tgt)
+    request = {"dataset": data.dataset, **opts}
+    stamp = target / "request.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == request:
+        return target
+    try:
+        synthetic.write_task(target, data.dataset, **opts)
+    except TypeError as e:
+        raise DataError(f"data.synth has an unknown option ({e})") from None
+    stamp.write_text(json.dumps(request, sort_keys=True))
+    log(f"generated the {data.dataset} task into {target}")
+    return target
