@@ -208,7 +208,7 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
             if not isinstance(value, kind):
                 raise ValueError
         elif kind is str:
-            if value is None and f.name in ("dir", "preset", "dataset", "init_from"):
+            if value is None and f.name in ("dir", "preset", "init_from"):
                 return None
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError
@@ -305,7 +305,7 @@ def config_from_dict(raw: dict) -> Config:
 
 
 def describe(section: str | None = None) -> str:
-    """Every key with its default and documentation, for `attnmt config keys`."""
+    """Every key with its default and documentation, for `attnmt config-keys`."""
     lines = []
     for name, cls in _SECTION_CLASSES.items():
         if section and name != section:

@@ -9,6 +9,7 @@ exported folder is all that ``attnmt translate --engine ctranslate2`` needs.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -119,9 +120,9 @@ def export_ctranslate2(run_dir: str | Path, out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     spec.save(str(out))
     shutil.copytree(RunDir(run_dir).vocab_dir, out / "vocab", dirs_exist_ok=True)
-    (out / "attnmt.json").write_text(
-        f'{{"run_dir": "{Path(run_dir).resolve()}", "max_positions": '
-        f'{cfg.model.max_positions}, "quantization": "{quantization or "float32"}"}}')
+    (out / "attnmt.json").write_text(json.dumps({
+        "run_dir": str(Path(run_dir).resolve()), "max_positions": cfg.model.max_positions,
+        "quantization": quantization or "float32"}))
     return out
 
 
@@ -129,7 +130,6 @@ class CT2Translator:
     """Translate with an exported CTranslate2 model (same tokenisation as attnmt)."""
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", threads: int = 0):
-        import json
 
         ct2 = _require_ctranslate2()
         folder = Path(model_dir)

@@ -111,8 +111,7 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
       limit), so stopping never cuts off a better translation the beam holds;
     - ``beam``: it has ``beam`` finished hypotheses (fairseq's rule).
 
-    On Multi30k test2016 (transformer-small, beam 5) ``current`` decoded 1.20x as many
-    sentences/s as ``bound`` at -0.02 BLEU; ``beam`` was the slowest of the three.
+    What each rule costs in speed and BLEU is measured in ``benchmarks/README.md``.
     """
     if stopping not in STOPPING:
         raise ValueError(f"stopping {stopping!r} is not one of {STOPPING}")
@@ -136,13 +135,8 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
         top_s, top_i = cand.topk(min(2 * k, cand.size(1)), dim=1)
         top_beam, top_tok = top_i // vocab, top_i % vocab
         is_eos = top_tok == EOS
-        ended = is_eos[:, :k] & torch.isfinite(top_s[:, :k])
-        for r, c in ended.nonzero().tolist():
-            b = int(sent[r])
-            seq = tokens[r * live + int(top_beam[r, c])].tolist()
-            lp = float(top_s[r, c])
-            finished[b].append(Hypothesis(seq, lp / length_penalty(len(seq) + 1, alpha), lp))
-            finished[b] = sorted(finished[b], key=lambda h: -h.score)[:k]
+        _set_aside(finished, is_eos[:, :k] & torch.isfinite(top_s[:, :k]), sent, tokens,
+                   top_s, top_beam, live, k, alpha)
         scores, pick = top_s.masked_fill(is_eos, float("-inf")).topk(min(k, top_s.size(1)),
                                                                      dim=1)
         next_beam, next_tok = top_beam.gather(1, pick), top_tok.gather(1, pick)
@@ -153,16 +147,31 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
             break
         rows = (keep[:, None] * live + next_beam[keep]).view(-1)
         tokens = torch.cat([tokens[rows], next_tok[keep].view(-1, 1)], 1)
-        width = scores.size(1)                         # live rows per sentence from now on
-        if width != live:                              # the first step: one row becomes k
-            source_rows = (keep * live).repeat_interleave(width)
-        elif keep.numel() < n:                         # sentences left the batch
-            source_rows = (keep[:, None] * live + torch.arange(live, device=device)).view(-1)
-        else:
-            source_rows = None
-        state = model.reorder_state(state, rows, source_rows)
+        state = model.reorder_state(state, rows, _source_rows(keep, n, live, scores.size(1)))
         scores, sent, prev = scores[keep], sent[keep], next_tok[keep].view(-1)
     return [sorted(h, key=lambda x: -x.score)[:nbest] for h in finished]
+
+
+def _set_aside(finished: list[list[Hypothesis]], ended: Tensor, sent: Tensor, tokens: Tensor,
+               top_s: Tensor, top_beam: Tensor, live: int, k: int, alpha: float) -> None:
+    """Move the candidates that end in ``</s>`` (``ended`` (n, k)) into ``finished``, keeping
+    each sentence's ``k`` best by length-penalised score."""
+    for r, c in ended.nonzero().tolist():
+        b = int(sent[r])
+        seq = tokens[r * live + int(top_beam[r, c])].tolist()
+        lp = float(top_s[r, c])
+        finished[b].append(Hypothesis(seq, lp / length_penalty(len(seq) + 1, alpha), lp))
+        finished[b] = sorted(finished[b], key=lambda h: -h.score)[:k]
+
+
+def _source_rows(keep: Tensor, n: int, live: int, width: int) -> Tensor | None:
+    """Rows for what depends only on the source (see ``reorder_state``): None when every
+    sentence stays and each already has ``width`` rows."""
+    if width != live:                              # the first step: one row becomes k
+        return (keep * live).repeat_interleave(width)
+    if keep.numel() < n:                           # sentences left the batch
+        return (keep[:, None] * live + torch.arange(live, device=keep.device)).view(-1)
+    return None
 
 
 def _stop(stopping: str, finished: list[list[Hypothesis]], sent: Tensor, best_live: Tensor,

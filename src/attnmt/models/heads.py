@@ -29,9 +29,9 @@ class EncoderClassifier(nn.Module):
         pre = norm == "pre"
         embed = token_embedding(vocab, d_model)
         self.embed = Embeddings(embed, max_positions, positions, dropout)
-        self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ffn, dropout, pre,
-                                                 attention_dropout, activation_dropout)
-                                    for _ in range(layers))
+        sizes = dict(d_model=d_model, heads=heads, ffn=ffn, dropout=dropout, pre_norm=pre,
+                     attention_dropout=attention_dropout, activation_dropout=activation_dropout)
+        self.layers = nn.ModuleList(EncoderLayer(**sizes) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model) if pre else nn.Identity()
         self.pooling, self.n_labels, self.max_positions = pooling, n_labels, max_positions
         if n_labels:
@@ -84,9 +84,9 @@ class DecoderLM(CausalLM):
         pre = norm == "pre"
         embed = token_embedding(vocab, d_model)
         self.embed = Embeddings(embed, max_positions, positions, dropout)
-        self.layers = nn.ModuleList(DecoderLayer(d_model, heads, ffn, dropout, pre,
-                                                 attention_dropout, activation_dropout,
-                                                 cross=False) for _ in range(layers))
+        sizes = dict(d_model=d_model, heads=heads, ffn=ffn, dropout=dropout, pre_norm=pre,
+                     attention_dropout=attention_dropout, activation_dropout=activation_dropout)
+        self.layers = nn.ModuleList(DecoderLayer(**sizes, cross=False) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model) if pre else nn.Identity()
         xavier_init(self)
         self.out = nn.Linear(d_model, vocab, bias=False)

@@ -78,22 +78,25 @@ class FeedForward(nn.Sequential):
 
 
 class _Sublayers(nn.Module):
-    """Residual + norm around a sub-layer, pre- or post-norm."""
+    """Residual connections with a layer norm, before (pre-norm) or after (post-norm, as in
+    Vaswani et al.) each sub-layer: ``norm_in(i, x)`` gives the sub-layer's input and
+    ``add(i, x, out)`` the residual sum."""
 
     def __init__(self, d_model: int, n: int, pre_norm: bool, dropout: float):
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n))
         self.pre_norm, self.dropout = pre_norm, nn.Dropout(dropout)
 
-    def residual(self, i: int, x: Tensor, fn) -> tuple[Tensor, object]:
-        y = self.norms[i](x) if self.pre_norm else x
-        out, extra = fn(y)
+    def norm_in(self, i: int, x: Tensor) -> Tensor:
+        return self.norms[i](x) if self.pre_norm else x
+
+    def add(self, i: int, x: Tensor, out: Tensor) -> Tensor:
         x = x + self.dropout(out)
-        return (x if self.pre_norm else self.norms[i](x)), extra
+        return x if self.pre_norm else self.norms[i](x)
 
 
 class EncoderLayer(_Sublayers):
-    def __init__(self, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
+    def __init__(self, *, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
                  attention_dropout: float = 0.0, activation_dropout: float = 0.0):
         super().__init__(d_model, 2, pre_norm, dropout)
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
@@ -101,21 +104,20 @@ class EncoderLayer(_Sublayers):
 
     def forward(self, x: Tensor, mask: Tensor, collect: list | None = None) -> Tensor:
         """x (B, S, D), mask (B, S). Appends self-attention weights to ``collect`` if given."""
-        def attend(y):
-            k, v = self.self_attn.project_kv(y)
-            return self.self_attn(y, k, v, mask, need_weights=collect is not None)
-        x, weights = self.residual(0, x, attend)
+        y = self.norm_in(0, x)
+        k, v = self.self_attn.project_kv(y)                               # (B, H, S, dh)
+        out, weights = self.self_attn(y, k, v, mask, need_weights=collect is not None)
+        x = self.add(0, x, out)
         if collect is not None:
             collect.append(weights)
-        x, _ = self.residual(1, x, lambda y: (self.ffn(y), None))
-        return x
+        return self.add(1, x, self.ffn(self.norm_in(1, x)))
 
 
 class DecoderLayer(_Sublayers):
     """Causal self-attention, cross-attention (unless ``cross=False``: the decoder-only LM)
     and the FFN."""
 
-    def __init__(self, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
+    def __init__(self, *, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
                  attention_dropout: float = 0.0, activation_dropout: float = 0.0,
                  cross: bool = True):
         super().__init__(d_model, 3 if cross else 2, pre_norm, dropout)
@@ -127,27 +129,20 @@ class DecoderLayer(_Sublayers):
                 cache: tuple[Tensor, Tensor] | None = None, need_weights: bool = False
                 ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
         """x (B, T, D). With ``cache`` (keys, values of earlier positions), x is the new
-        position(s) only. Returns x, the updated self-attention cache, cross weights
-        (self-attention weights for the decoder-only LM)."""
-        new_cache = None
-
-        def self_attend(y):
-            nonlocal new_cache
-            k, v = self.self_attn.project_kv(y)                           # (B, H, T, dh)
-            if cache is not None:
-                k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
-            new_cache = (k, v)
-            return self.self_attn(y, k, v, causal=y.size(1) > 1)   # one new token sees all
-
-        if self.cross_attn is None:
-            x, _ = self.residual(0, x, self_attend)
-            x, _ = self.residual(1, x, lambda y: (self.ffn(y), None))
-            return x, new_cache, None
-        x, _ = self.residual(0, x, self_attend)
-        x, weights = self.residual(1, x, lambda y: self.cross_attn(
-            y, *memory_kv, mask=src_mask, need_weights=need_weights))
-        x, _ = self.residual(2, x, lambda y: (self.ffn(y), None))
-        return x, new_cache, weights
+        position(s) only. Returns x, the updated self-attention cache and the
+        cross-attention weights (B, H, T, S) when asked (None for the decoder-only LM)."""
+        y = self.norm_in(0, x)
+        k, v = self.self_attn.project_kv(y)                               # (B, H, T, dh)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+        out, _ = self.self_attn(y, k, v, causal=y.size(1) > 1)            # one new token sees all
+        x, weights = self.add(0, x, out), None
+        if self.cross_attn is not None:
+            out, weights = self.cross_attn(self.norm_in(1, x), *memory_kv, mask=src_mask,
+                                           need_weights=need_weights)
+            x = self.add(1, x, out)
+        last = len(self.norms) - 1
+        return self.add(last, x, self.ffn(self.norm_in(last, x))), (k, v), weights
 
 
 class Transformer(Seq2SeqModel):
@@ -165,11 +160,10 @@ class Transformer(Seq2SeqModel):
         src_embed = tgt_embed if share_src else token_embedding(src_vocab, d_model)
         self.src_embed = Embeddings(src_embed, max_positions, positions, dropout)
         self.tgt_embed = Embeddings(tgt_embed, max_positions, positions, dropout)
-        extra = (attention_dropout, activation_dropout)
-        self.encoder = nn.ModuleList(EncoderLayer(d_model, heads, ffn, dropout, pre, *extra)
-                                     for _ in range(enc_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(d_model, heads, ffn, dropout, pre, *extra)
-                                     for _ in range(dec_layers))
+        sizes = dict(d_model=d_model, heads=heads, ffn=ffn, dropout=dropout, pre_norm=pre,
+                     attention_dropout=attention_dropout, activation_dropout=activation_dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(**sizes) for _ in range(enc_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(**sizes) for _ in range(dec_layers))
         self.enc_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
         self.dec_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
         xavier_init(self)
