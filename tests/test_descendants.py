@@ -83,6 +83,8 @@ def test_mlm_pretraining_then_fine_tuning(toy, tmp_path, monkeypatch):
     assert "head.1.weight" in own and "head.1.weight" not in pre
     # the inherited embeddings are indexed by the pre-training run's vocabulary
     for name in (tmp_path / "mlm/vocab").iterdir():
+        if name.name == "made_from.json":        # what each vocabulary was made from
+            continue
         assert (tmp_path / "clf/vocab" / name.name).read_bytes() == name.read_bytes()
 
 

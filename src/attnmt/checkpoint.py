@@ -32,6 +32,7 @@ import yaml
 from safetensors.torch import load_model, save_model
 
 from .config import TASK_USE, Config, config_from_dict
+from .data.registry import resolve_dir
 from .data.tokenizers import Vocabs
 from .errors import UserError
 from .models import Seq2SeqModel, build_for_task
@@ -129,6 +130,17 @@ class RunDir:
                         f"resuming from step {step}, the newest that loads")
                 return step
         return None
+
+    def data_folder(self, cfg: Config, data_dir: str | Path | None = None,
+                    log: Callable[[str], None] = print) -> Path:
+        """The folder of the run's split files: ``data_dir`` when given, else the one its
+        config names (a one-line error when that is gone, e.g. in a copied run)."""
+        if data_dir:
+            return Path(data_dir)
+        if cfg.data.dir and not Path(cfg.data.dir).is_dir() and not cfg.data.dataset:
+            raise UserError(f"the data folder of {self.path} ({cfg.data.dir}) does not exist "
+                            "(was the run moved or copied?); pass --data DIR")
+        return resolve_dir(cfg.data, self.path / "data", log=log)
 
     def truncate_metrics(self, step: int) -> None:
         """Drop metrics records after ``step`` (they belong to updates a resume repeats)."""

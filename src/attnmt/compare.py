@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoint import RunDir, write_json
+from .checkpoint import RunDir, atomic_write, write_json
 from .config import load_config
 from .data.registry import read_split, resolve_dir
 from .data.synthetic import ITEM_SEP
@@ -39,6 +39,7 @@ from .errors import ConfigError, UserError
 from .metrics import corpus_scores, scores_by_length
 from .plots import attention_grid, learning_curves, score_by_length
 from .presets import PRESETS
+from .tasks import VOCAB_REQUEST, vocab_request
 from .train import train
 from .translator import Translator
 
@@ -141,6 +142,8 @@ def compare(study_path: str | Path, out: str | Path | None = None,
         log(f"training the shared {base.data.tokenizer} vocabulary")
         Vocabs.train(base.data.tokenizer, train_split.src, train_split.tgt, base.data.vocab_size,
                      base.data.joint_vocab, base.data.spm_type).save(vocab_dir)
+        atomic_write(vocab_dir / VOCAB_REQUEST, lambda tmp: tmp.write_text(
+            json.dumps(vocab_request(base, data_dir), sort_keys=True)))
     lengths = _lengths(test.src, ev["length"])
     results: dict[str, dict] = {}
     for spec in study["runs"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from .presets import preset_config
 
 
 def _f(default: Any, help: str, choices: tuple | None = None, min: float | None = None,
-       max: float | None = None) -> Any:
-    """A dataclass field with its documentation and its valid values."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max}
+       max: float | None = None, check: Any = None) -> Any:
+    """A dataclass field with its documentation and its valid values (``check`` validates a
+    list or mapping value and raises :class:`ConfigError`)."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "check": check}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -32,6 +34,26 @@ def _f(default: Any, help: str, choices: tuple | None = None, min: float | None 
 # What each task's trained run is used with (shown when a run is used the wrong way).
 TASK_USE = {"translate": "attnmt translate", "classify": "attnmt classify",
             "lm": "attnmt generate", "mlm": "it as train.init_from for a classifier"}
+
+
+def _check_betas(key: str, value: list, where: str) -> None:
+    ok = len(value) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                 and math.isfinite(b) and 0.0 <= b < 1.0 for b in value)
+    if not ok:
+        raise ConfigError(f"{key} must be two numbers in [0, 1), e.g. [0.9, 0.98], got "
+                          f"{value!r} ({where})")
+
+
+SYNTH_COUNTS = ("n", "n_valid", "n_test", "min_items", "max_items", "test_max_items",
+                "max_value")
+
+
+def _check_synth(key: str, value: dict, where: str) -> None:
+    for name in SYNTH_COUNTS:
+        v = value.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"{key}.{name} must be a whole number of at least 1, got {v!r} "
+                              f"({where})")
 
 
 @dataclass
@@ -55,7 +77,8 @@ class DataConfig:
     joint_vocab: bool = _f(True, "one vocabulary for source and target (enables tying "
                            "source embeddings too)")
     max_len: int = _f(100, "lines longer than this many tokens are skipped (and counted)", min=1)
-    synth: dict = _f({}, "options for a synthetic dataset, as for `attnmt data synth`")
+    synth: dict = _f({}, "options for a synthetic dataset, as for `attnmt data synth`",
+                     check=_check_synth)
 
 
 @dataclass
@@ -100,7 +123,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    seed: int = _f(1, "random seed (data order, initialisation, dropout)")
+    seed: int = _f(1, "random seed (data order, initialisation, dropout)", min=0, max=2**32 - 1)
     max_tokens: int = _f(4096, "token budget of one batch: sentences x longest padded length",
                          min=16)
     accum: int = _f(1, "gradient accumulation steps per update", min=1)
@@ -108,8 +131,8 @@ class TrainConfig:
     max_minutes: float = _f(0.0, "stop after this many wall-clock minutes (0 = no limit)", min=0)
     max_epochs: int = _f(1000, "stop after this many epochs", min=1)
     optimizer: str = _f("adamw", "optimizer", choices=("adam", "adamw"))
-    lr: float = _f(5e-4, "peak learning rate", min=0.0)
-    betas: list = _f([0.9, 0.98], "Adam betas")
+    lr: float = _f(5e-4, "peak learning rate", min=0.0, max=10.0)
+    betas: list = _f([0.9, 0.98], "Adam betas", check=_check_betas)
     weight_decay: float = _f(0.0, "decoupled weight decay (adamw)", min=0.0)
     schedule: str = _f("inverse_sqrt", "learning-rate schedule",
                        choices=("inverse_sqrt", "constant", "cosine", "plateau"))
@@ -147,11 +170,12 @@ STOPPING = ("current", "bound", "beam")   # beam search's stopping rules (search
 class DecodeConfig:
     beam: int = _f(5, "beam size (1 = greedy)", min=1, max=64)
     alpha: float = _f(0.6, "GNMT length penalty exponent", min=0.0, max=5.0)
-    max_len_ratio: float = _f(1.5, "longest output: ratio x source length + 10", min=0.1)
+    max_len_ratio: float = _f(1.5, "longest output: ratio x source length + 10", min=0.1,
+                              max=100.0)
     batch_size: int = _f(64, "sentences decoded together", min=1)
     stopping: str = _f("current", "when a sentence leaves the beam: current = when no live "
                        "hypothesis would beat its best finished one by ending now; bound = "
-                       "only when none can beat it at any length (exact, ~20% slower); beam = "
+                       "only when none can beat it at any length (exact, slower); beam = "
                        "once `beam` hypotheses have ended (fairseq)",
                        choices=STOPPING)
 
@@ -204,9 +228,14 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             value = float(value)
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value!r} ({where})")
         elif kind in (list, dict):
             if not isinstance(value, kind):
                 raise ValueError
+            check = meta.get("check")
+            if check:
+                check(key, value, where)
         elif kind is str:
             if value is None and f.name in ("dir", "preset", "init_from"):
                 return None
@@ -279,6 +308,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
             mark = getattr(e, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark else ""
             raise ConfigError(f"{p}{line} is not valid YAML") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"the config must be a mapping of sections (data, model, train, "
+                          f"decode), got a {type(raw).__name__} ({where})")
     raw = dict(raw or {})
     over: dict[str, dict] = {}
     for text in overrides:

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from .checkpoint import RunDir, write_json
-from .data.registry import read_split, resolve_dir
+from .data.registry import read_split
 from .errors import UserError
 from .metrics import DEFAULT_BUCKETS, corpus_scores, scores_by_length
 from .translator import Translator
@@ -21,9 +21,7 @@ def evaluate(run_dir: str | Path, split: str = "test", data_dir: str | Path | No
     run = RunDir(run_dir)
     translator = translator or Translator.from_run(run_dir)
     cfg = translator.cfg
-    if data_dir:
-        cfg.data.dir = str(data_dir)
-    folder = resolve_dir(cfg.data, run.path / "data", log=log)
+    folder = run.data_folder(cfg, data_dir, log=log)
     name = cfg.data.test if split == "test" else cfg.data.valid if split in ("val", "valid") \
         else split
     corpus = read_split(folder, name, cfg.data.src, cfg.data.tgt, required=False)

@@ -29,9 +29,7 @@ def _load(run_dir: str | Path, task: str, checkpoint: str = "best"):
 
 def _split_location(cfg, run: RunDir, split: str, data_dir) -> tuple[Path, str]:
     """The folder of a run's data (or ``data_dir``) and the file name of ``split``."""
-    from .data.registry import resolve_dir
-
-    folder = Path(data_dir) if data_dir else resolve_dir(cfg.data, run.path / "data")
+    folder = run.data_folder(cfg, data_dir)
     name = {"test": cfg.data.test, "val": cfg.data.valid, "valid": cfg.data.valid}.get(split,
                                                                                         split)
     return folder, name

@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,19 +69,38 @@ class Task:
             folder = resolve_dir(self.cfg.data, self.run.path / "data", log=self.log)
         return folder
 
-    def vocabulary(self, src_texts: list[str], tgt_texts: list[str]) -> Vocabs:
-        """The run's vocabulary: kept from an earlier start, inherited from ``init_from``, or
-        trained on this run's training text (by rank 0)."""
-        d, run = self.cfg.data, self.run
-        if _rank() == 0 and not Vocabs.exists(run.vocab_dir):
+    def vocabulary(self, folder: Path, src_texts: list[str], tgt_texts: list[str]) -> Vocabs:
+        """The run's vocabulary (rank 0 makes it, the others wait and read it).
+
+        A vocabulary already in the run directory is kept when the run has a checkpoint
+        (its weights are indexed by it) or when it was made from this run's data and
+        settings (``vocab/made_from.json``); any other is replaced, so a failed start with
+        other data never leaks its vocabulary into the next run."""
+        run = self.run
+        request = vocab_request(self.cfg, folder)
+        if _rank() == 0 and not self._vocab_fits(request):
+            if Vocabs.exists(run.vocab_dir):
+                self.log(f"{run.vocab_dir} was not made from this run's data and settings; "
+                         "making a new vocabulary")
+                shutil.rmtree(run.vocab_dir)
             if self.cfg.train.init_from:
                 _inherit_vocab(RunDir(self.cfg.train.init_from), run, self.log)
             else:
-                joint = d.joint_vocab or d.task != "translate"
-                Vocabs.train(d.tokenizer, src_texts, tgt_texts, d.vocab_size, joint,
-                             d.spm_type).save(run.vocab_dir)
+                d = self.cfg.data
+                Vocabs.train(d.tokenizer, src_texts, tgt_texts, d.vocab_size,
+                             d.joint_vocab or d.task != "translate", d.spm_type
+                             ).save(run.vocab_dir)
+            write_vocab_request(run, request)
         self.barrier()
         return Vocabs.load(run.vocab_dir)
+
+    def _vocab_fits(self, request: dict) -> bool:
+        if not Vocabs.exists(self.run.vocab_dir):
+            return False
+        if self.run.resume_step() is not None:
+            return True
+        stamp = self.run.vocab_dir / VOCAB_REQUEST
+        return stamp.is_file() and json.loads(stamp.read_text()) == request
 
     # ---- what the loop calls ------------------------------------------------------------
     @property
@@ -118,6 +138,28 @@ class Task:
         return loss / max(1, units)
 
 
+VOCAB_REQUEST = "made_from.json"
+
+
+def vocab_request(cfg: Config, folder: Path) -> dict:
+    """What determines a run's vocabulary: the tokenizer settings and the identity (name,
+    size, modification time) of the training files, or the run it is inherited from."""
+    d = cfg.data
+    if cfg.train.init_from:
+        return {"init_from": str(Path(cfg.train.init_from).resolve())}
+    files = sorted(p for p in Path(folder).glob(f"{d.train}.*") if p.is_file())
+    return {"task": d.task, "tokenizer": d.tokenizer, "vocab_size": d.vocab_size,
+            "joint": d.joint_vocab or d.task != "translate", "spm_type": d.spm_type,
+            "src": d.src, "tgt": d.tgt,
+            "files": [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]
+                      for p in files]}
+
+
+def write_vocab_request(run: RunDir, request: dict) -> None:
+    atomic_write(run.vocab_dir / VOCAB_REQUEST, lambda tmp: tmp.write_text(
+        json.dumps(request, sort_keys=True)))
+
+
 def _inherit_vocab(source: RunDir, run: RunDir, log: Callable[[str], None]) -> None:
     """A run fine-tuned from another must read tokens with that run's vocabulary: the
     embeddings it inherits are indexed by it."""
@@ -138,7 +180,7 @@ class TranslationTask(Task):
         folder = self.data_folder()
         train = read_split(folder, d.train, d.src, d.tgt)
         valid = read_split(folder, d.valid, d.src, d.tgt)
-        self.vocabs = self.vocabulary(train.src, train.tgt)
+        self.vocabs = self.vocabulary(folder, train.src, train.tgt)
         self.train, self.valid = self._encode(train), self._encode(valid)
         n = cfg.train.valid_max_sentences or len(valid.src)
         self.valid_src, self.valid_ref = valid.src[:n], valid.tgt[:n]
@@ -186,7 +228,7 @@ class ClassifyTask(Task):
         folder = self.data_folder()
         paths = {split: folder / f"{split}.tsv" for split in (d.train, d.valid)}
         train, valid = read_tsv(paths[d.train]), read_tsv(paths[d.valid])
-        self.vocabs = self.vocabulary(train.src, [])
+        self.vocabs = self.vocabulary(folder, train.src, [])
         self.labels = run.labels() or sorted(set(train.tgt))
         if _rank() == 0 and not run.labels_file.is_file():
             atomic_write(run.labels_file, lambda tmp: tmp.write_text(
@@ -249,7 +291,7 @@ class _TextTask(Task):
         d = cfg.data
         folder = self.data_folder()
         train, valid = read_text(folder, d.train, d.src), read_text(folder, d.valid, d.src)
-        self.vocabs = self.vocabulary(train.src, [])
+        self.vocabs = self.vocabulary(folder, train.src, [])
         self.train, self.valid = self._encode(train), self._encode(valid)
 
     def _pack(self, ids: list[list[int]]) -> EncodedSet:

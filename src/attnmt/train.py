@@ -76,6 +76,8 @@ class Trainer:
         if resume:
             self._restore()
         if self.rank == 0:            # every check passed: now the run directory is written
+            if cfg.data.dir:          # absolute, so the run can be used from anywhere
+                cfg.data.dir = str(Path(cfg.data.dir).resolve())
             self.run.save_config(cfg)
 
     def _setup_process(self) -> None:

@@ -86,6 +86,9 @@ def _precision(int8: bool, bf16: bool) -> str:
 
 
 def _write_output(text: str, output_path: str | None) -> None:
+    if output_path and not Path(output_path).parent.is_dir():
+        raise UserError(f"cannot write {output_path}: the folder {Path(output_path).parent} "
+                        "does not exist")
     if output_path:
         Path(output_path).write_text(text, encoding="utf-8")
     else:
