@@ -131,3 +131,188 @@ def test_slow_translation_gets_503(trained):
     with TestClient(app) as c:
         r = c.post("/translate", json={"text": "a b"})
         assert r.status_code == 503 and "longer than" in r.json()["error"]
+
+
+# ---- reliability: one bad request, deadlines, budgets, body size, the schema ----------------
+def _async_posts(app, bodies, *, delay_s=0.0):
+    """Send the JSON bodies concurrently (the later ones ``delay_s`` apart); return
+    (status, json, seconds) per body."""
+    import time
+
+    import httpx
+
+    async def one(c, i, body):
+        await asyncio.sleep(i * delay_s)
+        start = time.perf_counter()
+        if isinstance(body, bytes):           # raw JSON, e.g. with an escaped lone surrogate
+            r = await c.post("/translate", content=body,
+                             headers={"content-type": "application/json"})
+        else:
+            r = await c.post("/translate", json=body)
+        return r.status_code, r.json(), time.perf_counter() - start, r.headers
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t",
+                                         timeout=60) as c:
+                return await asyncio.gather(*(one(c, i, b) for i, b in enumerate(bodies)))
+
+    return asyncio.run(main())
+
+
+def test_a_poisoned_text_fails_only_its_own_request(trained):
+    app = create_app(Translator.from_run(trained), trained, max_batch=16, max_wait_ms=300)
+    out = _async_posts(app, [{"text": "a b c"}, b'{"text": "elf \\ud800"}', {"text": "d e"}])
+    assert [o[0] for o in out] == [200, 422, 200]
+    assert out[1][1]["field"] == "text" and "surrogate" in out[1][1]["error"]
+    assert out[0][1]["translations"][0]["text"] == "c b a"
+
+
+def test_a_failing_batch_is_retried_one_request_at_a_time(trained):
+    translator = Translator.from_run(trained)
+    original = translator.translate
+
+    def fragile(texts, **kw):
+        if "x y" in texts:
+            raise RuntimeError("this text breaks the model")
+        return original(texts, **kw)
+
+    translator.translate = fragile
+    app = create_app(translator, trained, max_batch=16, max_wait_ms=300)
+    out = _async_posts(app, [{"text": "a b c"}, {"text": "x y"}, {"text": "d e"}])
+    assert [o[0] for o in out] == [200, 500, 200]
+    assert out[1][1] == {"error": "internal error: RuntimeError", "field": "server"}
+
+
+def test_a_request_past_its_deadline_stops_decoding_and_others_are_served(trained):
+    """One heavy request (slow steps) is cut off at the timeout; its decoding stops within
+    a step, so requests sent after it are answered promptly instead of queueing behind it."""
+    import time
+
+    translator = Translator.from_run(trained)
+    model, heavy_steps = translator.model, []
+    original = model.decode_step
+
+    def slow_when_heavy(prev, state, need_weights=False):
+        if prev.size(0) > 20:                       # only the heavy request is this wide
+            heavy_steps.append(time.monotonic())
+            time.sleep(0.3)
+        return original(prev, state, need_weights)
+
+    model.decode_step = slow_when_heavy
+    app = create_app(translator, trained, max_batch=64, max_wait_ms=1,
+                     limits=Limits(timeout_s=1.0, max_texts=64, max_beam=16))
+    heavy = {"texts": ["a b c d e f g"] * 30, "beam": 6}
+    light = [{"text": "a b c", "beam": 1}] * 6
+    out = _async_posts(app, [heavy] + light, delay_s=0.25)
+    assert out[0][0] == 503 and out[0][3]["retry-after"] and "stopped" in out[0][1]["error"]
+    late = [o for i, o in enumerate(out[1:], 1) if i * 0.25 >= 1.25]
+    assert late and all(o[0] == 200 and o[2] < 0.8 for o in late), [o[:3] for o in out]
+    assert len(heavy_steps) <= 5          # 1 s of 0.3 s steps, and at most one more
+
+
+def test_work_budget_and_load_shedding(trained):
+    translator = Translator.from_run(trained)
+    app = create_app(translator, trained, limits=Limits(max_work=40, max_beam=16))
+    with TestClient(app) as c:
+        r = c.post("/translate", json={"text": "a b c d e f g h i j", "beam": 5})
+        assert r.status_code == 413 and "at most 40" in r.json()["error"]
+        assert c.post("/translate", json={"text": "a b c", "beam": 2}).status_code == 200
+        batcher = app.state.batcher
+        batcher.seconds_per_work, batcher.pending_work = 1.0, 100   # a long queue
+        r = c.post("/translate", json={"text": "a b", "beam": 1})
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 100
+        assert r.json()["field"] == "server" and "busy" in r.json()["error"]
+        batcher.pending_work = 0
+
+
+def test_oversized_bodies_are_refused_before_parsing(client):
+    limit = Limits(max_chars=50, max_texts=4).max_body_bytes
+    r = client.post("/translate", content=b"x" * (limit + 1),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["field"] == "body"
+
+    def chunks():                                # no Content-Length: streamed
+        for _ in range(limit // 1000 + 2):
+            yield b" " * 1000
+
+    r = client.post("/translate", content=chunks(), headers={"content-type":
+                                                              "application/json"})
+    assert r.status_code == 413
+
+
+def test_the_schema_is_the_truth(client):
+    schema = client.get("/openapi.json").json()
+    body = schema["components"]["schemas"]["TranslateRequest"]
+    assert body["oneOf"] == [{"required": ["text"]}, {"required": ["texts"]}]
+    assert body["properties"]["text"]["maxLength"] == 50
+    assert client.post("/translate", json={"text": "a", "alpha": False}).status_code == 422
+    assert client.post("/translate", json={"text": "a", "beam": True}).status_code == 422
+    assert client.post("/translate", json={"text": "a", "beam": 2.0}).status_code == 200
+    r = client.post("/translate", json={"text": ""})
+    assert r.status_code == 200 and r.json()["translations"][0]["text"] == ""
+    docs = client.get("/docs").text
+    assert "cdn" not in docs and "/static-offline-docs/swagger-ui-bundle.js" in docs
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+
+
+def test_schemathesis_finds_no_disagreement(trained):
+    """Bounded property-based run against /openapi.json: schema-valid requests are
+    accepted, none gets a server error, responses match the schema."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+
+    app = create_app(Translator.from_run(trained), trained,
+                     limits=Limits(max_chars=50, max_texts=4, max_beam=6, timeout_s=10))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
+                  derandomize=True)
+        def check(case):
+            response = case.call()
+            if response.status_code == 422 and response.json().get("field") == "nbest":
+                return                   # the one cross-field rule: nbest <= beam
+            case.validate_response(response)
+
+        check()
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed(trained):
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from attnmt.serve import app as app_module
+
+    app_module._HeaderTimeout.seconds = 0.5
+    port = _free_port()
+    app = create_app(Translator.from_run(trained), trained)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
+                                           http=app_module._HeaderTimeout.protocol()))
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        deadline = time.time() + 20
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\n")     # never finished
+            start = time.time()
+            assert s.recv(100) == b""                              # closed by the server
+            assert time.time() - start < 3
+    finally:
+        app_module._HeaderTimeout.seconds = 10.0
+        server.should_exit = True
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -9,6 +9,7 @@ output is already complete.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,15 @@ from torch import Tensor
 from .config import STOPPING
 from .models.base import Seq2SeqModel, select_state
 from .symbols import BOS, EOS, PAD
+
+
+class Cancelled(Exception):
+    """Decoding was abandoned between two steps because its caller stopped waiting."""
+
+
+def _check(cancelled) -> None:
+    if cancelled is not None and cancelled():
+        raise Cancelled
 
 
 @dataclass
@@ -60,8 +70,10 @@ def _filter_top(logits: Tensor, top_k: int, top_p: float) -> Tensor:
 @torch.no_grad()
 def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
                temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-               generator: torch.Generator | None = None) -> list[Hypothesis]:
-    """Greedy decoding (``temperature == 0``) or sampling, one hypothesis per sentence."""
+               generator: torch.Generator | None = None,
+               cancelled: Callable[[], bool] | None = None) -> list[Hypothesis]:
+    """Greedy decoding (``temperature == 0``) or sampling, one hypothesis per sentence.
+    ``cancelled`` is asked before every step; when it says so, :class:`Cancelled` is raised."""
     b = src.size(0)
     state = model.init_state(model.encode(src, src_lengths))
     active = torch.arange(b, device=src.device)
@@ -69,6 +81,7 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
     out = torch.full((b, int(max_lens.max())), PAD, dtype=torch.long, device=src.device)
     logprob = torch.zeros(b, device=src.device)
     for t in range(out.size(1)):
+        _check(cancelled)
         logits, state, _ = model.decode_step(prev, state)
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         _force_eos(logprobs, t + 1 >= max_lens[active])
@@ -96,8 +109,8 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
 
 @torch.no_grad()
 def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
-                beam: int = 5, alpha: float = 0.6, nbest: int = 1, stopping: str = "current"
-                ) -> list[list[Hypothesis]]:
+                beam: int = 5, alpha: float = 0.6, nbest: int = 1, stopping: str = "current",
+                cancelled: Callable[[], bool] | None = None) -> list[list[Hypothesis]]:
     """Batched beam search with the GNMT length penalty; returns ``nbest`` per sentence.
 
     Each sentence keeps ``beam`` live rows. A hypothesis ending in ``</s>`` among
@@ -112,6 +125,7 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
     - ``beam``: it has ``beam`` finished hypotheses (fairseq's rule).
 
     What each rule costs in speed and BLEU is measured in ``benchmarks/README.md``.
+    ``cancelled`` is asked before every step, as in :func:`sequential`.
     """
     if stopping not in STOPPING:
         raise ValueError(f"stopping {stopping!r} is not one of {STOPPING}")
@@ -125,6 +139,7 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
     prev = torch.full((src.size(0),), BOS, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(src.size(0))]
     for t in range(int(max_lens.max())):
+        _check(cancelled)
         n, live = sent.numel(), scores.size(1)
         logits, state, _ = model.decode_step(prev, state)
         logprobs = torch.log_softmax(logits.float(), dim=-1).view(n, live, -1)  # (n, live, V)

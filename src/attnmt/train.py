@@ -117,7 +117,6 @@ class Trainer:
                               f"longest training or validation sentence ({longest} tokens); "
                               "raise it or lower data.max_len")
 
-    # ---- helpers ---------------------------------------------------------------------
     def log(self, message: str) -> None:
         if self.rank == 0 and not self.quiet:
             tqdm.write(message)

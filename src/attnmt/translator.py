@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +92,11 @@ class Translator:
                   nbest: int = 1, sample: bool = False, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 1.0, max_len_ratio: float | None = None,
                   seed: int | None = None, batch_size: int | None = None,
-                  stopping: str | None = None) -> list[list[Translation]]:
-        """``nbest`` translations per text (one when greedy or sampling)."""
+                  stopping: str | None = None, cancelled: Callable[[], bool] | None = None
+                  ) -> list[list[Translation]]:
+        """``nbest`` translations per text (one when greedy or sampling). ``cancelled`` is
+        asked before every decoding step; when it returns True, ``search.Cancelled`` is
+        raised (the server's deadline)."""
         d = self.cfg.decode
         beam = d.beam if beam is None else beam
         alpha = d.alpha if alpha is None else alpha
@@ -114,17 +118,18 @@ class Translator:
             if sample or beam <= 1:
                 hyps = [[h] for h in sequential(self.model, src, lengths, limits,
                                                 temperature if sample else 0.0, top_k, top_p,
-                                                generator)]
+                                                generator, cancelled=cancelled)]
             else:
                 hyps = beam_search(self.model, src, lengths, limits, beam, alpha, nbest,
-                                   stopping or d.stopping)
+                                   stopping or d.stopping, cancelled=cancelled)
             for j, sentence_hyps in zip(group, hyps):
                 results[todo[j]] = [Translation(self.vocabs.tgt.decode(h.tokens), h.score,
                                                 h.tokens) for h in sentence_hyps]
         return results
 
     @torch.no_grad()
-    def attention(self, text: str, beam: int = 1) -> dict:
+    def attention(self, text: str, beam: int = 1,
+                  cancelled: Callable[[], bool] | None = None) -> dict:
         """Translate ``text`` and return the attention of that translation.
 
         The weights are recomputed by a teacher-forced pass over the output,
@@ -135,7 +140,7 @@ class Translator:
             raise NoAttentionError("this model is a seq2seq without attention: it sees the "
                                    "source only through one fixed context vector, so there "
                                    "is no attention to show")
-        best = self.translate([text], beam=beam)[0][0]
+        best = self.translate([text], beam=beam, cancelled=cancelled)[0][0]
         src_ids = self.encode_source(text)
         src, lengths = self._tensors([src_ids])
         tgt_in = torch.tensor([[BOS, *best.tokens]], device=self.device)

@@ -66,17 +66,20 @@ def average(run_dir, last) -> None:
 @click.option("--max-texts", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-beam", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--timeout", default=30.0, show_default=True, type=Finite(0.1, 3600.0),
-              help="seconds before a request gets 503")
+              help="seconds before a request gets 503 and its decoding stops")
+@click.option("--max-work", default=16384, show_default=True, type=click.IntRange(min=1),
+              help="most source tokens x beam one request may ask to decode")
 @click.option("--device", default="cpu", show_default=True)
 def serve(run_dir, host, port, max_batch, max_wait_ms, max_chars, max_texts, max_beam, timeout,
-          device) -> None:
+          max_work, device) -> None:
     """Serve RUN_DIR: REST API (/translate, /attention, /docs) and a web page at /."""
-    from ..serve.app import Limits
     from ..serve.app import serve as run_server
+    from ..serve.limits import Limits
 
     click.echo(f"serving {run_dir} on http://{host}:{port}/ (API docs at /docs)")
     run_server(run_dir, host, port, max_batch, max_wait_ms,
-               Limits(max_chars, max_texts, max_beam, timeout), device)
+               Limits(max_chars=max_chars, max_texts=max_texts, max_beam=max_beam,
+                      timeout_s=timeout, max_work=max_work), device)
 
 
 @cli.group()

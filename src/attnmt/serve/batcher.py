@@ -4,6 +4,13 @@ Requests wait in a queue; a worker takes the first one, then keeps collecting
 for up to ``max_wait_ms`` or until ``max_batch`` sentences are gathered, groups
 them by decoding options, and runs the model in a single worker thread (off
 the event loop, one model call at a time).
+
+A job carries its deadline. Work whose callers have all gone (deadline passed or
+request cancelled) is never started, and running work is abandoned between two
+decoding steps. When a group fails, its requests are retried one by one so only
+the request at fault gets the error. The batcher also keeps a running estimate
+of seconds per unit of work (source tokens x beam), which the server uses to
+shed load before queueing work that cannot finish in time.
 """
 
 from __future__ import annotations
@@ -14,14 +21,20 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ..search import Cancelled
 from ..translator import Translation, Translator
 
 
 @dataclass
 class Job:
     texts: list[str]
-    options: tuple  # (beam, alpha, nbest)
+    options: tuple           # (beam, alpha, nbest)
+    work: int                # source tokens x beam: what the request costs
+    deadline: float          # time.monotonic() after which nobody waits for the answer
     future: asyncio.Future = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def abandoned(self) -> bool:
+        return self.future.done() or time.monotonic() > self.deadline
 
 
 class MicroBatcher:
@@ -32,6 +45,8 @@ class MicroBatcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnmt-model")
         self.task: asyncio.Task | None = None
         self.batches = 0
+        self.pending_work = 0            # queued or being decoded
+        self.seconds_per_work = 0.0      # running estimate; 0 until something was decoded
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -41,9 +56,15 @@ class MicroBatcher:
             self.task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, texts: list[str], beam: int, alpha: float, nbest: int
-                     ) -> list[list[Translation]]:
-        job = Job(texts, (beam, alpha, nbest), asyncio.get_running_loop().create_future())
+    def expected_wait(self, work: int = 0) -> float:
+        """Seconds until work of this size would be done, from the current queue."""
+        return (self.pending_work + work) * self.seconds_per_work
+
+    async def submit(self, texts: list[str], beam: int, alpha: float, nbest: int, *,
+                     work: int, deadline: float) -> list[list[Translation]]:
+        job = Job(texts, (beam, alpha, nbest), work, deadline,
+                  asyncio.get_running_loop().create_future())
+        self.pending_work += work
         await self.queue.put(job)
         return await job.future
 
@@ -67,35 +88,51 @@ class MicroBatcher:
             size += len(job.texts)
         return jobs
 
-    def _decode(self, groups: dict[tuple, list[Job]]) -> dict[tuple, list[list[Translation]]]:
-        out = {}
-        for (beam, alpha, nbest), jobs in groups.items():
-            texts = [t for job in jobs for t in job.texts]
-            out[(beam, alpha, nbest)] = self.translator.translate(texts, beam=beam, alpha=alpha,
-                                                                  nbest=nbest)
-        return out
+    def _decode(self, jobs: list[Job]) -> list[list[Translation]]:
+        """Decode the jobs of one option group together (on the model thread)."""
+        beam, alpha, nbest = jobs[0].options
+        texts = [t for job in jobs for t in job.texts]
+        return self.translator.translate(texts, beam=beam, alpha=alpha, nbest=nbest,
+                                         cancelled=lambda: all(j.abandoned() for j in jobs))
+
+    async def _answer(self, jobs: list[Job]) -> None:
+        """Decode a group and answer its jobs; a failure is retried one job at a time."""
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self.executor, self._decode, jobs)
+        except Cancelled:
+            return                          # every caller has gone; their futures are done
+        except Exception as e:
+            if len(jobs) > 1:
+                for job in jobs:
+                    if not job.abandoned():
+                        await self._answer([job])
+            elif not jobs[0].future.done():
+                jobs[0].future.set_exception(e)
+            return
+        work = sum(j.work for j in jobs)
+        if work:
+            rate = (time.perf_counter() - start) / work
+            self.seconds_per_work = rate if not self.seconds_per_work else \
+                0.7 * self.seconds_per_work + 0.3 * rate
+        flat = iter(results)
+        for job in jobs:
+            answer = [next(flat) for _ in job.texts]
+            if not job.future.done():
+                job.future.set_result(answer)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             jobs = await self._collect()
-            jobs = [j for j in jobs if not j.future.done()]  # skip requests that timed out
-            if not jobs:
-                continue
             groups: dict[tuple, list[Job]] = defaultdict(list)
             for job in jobs:
                 groups[job.options].append(job)
             self.batches += 1
-            try:
-                results = await loop.run_in_executor(self.executor, self._decode, groups)
-            except Exception as e:  # answer every waiting request, keep serving
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(e)
-                continue
-            for options, group in groups.items():
-                flat = iter(results[options])
-                for job in group:
-                    answer = [next(flat) for _ in job.texts]
-                    if not job.future.done():
-                        job.future.set_result(answer)
+            for group in groups.values():
+                live = [j for j in group if not j.abandoned()]   # never start for nobody
+                try:
+                    if live:
+                        await self._answer(live)
+                finally:
+                    self.pending_work -= sum(j.work for j in group)

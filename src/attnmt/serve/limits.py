@@ -1,0 +1,66 @@
+"""What one request may ask of the server, and a body-size guard that applies it early.
+
+:class:`BodyLimit` is plain ASGI middleware: a request whose ``Content-Length`` is over
+the limit gets 413 before its body is read, and a body streamed without a length is
+cut off as soon as it passes the limit — a 100 MB upload is never read in full or
+parsed. A body within the limit is read first and handed on whole.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass
+class Limits:
+    max_chars: int = 1000        # characters per text
+    max_texts: int = 64          # texts per request
+    max_beam: int = 16
+    timeout_s: float = 30.0      # a request not answered by then gets 503; its work stops
+    max_work: int = 16384        # source tokens x beam per request
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Room for the largest valid request: JSON may spell a character in 6 bytes."""
+        return self.max_texts * self.max_chars * 6 + 16384
+
+
+class BodyLimit:
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def _reject(self, send) -> None:
+        body = json.dumps({"error": f"the request body is over {self.max_bytes} bytes; send "
+                           "fewer or shorter texts", "field": "body"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._reject(send)
+        chunks, received, more = [], 0, True       # read (at most the limit), then replay
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return                                # the client went away
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_bytes:
+                return await self._reject(send)
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
