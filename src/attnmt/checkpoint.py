@@ -20,6 +20,7 @@ files do not load (truncated, corrupt) is skipped for the newest one that does.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -52,11 +53,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-    except OSError as e:
+    except Exception as e:
         tmp.unlink(missing_ok=True)
-        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        if _out_of_space(e):
             raise DiskFullError(f"the disk is full (or the file size limit reached) while "
-                                f"writing {path}; {os.strerror(e.errno)}") from None
+                                f"writing {path}") from None
         raise
     os.replace(tmp, path)
     fd = os.open(path.parent, os.O_RDONLY)
@@ -64,6 +65,24 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+SPACE_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _out_of_space(e: Exception) -> bool:
+    """An OSError for a full disk or file-size limit, or the same from a library's native
+    writer (safetensors reports ``os error N`` in its message)."""
+    if isinstance(e, OSError):
+        return e.errno in SPACE_ERRORS
+    return any(f"os error {n})" in str(e) for n in SPACE_ERRORS)
+
+
+def save_torch(obj, path: Path) -> None:
+    """``torch.save`` through Python's own file writing, so a full disk is an OSError."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    path.write_bytes(buffer.getbuffer())
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -125,9 +144,11 @@ class RunDir:
             candidates = [recorded] + [s for s in candidates if s < recorded]
         for step in candidates:
             if _loads(self.weights(step)) and _state_loads(self.train_state(step)):
-                if step != recorded and log and recorded is not None:
-                    log(f"warning: the checkpoint of step {recorded} is missing or broken; "
-                        f"resuming from step {step}, the newest that loads")
+                if step != recorded and log:
+                    what = (f"the checkpoint of step {recorded}" if recorded is not None
+                            else "latest.json")
+                    log(f"warning: {what} is missing or broken; resuming from step {step}, "
+                        "the newest that loads")
                 return step
         return None
 
@@ -168,7 +189,7 @@ class RunDir:
         """One checkpoint transaction: weights, training state, the best copy (when ``best``
         is given: what made it best) and, last, ``latest.json``; then old steps go."""
         atomic_write(self.weights(step), lambda tmp: save_model(model, str(tmp)))
-        atomic_write(self.train_state(step), lambda tmp: torch.save(train_state, tmp))
+        atomic_write(self.train_state(step), lambda tmp: save_torch(train_state, tmp))
         if best is not None:
             self.mark_best(step, best)
         write_json(self.ckpt / "latest.json", {"step": step})

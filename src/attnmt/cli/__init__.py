@@ -54,7 +54,7 @@ def cli(debug: bool) -> None:
 from . import data, run, use  # noqa: E402,F401  (each module adds its commands to `cli`)
 
 
-def _one_line(e: BaseException) -> str:
+def _one_line(e: BaseException | str) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 
@@ -67,8 +67,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:       # one line, with where to find the valid usage
+        where = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
+        click.echo(f"error: {_one_line(e.format_message())}{where}", err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"error: {_one_line(e.format_message())}", err=True)
         sys.exit(e.exit_code)
     except UserError as e:
         click.echo(str(e), err=True)
