@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 THREADS = torch.get_num_threads()
 MULTI30K = Path(os.environ.get("ATTNMT_TEST_MULTI30K", ROOT.parent / "shared/data/multi30k"))
+# prepared data goes to a throw-away cache, for this process and the commands it starts
+os.environ["ATTNMT_CACHE"] = tempfile.mkdtemp(prefix="attnmt-test-cache-")
 
 
 @pytest.fixture(autouse=True)

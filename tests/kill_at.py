@@ -29,5 +29,6 @@ def atomic_write_then_die(path, write):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-checkpoint.atomic_write = atomic_write_then_die
-main(sys.argv[sys.argv.index("--") + 1:])
+if __name__ == "__main__":
+    checkpoint.atomic_write = atomic_write_then_die
+    main(sys.argv[sys.argv.index("--") + 1:])

@@ -42,3 +42,28 @@ def test_batch_tensors():
 def test_sentence_batches_sorted():
     groups = sentence_batches([5, 1, 3, 2], 2)
     assert [g.tolist() for g in groups] == [[1, 3], [2, 0]]
+
+
+def _reference_cut(widths, order, max_tokens):
+    """The per-sentence greedy loop the vectorised plan must reproduce exactly."""
+    batches, start, widest = [], 0, 0
+    for pos, width in enumerate(widths.tolist()):
+        new_widest = max(widest, width)
+        if (pos - start + 1) * new_widest > max_tokens:
+            batches.append(order[start:pos])
+            start, new_widest = pos, width
+        widest = new_widest
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
+
+
+def test_vectorised_plan_equals_the_sentence_by_sentence_greedy_cut():
+    from attnmt.data.batching import _cut
+
+    rng = np.random.default_rng(3)
+    for n, budget in ((1, 50), (500, 64), (3000, 300), (2000, 4096)):
+        widths = rng.integers(1, 50, n)
+        order = rng.permutation(n)
+        got, want = _cut(widths, order, budget), _reference_cut(widths, order, budget)
+        assert len(got) == len(want) and all((a == b).all() for a, b in zip(got, want))

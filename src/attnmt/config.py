@@ -77,6 +77,12 @@ class DataConfig:
     joint_vocab: bool = _f(True, "one vocabulary for source and target (enables tying "
                            "source embeddings too)")
     max_len: int = _f(100, "lines longer than this many tokens are skipped (and counted)", min=1)
+    cache_dir: str | None = _f(None, "where prepared (tokenised, memory-mapped) data is kept; "
+                               "default $ATTNMT_CACHE/prepared or ~/.cache/attnmt/prepared")
+    sample_size: int = _f(1_000_000, "lines sampled uniformly from the training split to "
+                          "train the tokenizer (all of them when fewer)", min=1000)
+    workers: int = _f(0, "processes that encode the corpus when preparing it (0 = every "
+                      "core)", min=0)
     synth: dict = _f({}, "options for a synthetic dataset, as for `attnmt data synth`",
                      check=_check_synth)
 
@@ -237,7 +243,7 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
             if check:
                 check(key, value, where)
         elif kind is str:
-            if value is None and f.name in ("dir", "preset", "init_from"):
+            if value is None and f.name in ("dir", "preset", "init_from", "cache_dir"):
                 return None
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError

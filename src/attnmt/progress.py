@@ -47,7 +47,7 @@ def lr_at(cfg: Config, step: int, scale: float) -> float:
 # never what is trained or on which data.
 SAFE_ON_RESUME = {"train.max_steps", "train.max_minutes", "train.max_epochs", "train.patience",
                   "train.valid_every", "train.log_every", "train.keep_last", "train.threads",
-                  "train.device", "train.valid_max_sentences"}
+                  "train.device", "train.valid_max_sentences", "data.cache_dir", "data.workers"}
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:

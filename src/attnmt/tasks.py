@@ -29,14 +29,23 @@ from torch import Tensor, nn
 from .checkpoint import RunDir, atomic_write
 from .config import Config
 from .data.batching import Batch, EncodedSet, token_batches
-from .data.corpus import Corpus, label_ids, read_text, read_tsv
+from .data.prepare import (
+    SplitSpec,
+    cache_root,
+    labels_of,
+    load_arrays,
+    meta,
+    prepare_split,
+    sample_texts,
+    summary,
+)
 from .data.registry import read_split, resolve_dir
 from .data.tokenizers import Vocabs
-from .errors import UserError
+from .errors import DataError, UserError
 from .metrics import classification_scores, corpus_scores
 from .models import build_for_task
 from .models.loss import token_loss
-from .symbols import BOS, PAD, SPECIALS, UNK
+from .symbols import PAD, SPECIALS, UNK
 
 MLM_RATE = 0.15
 MASK = UNK  # the [MASK] symbol; SentencePiece with full character coverage has no <unk> in text
@@ -58,6 +67,7 @@ class Task:
     def __init__(self, cfg: Config, run: RunDir, log: Callable[[str], None] = print,
                  barrier: Callable[[], None] = lambda: None):
         self.cfg, self.run, self.log, self.barrier = cfg, run, log, barrier
+        self.prepared_folders: dict[str, str] = {}     # split -> prepared data it used
 
     # ---- data and vocabulary, shared by every task --------------------------------------
     def data_folder(self):
@@ -69,7 +79,7 @@ class Task:
             folder = resolve_dir(self.cfg.data, self.run.path / "data", log=self.log)
         return folder
 
-    def vocabulary(self, folder: Path, src_texts: list[str], tgt_texts: list[str]) -> Vocabs:
+    def vocabulary(self, folder: Path, train: SplitSpec) -> Vocabs:
         """The run's vocabulary (rank 0 makes it, the others wait and read it).
 
         A vocabulary already in the run directory is kept when the run has a checkpoint
@@ -87,12 +97,47 @@ class Task:
                 _inherit_vocab(RunDir(self.cfg.train.init_from), run, self.log)
             else:
                 d = self.cfg.data
+                src_texts, tgt_texts = sample_texts(train, d.sample_size, self.cfg.train.seed)
                 Vocabs.train(d.tokenizer, src_texts, tgt_texts, d.vocab_size,
                              d.joint_vocab or d.task != "translate", d.spm_type
                              ).save(run.vocab_dir)
             write_vocab_request(run, request)
         self.barrier()
         return Vocabs.load(run.vocab_dir)
+
+    def spec(self, folder: Path, split: str) -> SplitSpec:
+        """How a split of this task's data is read and packed."""
+        d = self.cfg.data
+        if self.name == "translate":
+            return SplitSpec("pairs", (str(folder / f"{split}.{d.src}"),
+                                       str(folder / f"{split}.{d.tgt}")), split, "translate",
+                             d.max_len)
+        if self.name == "classify":
+            return SplitSpec("labeled", (str(folder / f"{split}.tsv"),), split, "classify",
+                             d.max_len)
+        return SplitSpec("text", (str(folder / f"{split}.{d.src}"),), split, self.name,
+                         d.max_len)
+
+    def prepared(self, spec: SplitSpec) -> Path:
+        """The split's prepared arrays: rank 0 prepares them (or finds them in the cache),
+        the other ranks wait, then map the same files."""
+        for f in spec.files:
+            if not Path(f).is_file():
+                raise DataError(f"{f} is missing")
+        d = self.cfg.data
+        args = (spec, self.run.vocab_dir, cache_root(d.cache_dir), d.workers)
+        folder = prepare_split(*args, log=self.log) if _rank() == 0 else None
+        self.barrier()
+        folder = folder or prepare_split(*args, log=self.log)     # a cache hit on rank > 0
+        self.log(summary(meta(folder)))
+        self.prepared_folders[spec.name] = str(folder)
+        return folder
+
+    def encoded(self, spec: SplitSpec) -> EncodedSet:
+        folder = self.prepared(spec)
+        if not meta(folder)["kept"]:
+            raise UserError(f"{spec.name}: no lines left after filtering")
+        return EncodedSet.from_arrays(**load_arrays(folder))
 
     def _vocab_fits(self, request: dict) -> bool:
         if not Vocabs.exists(self.run.vocab_dir):
@@ -178,25 +223,12 @@ class TranslationTask(Task):
         super().__init__(cfg, run, log, barrier)
         d = cfg.data
         folder = self.data_folder()
-        train = read_split(folder, d.train, d.src, d.tgt)
-        valid = read_split(folder, d.valid, d.src, d.tgt)
-        self.vocabs = self.vocabulary(folder, train.src, train.tgt)
-        self.train, self.valid = self._encode(train), self._encode(valid)
+        self.vocabs = self.vocabulary(folder, self.spec(folder, d.train))
+        self.train = self.encoded(self.spec(folder, d.train))
+        self.valid = self.encoded(self.spec(folder, d.valid))
+        valid = read_split(folder, d.valid, d.src, d.tgt)       # texts for validation BLEU
         n = cfg.train.valid_max_sentences or len(valid.src)
         self.valid_src, self.valid_ref = valid.src[:n], valid.tgt[:n]
-
-    def _encode(self, corpus: Corpus) -> EncodedSet:
-        """Tokenise; pairs with a side of ``max_len`` tokens or more are skipped and counted."""
-        max_len = self.cfg.data.max_len
-        src = self.vocabs.src.encode_batch(corpus.src)
-        tgt = self.vocabs.tgt.encode_batch(corpus.tgt)
-        keep = [i for i, (s, t) in enumerate(zip(src, tgt))
-                if len(s) < max_len and len(t) < max_len]
-        corpus.skipped_long = len(src) - len(keep)
-        self.log(corpus.summary(limit=f"{max_len} tokens"))
-        if not keep:
-            raise UserError(f"{corpus.name}: no sentence pairs left after filtering")
-        return EncodedSet([src[i] for i in keep], [tgt[i] for i in keep])
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
         logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
@@ -226,30 +258,35 @@ class ClassifyTask(Task):
         super().__init__(cfg, run, log, barrier)
         d = cfg.data
         folder = self.data_folder()
-        paths = {split: folder / f"{split}.tsv" for split in (d.train, d.valid)}
-        train, valid = read_tsv(paths[d.train]), read_tsv(paths[d.valid])
-        self.vocabs = self.vocabulary(folder, train.src, [])
-        self.labels = run.labels() or sorted(set(train.tgt))
+        train_spec, valid_spec = self.spec(folder, d.train), self.spec(folder, d.valid)
+        self.vocabs = self.vocabulary(folder, train_spec)
+        train_folder, valid_folder = self.prepared(train_spec), self.prepared(valid_spec)
+        self.labels = run.labels() or sorted({y for y, _ in labels_of(train_folder)})
         if _rank() == 0 and not run.labels_file.is_file():
             atomic_write(run.labels_file, lambda tmp: tmp.write_text(
                 json.dumps(self.labels, ensure_ascii=False)))
-        self.train = self._encode(train, paths[d.train])
-        self.valid = self._encode(valid, paths[d.valid])
+        self.train = self._labelled(train_folder, train_spec)
+        self.valid = self._labelled(valid_folder, valid_spec)
 
     @property
     def n_labels(self) -> int:
         return len(self.labels)
 
-    def _encode(self, corpus: Corpus, path) -> EncodedSet:
-        """``<s>`` + tokens, cut to ``max_len``; the label is the one-token target."""
-        ids = label_ids(corpus, self.labels, path)
-        max_len = self.cfg.data.max_len
-        src = [[BOS, *x] for x in self.vocabs.src.encode_batch(corpus.src)]
-        cut = sum(len(x) > max_len for x in src)
-        self.log(corpus.summary() + (f"; {cut} truncated to {max_len} tokens" if cut else ""))
-        if not src:
-            raise UserError(f"{path}: no labelled lines")
-        return EncodedSet([x[:max_len] for x in src], [[y] for y in ids])
+    def _labelled(self, folder: Path, spec: SplitSpec) -> EncodedSet:
+        """``<s>`` + tokens (cut to ``max_len``); the label id is the one-token target."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        ids = []
+        for label, line in labels_of(folder):
+            if label not in index:
+                raise DataError(f"{spec.files[0]} line {line}: unknown label {label!r}; the "
+                                f"model knows {', '.join(self.labels)}")
+            ids.append(index[label])
+        if not ids:
+            raise UserError(f"{spec.files[0]}: no labelled lines")
+        arrays = load_arrays(folder)
+        return EncodedSet.from_arrays(arrays["src_flat"], arrays["src_off"],
+                                      np.asarray(ids, dtype=np.int32),
+                                      np.arange(len(ids) + 1, dtype=np.int64))
 
     def units(self, ids: np.ndarray) -> int:
         return len(ids)
@@ -290,22 +327,9 @@ class _TextTask(Task):
         super().__init__(cfg, run, log, barrier)
         d = cfg.data
         folder = self.data_folder()
-        train, valid = read_text(folder, d.train, d.src), read_text(folder, d.valid, d.src)
-        self.vocabs = self.vocabulary(folder, train.src, [])
-        self.train, self.valid = self._encode(train), self._encode(valid)
-
-    def _pack(self, ids: list[list[int]]) -> EncodedSet:
-        raise NotImplementedError
-
-    def _encode(self, corpus: Corpus) -> EncodedSet:
-        max_len = self.cfg.data.max_len
-        ids = self.vocabs.src.encode_batch(corpus.src)
-        keep = [x for x in ids if 0 < len(x) < max_len - 1]
-        corpus.skipped_long = len(ids) - len(keep)
-        self.log(corpus.summary(limit=f"{max_len} tokens"))
-        if not keep:
-            raise UserError(f"{corpus.name}: no lines left after filtering")
-        return self._pack(keep)
+        self.vocabs = self.vocabulary(folder, self.spec(folder, d.train))
+        self.train = self.encoded(self.spec(folder, d.train))
+        self.valid = self.encoded(self.spec(folder, d.valid))
 
     @torch.no_grad()
     def validate(self, model: nn.Module, device: torch.device) -> dict:
@@ -317,9 +341,6 @@ class LMTask(_TextTask):
     """Next-token prediction: ``<s> x1 .. xn`` -> ``x1 .. xn </s>``."""
 
     name = "lm"
-
-    def _pack(self, ids: list[list[int]]) -> EncodedSet:
-        return EncodedSet([[]] * len(ids), ids)          # the target side carries the text
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
         return token_loss(model(batch.tgt_in), batch.tgt_out, label_smoothing)
@@ -355,9 +376,6 @@ class MLMTask(_TextTask):
     """
 
     name = "mlm"
-
-    def _pack(self, ids: list[list[int]]) -> EncodedSet:
-        return EncodedSet([[BOS, *x] for x in ids], [[PAD]] * len(ids))
 
     def units(self, ids: np.ndarray) -> int:
         return _masked_count(self.train.src_lens[ids])

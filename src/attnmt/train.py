@@ -79,6 +79,7 @@ class Trainer:
             if cfg.data.dir:          # absolute, so the run can be used from anywhere
                 cfg.data.dir = str(Path(cfg.data.dir).resolve())
             self.run.save_config(cfg)
+            write_json(self.run.path / "prepared.json", self.task.prepared_folders)
 
     def _setup_process(self) -> None:
         cfg = self.cfg.train

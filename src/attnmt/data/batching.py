@@ -44,13 +44,28 @@ def _pack(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 class EncodedSet:
-    """Sentence pairs as flat token arrays; source gets ``</s>`` appended."""
+    """Sentence pairs as flat token arrays; source gets ``</s>`` appended.
+
+    Built from lists (small data, tests) or from prepared arrays that may be memory-mapped
+    (:meth:`from_arrays`); lengths are kept as ``int32``."""
 
     def __init__(self, src: list[list[int]], tgt: list[list[int]]):
-        self.src_flat, self.src_off = _pack(src)
-        self.tgt_flat, self.tgt_off = _pack(tgt)
-        self.src_lens = np.diff(self.src_off) + 1  # + </s>
-        self.tgt_lens = np.diff(self.tgt_off) + 1  # + <s> (in) or </s> (out)
+        src_flat, src_off = _pack(src)
+        tgt_flat, tgt_off = _pack(tgt)
+        self._set(src_flat, src_off, tgt_flat, tgt_off)
+
+    @classmethod
+    def from_arrays(cls, src_flat: np.ndarray, src_off: np.ndarray, tgt_flat: np.ndarray,
+                    tgt_off: np.ndarray) -> EncodedSet:
+        data = cls.__new__(cls)
+        data._set(src_flat, src_off, tgt_flat, tgt_off)
+        return data
+
+    def _set(self, src_flat, src_off, tgt_flat, tgt_off) -> None:
+        self.src_flat, self.src_off, self.tgt_flat, self.tgt_off = (src_flat, src_off,
+                                                                    tgt_flat, tgt_off)
+        self.src_lens = (np.diff(src_off) + 1).astype(np.int32)  # + </s>
+        self.tgt_lens = (np.diff(tgt_off) + 1).astype(np.int32)  # + <s> (in) or </s> (out)
 
     def __len__(self) -> int:
         return len(self.src_lens)
@@ -94,18 +109,26 @@ def token_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int,
                          f"{max_tokens}")
     noise = rng.random(len(longest)) if shuffle else np.arange(len(longest))
     order = np.lexsort((noise, src_lens, tgt_lens))
-    sorted_long = longest[order]
-    batches, start, widest = [], 0, 0
-    for pos, width in enumerate(sorted_long.tolist()):
-        new_widest = max(widest, width)
-        if (pos - start + 1) * new_widest > max_tokens:
-            batches.append(order[start:pos])
-            start, new_widest = pos, width
-        widest = new_widest
-    if start < len(order):
-        batches.append(order[start:])
+    batches = _cut(longest[order], order, max_tokens)
     if shuffle:
         rng.shuffle(batches)
+    return batches
+
+
+def _cut(widths: np.ndarray, order: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """Greedy cut of ``order`` (widths in that order) into batches whose size x widest
+    stays within ``max_tokens``. One numpy step per batch, not a Python step per
+    sentence: a batch starting at ``s`` holds at most ``max_tokens // widths[s]``
+    sentences, and its widest-so-far grows with every sentence added."""
+    batches, start, n = [], 0, len(widths)
+    while start < n:
+        room = max(1, max_tokens // int(widths[start]))
+        window = widths[start: start + room]
+        cost = np.arange(1, len(window) + 1) * np.maximum.accumulate(window)
+        over = np.flatnonzero(cost > max_tokens)
+        size = int(over[0]) if len(over) else len(window)
+        batches.append(order[start: start + size])
+        start += size
     return batches
 
 

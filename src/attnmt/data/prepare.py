@@ -1,0 +1,292 @@
+"""Prepared data: a corpus encoded once into memory-mappable token arrays, kept in a cache.
+
+The first run (or ``attnmt data prepare CONFIG``) streams a split's files once —
+the corpus is never held as Python objects — encodes chunks of lines in parallel
+worker processes, applies the same validation and filters as always (misaligned
+files, invalid UTF-8 naming the file and line, empty and over-long pairs counted)
+and writes, per side, a flat array of ``int32`` tokens (raw, ``{side}.tokens``)
+and ``int64`` offsets (``{side}.offsets.npy``).
+
+The folder is named by a key over everything that determines it: the files'
+identity (path, size, modification time), the tokenizer files, the task and
+``max_len``. It is written under a temporary name and renamed when complete, so a
+killed preparation leaves nothing that a later run uses. Training maps the arrays
+read-only: its memory does not grow with the corpus beyond the pages it touches.
+
+Kinds of split: ``pairs`` (``{split}.{src}`` + ``{split}.{tgt}``), ``text`` (one file,
+for the language models) and ``labeled`` (``text<TAB>label`` for the classifier).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..symbols import BOS, PAD
+from .tokenizers import Vocabs
+
+CHUNK_LINES = 20000
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """What to prepare: the files of one split and how they become token sequences."""
+
+    kind: str                 # pairs | text | labeled
+    files: tuple[str, ...]    # one or two paths
+    name: str                 # the split's name, for messages
+    pack: str                 # translate | lm | mlm | classify
+    max_len: int
+
+
+# ---- reading lines ---------------------------------------------------------------------------
+def _lines(path: str) -> Iterator[bytes]:
+    """Raw lines without the line ending (``\\n``, ``\\r\\n``); a UTF-8 BOM is dropped."""
+    with open(path, "rb") as f:
+        first = True
+        for line in f:
+            if first:
+                line, first = line.removeprefix(b"\xef\xbb\xbf"), False
+            yield line.rstrip(b"\n").removesuffix(b"\r")
+
+
+def _count_rest(it: Iterator) -> int:
+    return sum(1 for _ in it)
+
+
+def _chunks(spec: SplitSpec) -> Iterator[tuple[int, list[tuple[bytes, ...]]]]:
+    """(first line number, rows) in chunks; aligned files of different lengths are an
+    error naming both files and counts."""
+    its = [_lines(p) for p in spec.files]
+    number, rows = 1, []
+    for row in zip(*its):
+        rows.append(row)
+        if len(rows) == CHUNK_LINES:
+            yield number, rows
+            number, rows = number + len(rows), []
+    if rows:
+        yield number, rows
+        number += len(rows)
+    if len(its) == 2:
+        rest = [_count_rest(it) for it in its]
+        if any(rest):
+            a, b = spec.files
+            raise DataError(f"{a} has {number - 1 + rest[0]} lines but {b} has "
+                            f"{number - 1 + rest[1]}; aligned files must have the same number "
+                            "of lines")
+
+
+# ---- encoding in worker processes --------------------------------------------------------------
+_VOCABS: Vocabs | None = None
+
+
+def _init_worker(vocab_dir: str) -> None:
+    global _VOCABS
+    _VOCABS = Vocabs.load(vocab_dir)
+
+
+def _decode(rows: list[tuple[bytes, ...]], spec: SplitSpec, first: int) -> list[tuple[str, ...]]:
+    out = []
+    for k, row in enumerate(rows):
+        try:
+            out.append(tuple(x.decode("utf-8").strip() for x in row))
+        except UnicodeDecodeError:
+            for path, x in zip(spec.files, row):
+                try:
+                    x.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(f"{path} line {first + k} is not valid UTF-8; re-encode "
+                                    "the file as UTF-8") from None
+    return out
+
+
+def _encode_chunk(job: tuple[SplitSpec, int, list[tuple[bytes, ...]]]) -> dict:
+    """Encode one chunk: flat arrays and lengths per side, and what the filters dropped."""
+    spec, first, rows = job
+    texts = _decode(rows, spec, first)
+    src_tok, tgt_tok = _VOCABS.src, _VOCABS.tgt
+    if spec.kind == "pairs":
+        kept = [(s, t) for s, t in texts if s and t]
+        src, tgt = src_tok.encode_batch([s for s, _ in kept]), tgt_tok.encode_batch(
+            [t for _, t in kept])
+        keep = [i for i in range(len(kept))
+                if len(src[i]) < spec.max_len and len(tgt[i]) < spec.max_len]
+        src, tgt, labels = [src[i] for i in keep], [tgt[i] for i in keep], None
+    elif spec.kind == "labeled":
+        kept = [_split_label(row[0], spec, first + k) for k, row in enumerate(texts)]
+        kept = [x for x in kept if x is not None]
+        src = [[BOS, *x][: spec.max_len] for x in src_tok.encode_batch([s for s, _, _ in kept])]
+        keep, tgt, labels = range(len(kept)), [[0]] * len(kept), [[y, n] for _, y, n in kept]
+    else:
+        kept = [row[0] for row in texts if row[0]]
+        ids = src_tok.encode_batch(kept)
+        body = [x for x in ids if 0 < len(x) < spec.max_len - 1]
+        keep = body
+        if spec.pack == "mlm":
+            src, tgt = [[BOS, *x] for x in body], [[PAD]] * len(body)
+        else:
+            src, tgt = [[]] * len(body), body
+        labels = None
+    return {"src": _flat(src), "tgt": _flat(tgt), "labels": labels,
+            "empty": len(rows) - len(kept), "long": len(kept) - len(keep), "lines": len(rows)}
+
+
+def _split_label(line: str, spec: SplitSpec, number: int) -> tuple[str, str, int] | None:
+    if not line.strip():
+        return None
+    parts = line.split("\t")
+    if len(parts) != 2:
+        raise DataError(f"{spec.files[0]} line {number} has {len(parts) - 1} tabs; expected "
+                        "text<TAB>label")
+    text, label = parts[0].strip(), parts[1].strip()
+    return (text, label, number) if text and label else None
+
+
+def _flat(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    flat = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(lengths.sum()))
+    return flat, lengths
+
+
+# ---- the cache -------------------------------------------------------------------------------
+def cache_root(configured: str | None) -> Path:
+    """``data.cache_dir``, else ``$ATTNMT_CACHE/prepared``, else ``~/.cache/attnmt/prepared``."""
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("ATTNMT_CACHE") or Path.home() / ".cache" / "attnmt"
+    return Path(base) / "prepared"
+
+
+def cache_key(spec: SplitSpec, vocab_dir: Path) -> str:
+    """A hash of everything that determines the prepared arrays."""
+    h = hashlib.sha256(json.dumps([FORMAT_VERSION, spec.kind, spec.pack, spec.max_len]).encode())
+    for f in spec.files:
+        st = Path(f).stat()
+        h.update(json.dumps([str(Path(f).resolve()), st.st_size, st.st_mtime_ns]).encode())
+    for f in sorted(p for p in vocab_dir.iterdir() if p.name != "made_from.json"):
+        h.update(f.name.encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:24]
+
+
+def prepare_split(spec: SplitSpec, vocab_dir: Path, root: Path, workers: int = 0,
+                  log: Callable[[str], None] = print) -> Path:
+    """The prepared folder of ``spec`` under ``root``: found in the cache, or written now
+    (atomically, by ``workers`` processes; 0 = every core)."""
+    folder = root / f"{spec.name}-{cache_key(spec, vocab_dir)}"
+    if (folder / "meta.json").is_file():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{folder.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        meta = _write_arrays(spec, vocab_dir, tmp, workers or os.cpu_count() or 1)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, folder)
+    except FileExistsError:        # another process finished the same folder first
+        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"{spec.name}: prepared into {folder}")
+    return folder
+
+
+def _write_arrays(spec: SplitSpec, vocab_dir: Path, out: Path, workers: int) -> dict:
+    counts = {"lines": 0, "empty": 0, "long": 0}
+    lens: dict[str, list[np.ndarray]] = {"src": [], "tgt": []}
+    labels: list[str] = []
+    files = {side: open(out / f"{side}.tokens", "wb") for side in ("src", "tgt")}
+    jobs = ((spec, first, rows) for first, rows in _chunks(spec))
+    # spawn, not fork: the parent may hold threads (torch, a torchrun process group) that a
+    # forked child must not inherit; the workers import only numpy and the tokenizers
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(str(vocab_dir),)) as pool:
+            for result in pool.imap(_encode_chunk, jobs, chunksize=1):
+                for side in ("src", "tgt"):
+                    result[side][0].tofile(files[side])
+                    lens[side].append(result[side][1])
+                labels += result["labels"] or []
+                for key in counts:
+                    counts[key] += result[key]
+    finally:
+        for f in files.values():
+            f.close()
+    for side in ("src", "tgt"):
+        lengths = np.concatenate(lens[side]) if lens[side] else np.zeros(0, np.int64)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        np.save(out / f"{side}.offsets.npy", offsets)
+    kept = counts["lines"] - counts["empty"] - counts["long"]
+    if labels:
+        (out / "labels.json").write_text(json.dumps(labels, ensure_ascii=False))
+    return {"split": spec.name, "kind": spec.kind, "pack": spec.pack, "files": spec.files,
+            "max_len": spec.max_len, "kept": kept, **counts}
+
+
+# ---- reading prepared data -------------------------------------------------------------------
+def load_arrays(folder: Path) -> dict[str, np.ndarray]:
+    """The prepared arrays of a folder, memory-mapped read-only."""
+    out = {}
+    for side in ("src", "tgt"):
+        path = folder / f"{side}.tokens"
+        out[f"{side}_flat"] = (np.memmap(path, dtype=np.int32, mode="r")
+                               if path.stat().st_size else np.zeros(0, np.int32))
+        out[f"{side}_off"] = np.load(folder / f"{side}.offsets.npy", mmap_mode="r")
+    return out
+
+
+def meta(folder: Path) -> dict:
+    return json.loads((folder / "meta.json").read_text())
+
+
+def labels_of(folder: Path) -> list[tuple[str, int]]:
+    """(label, line number) of every kept line of a prepared labelled split."""
+    f = folder / "labels.json"
+    return [tuple(x) for x in json.loads(f.read_text())] if f.is_file() else []
+
+
+# ---- a sample for the tokenizer ----------------------------------------------------------------
+def sample_texts(spec: SplitSpec, size: int, seed: int) -> tuple[list[str], list[str]]:
+    """Source and target texts of at most ``size`` non-empty lines (pairs) chosen uniformly
+    from the whole split with ``seed`` — every line, in order, when the split is smaller.
+    Two streaming passes: one counts the lines, one keeps the chosen ones."""
+    for f in spec.files:
+        if not Path(f).is_file():
+            raise DataError(f"{f} is missing")
+    n = sum(1 for _ in _lines(spec.files[0]))
+    if n > size:
+        chosen = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+    else:
+        chosen = np.arange(n)
+    src, tgt = [], []
+    for first, rows in _chunks(spec):
+        picks = chosen[(chosen >= first - 1) & (chosen < first - 1 + len(rows))]
+        for i in picks.tolist():
+            j = i - (first - 1)
+            row = _decode([rows[j]], spec, first + j)[0]
+            if spec.kind == "labeled":
+                row = (row[0].split("\t", 1)[0].strip(),)
+            if all(row):
+                src.append(row[0])
+                tgt.append(row[-1])
+    return src, (tgt if spec.kind == "pairs" else [])
+
+
+def summary(info: dict) -> str:
+    """The one-line account of what preparing a split kept and skipped."""
+    return (f"{info['split']}: {info['lines']} lines read, {info['kept']} kept, "
+            f"{info['empty']} skipped as empty, {info['long']} skipped as longer than "
+            f"{info['max_len']} tokens")
