@@ -207,11 +207,15 @@ def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(task,
     cfg = config(task, tmp_path / "c.yaml", model, max_steps=8, valid_every=8, log_every=1,
                  valid_bleu=False, best_metric="loss")
     attnmt("train", cfg, "--out", tmp_path / "one", "--quiet", "--set", "train.accum=2")
+    cache = tmp_path / "cache"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                         "--nproc_per_node", "2", "-m", "attnmt.cli", "train", str(cfg), "--out",
                         str(tmp_path / "two")], capture_output=True, text=True,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "ATTNMT_CACHE": str(cache)})
     assert r.returncode == 0, r.stderr[-3000:]
+    # rank 0 prepared one copy of each split; both ranks mapped it, nothing left half-done
+    assert sorted(p.name.split("-")[0] for p in (cache / "prepared").iterdir()) == ["train",
+                                                                                   "val"]
     assert "ranks in sync: 2 replicas" in r.stderr + r.stdout
     one = load_file(tmp_path / "one/checkpoints/step-0000008.safetensors")
     two = load_file(tmp_path / "two/checkpoints/step-0000008.safetensors")

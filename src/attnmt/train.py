@@ -390,6 +390,14 @@ class Trainer:
         return stop
 
 
+def prepare(cfg: Config, out: str | Path, log=print) -> dict[str, str]:
+    """What a run's start does before the model: the data folder, the vocabulary and the
+    prepared arrays of the training and validation splits. Returns split -> folder."""
+    run = RunDir(out)
+    run.path.mkdir(parents=True, exist_ok=True)
+    return make_task(cfg, run, log=log).prepared_folders
+
+
 def train(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False) -> Progress:
     """Train a model as the config says, into the run directory ``out``."""
     trainer = Trainer(cfg, out, resume=resume, quiet=quiet)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from . import cli
@@ -88,3 +90,22 @@ def data_stats(folder) -> None:
     click.echo("\n".join(lines))
     if problems:
         raise DataError("; ".join(problems))
+
+
+@data.command("prepare")
+@click.argument("config", type=click.Path())
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a config key, as for `attnmt train`")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="run directory whose vocabulary the data is prepared with (default "
+                   "runs/<config name>)")
+def data_prepare(config, overrides, out) -> None:
+    """Make the run's vocabulary and prepare (tokenise, cache, memory-map) its data now,
+    exactly as the first `attnmt train` would; training then starts from the cache."""
+    from ..config import load_config
+    from ..train import prepare
+
+    folders = prepare(load_config(config, overrides), out or Path("runs") / Path(config).stem,
+                      log=click.echo)
+    for split, folder in folders.items():
+        click.echo(f"{split}: {folder}")
