@@ -12,8 +12,9 @@ on Multi30k train (the shipped transformer-small data settings), in one run:
   piece text (2 threads), then ``fairseq-preprocess --workers 2`` with the same dictionary;
   both timed, and their sum;
 - training: a warm start (the cache present) of ``attnmt train`` with transformer-small
-  for 50 updates — seconds from launching the command to the first update, peak RSS, PSS
-  and USS of the training process (``/proc/PID/smaps_rollup``), median target tokens/s;
+  for 50 updates — seconds from launching the command to the first update, peak RSS, PSS,
+  USS and anonymous memory (the process's own, without mapped file pages) of the training
+  process (``/proc/PID/smaps_rollup``), median target tokens/s;
 - on the 3 M corpus (or the largest below it): the same start under ``torchrun`` with 2
   processes (gloo), the two ranks' summed PSS against one process's.
 
@@ -64,7 +65,8 @@ def _rollup(pid: int) -> dict[str, int]:
     except (OSError, ValueError):
         return {}
     uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
-    return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0), "uss": uss}
+    return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0), "uss": uss,
+            "anon": fields.get("Anonymous", 0)}
 
 
 class PeakMemory(threading.Thread):
@@ -78,7 +80,7 @@ class PeakMemory(threading.Thread):
     def run(self) -> None:
         while not self.done:
             pids = [p for p in _tree(self.pid) if self.select is None or self.select(p)]
-            total = {"rss": 0, "pss": 0, "uss": 0}
+            total = {"rss": 0, "pss": 0, "uss": 0, "anon": 0}
             for p in pids:
                 for k, v in _rollup(p).items():
                     total[k] += v
@@ -258,16 +260,25 @@ def main() -> None:
     ap.add_argument("--sizes", default="30000,300000,3000000")
     ap.add_argument("--work", default=str(Path.home() / ".cache/attnmt/data_scaling"))
     ap.add_argument("--no-fairseq", action="store_true")
+    ap.add_argument("--keep", default=None, help="results JSON whose preparation and fairseq "
+                    "rows are kept (measure only training again)")
     args = ap.parse_args()
     work = Path(args.work)
     sizes = [int(x) for x in args.sizes.split(",")]
     vocab = make_vocab(work)
+    kept = ({r["pairs"]: r for r in json.loads(Path(args.keep).read_text())["rows"]}
+            if args.keep else {})
     rows = []
     for n in sizes:
         corpus = make_corpus(n, work / f"corpus-{n}")
         cache = work / f"cache-{n}"
-        row = {"pairs": n, "prepare": measure_prepare(corpus, vocab, cache)}
-        row["fairseq"] = None if args.no_fairseq else measure_fairseq(corpus, vocab, work)
+        if n in kept:              # earlier measurements; the cache is (re)made, not timed
+            subprocess.run([PY, "-c", PREPARE, str(corpus), str(vocab), str(cache)], check=True)
+            row = {"pairs": n, "prepare": kept[n]["prepare"], "fairseq": kept[n]["fairseq"],
+                   "kept_from": args.keep}
+        else:
+            row = {"pairs": n, "prepare": measure_prepare(corpus, vocab, cache)}
+            row["fairseq"] = None if args.no_fairseq else measure_fairseq(corpus, vocab, work)
         row["train"] = measure_training(corpus, vocab, cache, work)
         print(json.dumps(row), flush=True)
         rows.append(row)

@@ -67,3 +67,21 @@ def test_vectorised_plan_equals_the_sentence_by_sentence_greedy_cut():
         order = rng.permutation(n)
         got, want = _cut(widths, order, budget), _reference_cut(widths, order, budget)
         assert len(got) == len(want) and all((a == b).all() for a, b in zip(got, want))
+
+
+def test_length_order_is_the_three_key_sort():
+    from attnmt.data.batching import _length_order
+
+    rng = np.random.default_rng(5)
+    src, tgt = rng.integers(1, 30, 5000), rng.integers(1, 30, 5000)
+    plain = _length_order(src, tgt, np.random.default_rng(0), shuffle=False)
+    assert (plain == np.lexsort((np.arange(5000), src, tgt))).all()
+    shuffled = _length_order(src, tgt, np.random.default_rng(0), shuffle=True)
+    noise = np.random.default_rng(0).random(5000)
+    assert (shuffled == np.lexsort((noise, src, tgt))).all() and not (shuffled == plain).all()
+    long = src.copy()
+    long[0] = 5000                                             # too long for the key: lexsort
+    assert (_length_order(long, tgt, np.random.default_rng(0), shuffle=True)
+            == np.lexsort((noise, long, tgt))).all()
+    again = _length_order(src, tgt, np.random.default_rng(0), shuffle=True)
+    assert (again == shuffled).all()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -45,14 +44,11 @@ from .errors import DataError, UserError
 from .metrics import classification_scores, corpus_scores
 from .models import build_for_task
 from .models.loss import token_loss
+from .runtime import rank_and_world as _rank_world
 from .symbols import PAD, SPECIALS, UNK
 
 MLM_RATE = 0.15
 MASK = UNK  # the [MASK] symbol; SentencePiece with full character coverage has no <unk> in text
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", 0))
 
 
 class Task:
@@ -72,10 +68,10 @@ class Task:
     # ---- data and vocabulary, shared by every task --------------------------------------
     def data_folder(self):
         """The folder of the split files; rank 0 fetches or generates it first."""
-        if _rank() == 0:
+        if _rank_world()[0] == 0:
             folder = resolve_dir(self.cfg.data, self.run.path / "data", log=self.log)
         self.barrier()
-        if _rank() != 0:
+        if _rank_world()[0] != 0:
             folder = resolve_dir(self.cfg.data, self.run.path / "data", log=self.log)
         return folder
 
@@ -88,7 +84,7 @@ class Task:
         other data never leaks its vocabulary into the next run."""
         run = self.run
         request = vocab_request(self.cfg, folder)
-        if _rank() == 0 and not self._vocab_fits(request):
+        if _rank_world()[0] == 0 and not self._vocab_fits(request):
             if Vocabs.exists(run.vocab_dir):
                 self.log(f"{run.vocab_dir} was not made from this run's data and settings; "
                          "making a new vocabulary")
@@ -126,7 +122,7 @@ class Task:
                 raise DataError(f"{f} is missing")
         d = self.cfg.data
         args = (spec, self.run.vocab_dir, cache_root(d.cache_dir), d.workers)
-        folder = prepare_split(*args, log=self.log) if _rank() == 0 else None
+        folder = prepare_split(*args, log=self.log) if _rank_world()[0] == 0 else None
         self.barrier()
         folder = folder or prepare_split(*args, log=self.log)     # a cache hit on rank > 0
         self.log(summary(meta(folder)))
@@ -262,7 +258,7 @@ class ClassifyTask(Task):
         self.vocabs = self.vocabulary(folder, train_spec)
         train_folder, valid_folder = self.prepared(train_spec), self.prepared(valid_spec)
         self.labels = run.labels() or sorted({y for y, _ in labels_of(train_folder)})
-        if _rank() == 0 and not run.labels_file.is_file():
+        if _rank_world()[0] == 0 and not run.labels_file.is_file():
             atomic_write(run.labels_file, lambda tmp: tmp.write_text(
                 json.dumps(self.labels, ensure_ascii=False)))
         self.train = self._labelled(train_folder, train_spec)
@@ -396,4 +392,6 @@ TASKS = {task.name: task for task in (TranslationTask, ClassifyTask, MLMTask, LM
 
 def make_task(cfg: Config, run: RunDir, log: Callable[[str], None] = print,
               barrier: Callable[[], None] = lambda: None) -> Task:
+    """The task of ``cfg``: its data folder, vocabulary and prepared splits are ready
+    (``attnmt data prepare`` stops here; training goes on to build the model)."""
     return TASKS[cfg.data.task](cfg, run, log, barrier)

@@ -248,9 +248,6 @@ class Trainer:
         self.progress.step = step
         return loss_sum, total
 
-    def validate(self) -> dict:
-        return self.task.validate(self.model, self.device)
-
     def _after_validation(self, result: dict) -> bool:
         """Checkpoint, track the best, adjust a plateau schedule; True to stop early."""
         cfg, p = self.cfg.train, self.progress
@@ -373,7 +370,7 @@ class Trainer:
     def _validate_and_save(self) -> bool:
         stop = False
         if self.rank == 0:
-            result = self.validate()
+            result = self.task.validate(self.model, self.device)
             self.progress.history.append({"step": self.progress.step,
                                           "elapsed": self.progress.elapsed, **result})
             self._write_metrics({"type": "valid", "step": self.progress.step,
@@ -388,14 +385,6 @@ class Trainer:
             dist.broadcast_object_list(shared, src=0)
             p.best, p.bad_validations, p.lr_scale, stop = shared
         return stop
-
-
-def prepare(cfg: Config, out: str | Path, log=print) -> dict[str, str]:
-    """What a run's start does before the model: the data folder, the vocabulary and the
-    prepared arrays of the training and validation splits. Returns split -> folder."""
-    run = RunDir(out)
-    run.path.mkdir(parents=True, exist_ok=True)
-    return make_task(cfg, run, log=log).prepared_folders
 
 
 def train(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False) -> Progress:

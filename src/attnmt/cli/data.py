@@ -102,10 +102,11 @@ def data_stats(folder) -> None:
 def data_prepare(config, overrides, out) -> None:
     """Make the run's vocabulary and prepare (tokenise, cache, memory-map) its data now,
     exactly as the first `attnmt train` would; training then starts from the cache."""
+    from ..checkpoint import RunDir
     from ..config import load_config
-    from ..train import prepare
+    from ..tasks import make_task
 
-    folders = prepare(load_config(config, overrides), out or Path("runs") / Path(config).stem,
-                      log=click.echo)
-    for split, folder in folders.items():
+    run = RunDir(out or Path("runs") / Path(config).stem)
+    task = make_task(load_config(config, overrides), run, log=click.echo)
+    for split, folder in task.prepared_folders.items():
         click.echo(f"{split}: {folder}")

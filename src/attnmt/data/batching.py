@@ -107,12 +107,26 @@ def token_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int,
     if len(longest) and longest.max() > max_tokens:
         raise ValueError(f"a sentence of {int(longest.max())} tokens exceeds max_tokens "
                          f"{max_tokens}")
-    noise = rng.random(len(longest)) if shuffle else np.arange(len(longest))
-    order = np.lexsort((noise, src_lens, tgt_lens))
+    order = _length_order(src_lens, tgt_lens, rng, shuffle)
     batches = _cut(longest[order], order, max_tokens)
     if shuffle:
         rng.shuffle(batches)
     return batches
+
+
+def _length_order(src_lens: np.ndarray, tgt_lens: np.ndarray, rng: np.random.Generator,
+                  shuffle: bool) -> np.ndarray:
+    """Indices by target length, then source length; ties broken by a seeded random draw
+    (``shuffle``) or by index — the order of ``np.lexsort((noise, src, tgt))``. Lengths
+    under 2,048 and 41 bits of the same noise fit one int64 key: one stable sort, several
+    times faster than the three-key lexsort on millions of sentences."""
+    noise = rng.random(len(src_lens)) if shuffle else None
+    if len(src_lens) and max(int(src_lens.max()), int(tgt_lens.max())) >= 2048:
+        return np.lexsort((noise if shuffle else np.arange(len(src_lens)), src_lens, tgt_lens))
+    key = (tgt_lens.astype(np.int64) << 52) | (src_lens.astype(np.int64) << 41)
+    if shuffle:
+        key |= (noise * (1 << 41)).astype(np.int64)
+    return np.argsort(key, kind="stable")
 
 
 def _cut(widths: np.ndarray, order: np.ndarray, max_tokens: int) -> list[np.ndarray]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import multiprocessing
 import os
 import shutil
@@ -191,11 +192,14 @@ def prepare_split(spec: SplitSpec, vocab_dir: Path, root: Path, workers: int = 0
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        meta = _write_arrays(spec, vocab_dir, tmp, workers or os.cpu_count() or 1)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        info = _write_arrays(spec, vocab_dir, tmp, workers or os.cpu_count() or 1)
+        (tmp / "meta.json").write_text(json.dumps(info, indent=2))
         os.replace(tmp, folder)
-    except FileExistsError:        # another process finished the same folder first
+    except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "meta.json").is_file():
+            raise
+        # another process finished the same folder first: use theirs
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -238,14 +242,23 @@ def _write_arrays(spec: SplitSpec, vocab_dir: Path, out: Path, workers: int) -> 
 
 # ---- reading prepared data -------------------------------------------------------------------
 def load_arrays(folder: Path) -> dict[str, np.ndarray]:
-    """The prepared arrays of a folder, memory-mapped read-only."""
+    """The prepared arrays of a folder, memory-mapped read-only. The token arrays are read
+    at random (a batch's sentences lie anywhere), so the kernel is told not to read ahead
+    around each one: only the pages a batch needs enter the process."""
     out = {}
     for side in ("src", "tgt"):
         path = folder / f"{side}.tokens"
-        out[f"{side}_flat"] = (np.memmap(path, dtype=np.int32, mode="r")
+        out[f"{side}_flat"] = (_random_access(np.memmap(path, dtype=np.int32, mode="r"))
                                if path.stat().st_size else np.zeros(0, np.int32))
         out[f"{side}_off"] = np.load(folder / f"{side}.offsets.npy", mmap_mode="r")
     return out
+
+
+def _random_access(array: np.memmap) -> np.memmap:
+    handle = getattr(array, "_mmap", None)
+    if handle is not None and hasattr(mmap, "MADV_RANDOM"):
+        handle.madvise(mmap.MADV_RANDOM)
+    return array
 
 
 def meta(folder: Path) -> dict:
