@@ -138,7 +138,7 @@ class Task:
     def _vocab_fits(self, request: dict) -> bool:
         if not Vocabs.exists(self.run.vocab_dir):
             return False
-        if self.run.resume_step() is not None:
+        if self.run.steps():          # a trained run keeps the vocabulary its weights use
             return True
         stamp = self.run.vocab_dir / VOCAB_REQUEST
         return stamp.is_file() and json.loads(stamp.read_text()) == request

@@ -52,8 +52,7 @@ class Trainer:
         self._plan_epoch: int | None = None
         self._plan_batches: list[np.ndarray] = []
         self._window_tokens, self._window_start = 0, 0.0
-        # a terminal gets a progress bar; a log file one plain line every LOG_SECONDS
-        self._tty = sys.stderr.isatty()
+        self._tty = sys.stderr.isatty()     # else: a plain line every LOG_SECONDS, no bar
         self._last_line = float("-inf")
         self._setup_process()
         self._check_run_dir(resume)
@@ -96,9 +95,10 @@ class Trainer:
         """A new run needs an unused folder; a resumed one a checkpoint and the same
         settings (except those in :data:`SAFE_ON_RESUME`)."""
         run = self.run
-        if resume and not run.resume_step():
+        has_checkpoint = bool(run.steps())
+        if resume and not has_checkpoint:
             raise UserError(f"--resume: {run.path} has no checkpoint to resume from")
-        if not resume and run.resume_step():
+        if not resume and has_checkpoint:
             raise UserError(f"{run.path} already holds a run; pass --resume to continue "
                             "it or choose another --out")
         if resume:
@@ -168,6 +168,8 @@ class Trainer:
         from safetensors.torch import load_model
 
         step = self.run.resume_step(log=self.log)
+        if step is None:
+            raise UserError(f"--resume: no checkpoint in {self.run.ckpt} loads; use another --out")
         load_model(self.model, str(self.run.weights(step)), device=str(self.device))
         state = torch.load(self.run.train_state(step), weights_only=True, map_location="cpu")
         self.optimizer.load_state_dict(state["optimizer"])
