@@ -286,7 +286,8 @@ def sample_texts(spec: SplitSpec, size: int, seed: int) -> tuple[list[str], list
         chosen = np.arange(n)
     src, tgt = [], []
     for first, rows in _chunks(spec):
-        picks = chosen[(chosen >= first - 1) & (chosen < first - 1 + len(rows))]
+        lo, hi = np.searchsorted(chosen, [first - 1, first - 1 + len(rows)])
+        picks = chosen[lo:hi]
         for i in picks.tolist():
             j = i - (first - 1)
             row = _decode([rows[j]], spec, first + j)[0]
