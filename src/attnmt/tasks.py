@@ -129,6 +129,15 @@ class Task:
         self.prepared_folders[spec.name] = str(folder)
         return folder
 
+    def load_splits(self) -> Path:
+        """The data folder, the vocabulary and the prepared train/valid sets; the folder."""
+        d = self.cfg.data
+        folder = self.data_folder()
+        self.vocabs = self.vocabulary(folder, self.spec(folder, d.train))
+        self.train = self.encoded(self.spec(folder, d.train))
+        self.valid = self.encoded(self.spec(folder, d.valid))
+        return folder
+
     def encoded(self, spec: SplitSpec) -> EncodedSet:
         folder = self.prepared(spec)
         if not meta(folder)["kept"]:
@@ -218,10 +227,7 @@ class TranslationTask(Task):
                  barrier: Callable[[], None] = lambda: None):
         super().__init__(cfg, run, log, barrier)
         d = cfg.data
-        folder = self.data_folder()
-        self.vocabs = self.vocabulary(folder, self.spec(folder, d.train))
-        self.train = self.encoded(self.spec(folder, d.train))
-        self.valid = self.encoded(self.spec(folder, d.valid))
+        folder = self.load_splits()
         valid = read_split(folder, d.valid, d.src, d.tgt)       # texts for validation BLEU
         n = cfg.train.valid_max_sentences or len(valid.src)
         self.valid_src, self.valid_ref = valid.src[:n], valid.tgt[:n]
@@ -321,11 +327,7 @@ class _TextTask(Task):
     def __init__(self, cfg: Config, run: RunDir, log: Callable[[str], None] = print,
                  barrier: Callable[[], None] = lambda: None):
         super().__init__(cfg, run, log, barrier)
-        d = cfg.data
-        folder = self.data_folder()
-        self.vocabs = self.vocabulary(folder, self.spec(folder, d.train))
-        self.train = self.encoded(self.spec(folder, d.train))
-        self.valid = self.encoded(self.spec(folder, d.valid))
+        self.load_splits()
 
     @torch.no_grad()
     def validate(self, model: nn.Module, device: torch.device) -> dict:
