@@ -18,6 +18,11 @@ on Multi30k train (the shipped transformer-small data settings), in one run:
 - on the 3 M corpus (or the largest below it): the same start under ``torchrun`` with 2
   processes (gloo), the two ranks' summed PSS against one process's.
 
+``--torchrun-sizes 30000,3000000`` measures only that: one process and two ranks at each
+size, one after the other, and adds them to the saved results (``torchrun_by_size``) —
+what two ranks hold at 3 M pairs against what two ranks hold at 30 thousand is the
+memory the data costs them; the rest is each rank's own model, optimizer and activations.
+
 Results go to ``benchmarks/results/data_scaling.json`` and a table on stdout.
 """
 
@@ -262,10 +267,14 @@ def main() -> None:
     ap.add_argument("--no-fairseq", action="store_true")
     ap.add_argument("--keep", default=None, help="results JSON whose preparation and fairseq "
                     "rows are kept (measure only training again)")
+    ap.add_argument("--torchrun-sizes", default=None, help="only measure one process and two "
+                    "torchrun ranks at these sizes; added to the saved results")
     args = ap.parse_args()
     work = Path(args.work)
     sizes = [int(x) for x in args.sizes.split(",")]
     vocab = make_vocab(work)
+    if args.torchrun_sizes:
+        return torchrun_by_size([int(x) for x in args.torchrun_sizes.split(",")], vocab, work)
     kept = ({r["pairs"]: r for r in json.loads(Path(args.keep).read_text())["rows"]}
             if args.keep else {})
     rows = []
@@ -292,6 +301,32 @@ def main() -> None:
     _table(rows, torchrun)
     save("data_scaling", {"command": "python benchmarks/data_scaling.py --sizes " + args.sizes,
                           "rows": rows, "torchrun": torchrun})
+
+
+def torchrun_by_size(sizes: list[int], vocab: Path, work: Path) -> None:
+    """One process and two ranks at each size; saved beside the earlier results."""
+    out = []
+    for n in sizes:
+        corpus, cache = make_corpus(n, work / f"corpus-{n}"), work / f"cache-{n}"
+        subprocess.run([PY, "-c", PREPARE, str(corpus), str(vocab), str(cache)], check=True)
+        one = measure_training(corpus, vocab, cache, work)
+        two = measure_training(corpus, vocab, cache, work, ranks=2)
+        out.append({"pairs": n, "one_process": one, "two_ranks": two,
+                    "pss_ratio": round(two["peak_pss_mib"] / one["peak_pss_mib"], 2)})
+        print(json.dumps(out[-1]), flush=True)
+    base = out[0]["two_ranks"]
+    for row in out:
+        row["two_ranks_pss_over_smallest"] = round(
+            row["two_ranks"]["peak_pss_mib"] / base["peak_pss_mib"], 3)
+        print(f"{row['pairs']:>9} pairs: two ranks / one process PSS {row['pss_ratio']:.2f}x; "
+              f"two ranks / two ranks at {out[0]['pairs']} pairs "
+              f"{row['two_ranks_pss_over_smallest']:.3f}x")
+    saved = json.loads((Path(__file__).parent / "results/data_scaling.json").read_text())
+    saved.pop("date", None)
+    saved.pop("machine", None)
+    save("data_scaling", {**saved, "torchrun_by_size": out, "torchrun_by_size_command":
+                          "python benchmarks/data_scaling.py --torchrun-sizes "
+                          + ",".join(map(str, sizes))})
 
 
 def _table(rows: list[dict], torchrun: dict) -> None:

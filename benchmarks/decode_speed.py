@@ -1,95 +1,149 @@
 """Decoding speed on Multi30k test2016: sentences/s and target tokens/s, with the BLEU.
 
     python benchmarks/decode_speed.py runs/m30k-tsmall [--repeats 3] [--threads 2]
-    python benchmarks/decode_speed.py runs/m30k-tsmall --int8 --ctranslate2 runs/m30k-tsmall-ct2
+    python benchmarks/decode_speed.py runs/m30k-tsmall --int8 --bf16 --ctranslate2
 
 Greedy and beam 5, batches of 64 sentences sorted by length, model load excluded,
-median over repeats. The BLEU of the same output is printed next to the speed, so
-speed is never bought with quality silently. ``--ctranslate2 DIR`` times the same
-run exported with ``attnmt export ctranslate2`` as well, ``--int8`` the same run with
-its Linear layers dynamically quantised to int8 (``attnmt translate --int8``), ``--bf16``
-in bfloat16, and ``--stopping current,beam`` beam 5 under other stopping rules
-(``decode.stopping``; the run's own rule is always timed).
+median over repeats. **Every engine is timed in its own process**: two runtimes' thread
+pools in one process fight over the cores (CTranslate2 right after a PyTorch decode in
+the same process ran at half its speed). The BLEU of the same output is printed next
+to the speed, so speed is never bought with quality silently.
+
+``--int8`` / ``--bf16`` time attnmt with dynamically int8-quantised Linear layers / in
+bfloat16, ``--stopping current,beam`` beam 5 under other stopping rules,
+``--ctranslate2`` the run exported with ``attnmt export ctranslate2`` (float32 and int8,
+exported into ``--export-dir``) — and then prints how many greedy lines CTranslate2
+float32 and attnmt agree on (they must all agree), and times CTranslate2's own
+``translate_batch`` on the same export called directly (pieces in, pieces out, one call,
+``max_batch_size=64``) — the anchor attnmt's wrapper is held against.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-import torch
 from common import MULTI30K, save
+
+MODES = {"greedy": 1, "beam5": 5}
+EXPORTS = Path(os.environ.get("ATTNMT_BENCH", Path.home() / ".cache/attnmt/bench"))
 
 
 def measure(translate: Callable[[list[str], int], list[str]], src: list[str], refs: list[str],
-            tokens: Callable[[str], int], repeats: int, label: str,
-            modes: tuple[tuple[str, int], ...] = (("greedy", 1), ("beam5", 5))) -> dict:
-    """Time ``translate(src, beam)`` for greedy and beam 5; the median of ``repeats`` runs."""
+            tokens: Callable[[str], int], repeats: int, modes: list[str]) -> dict:
+    """Time ``translate(src, beam)`` per mode; the median of ``repeats`` runs."""
     from attnmt.metrics import corpus_scores
 
     rows = {}
-    for name, beam in modes:
+    for name in modes:
         times, hyps = [], []
         for _ in range(repeats):
             start = time.perf_counter()
-            hyps = translate(src, beam)
+            hyps = translate(src, MODES[name])
             times.append(time.perf_counter() - start)
         seconds = statistics.median(times)
         scores = corpus_scores(hyps, refs)
         n_tokens = sum(tokens(h) + 1 for h in hyps)          # + </s>
         rows[name] = {"sentences_per_s": round(len(hyps) / seconds, 1),
                       "tokens_per_s": round(n_tokens / seconds, 1), "bleu": scores["bleu"],
-                      "chrf": scores["chrf"], "seconds": [round(t, 2) for t in times]}
-        print(f"{label:>12} {name:>7}: {rows[name]['sentences_per_s']:7.1f} sentences/s  "
-              f"{rows[name]['tokens_per_s']:8.1f} tokens/s  BLEU {scores['bleu']:.2f}")
+                      "chrf": scores["chrf"], "seconds": [round(t, 2) for t in times],
+                      "hyps": hyps}
     return rows
 
 
-def decode_attnmt(run: str, split: str, repeats: int, threads: int, precision: str = "fp32",
-                  stopping: str | None = None) -> dict:
-    """Pure-PyTorch decoding of a run with attnmt's own search, in ``precision`` (fp32, bf16,
-    or int8: dynamically quantised Linear layers); ``stopping`` times beam 5 alone under
-    that stopping rule instead of the run's."""
-    torch.set_num_threads(threads)
-    from attnmt.data.corpus import read_parallel
-    from attnmt.translator import Translator
+def worker(spec: dict) -> dict:
+    """One engine in this process: load it, then time it (see :func:`time_engine`)."""
+    import torch
 
-    tr = Translator.from_run(run, precision=precision)
-    tr.cfg.decode.stopping = stopping or tr.cfg.decode.stopping
+    torch.set_num_threads(spec["threads"])
+    from attnmt.data.corpus import read_parallel
+
+    split = spec["split"]
+    if spec["engine"] == "ct2-direct":
+        return ct2_direct(spec)
+    from attnmt.ct2engine import load_translator
+
+    tr = load_translator(spec["path"], spec["engine"], precision=spec["precision"],
+                         threads=spec["threads"])
+    if spec.get("stopping"):
+        tr.cfg.decode.stopping = spec["stopping"]
     corpus = read_parallel(MULTI30K / f"{split}.{tr.cfg.data.src}",
                            MULTI30K / f"{split}.{tr.cfg.data.tgt}")
+    fast = {"scores": False} if spec["engine"] == "ctranslate2" else {}
 
     def translate(src: list[str], beam: int) -> list[str]:
-        return [h[0].text for h in tr.translate(src, beam=beam, batch_size=64)]
+        return [h[0].text for h in tr.translate(src, beam=beam, batch_size=64, **fast)]
 
     return measure(translate, corpus.src, corpus.tgt,
-                   lambda h: len(tr.vocabs.tgt.encode(h)), repeats,
-                   "attnmt" if precision == "fp32" else f"attnmt-{precision}",
-                   (("beam5", 5),) if stopping else (("greedy", 1), ("beam5", 5)))
+                   lambda h: len(tr.vocabs.tgt.encode(h)), spec["repeats"], spec["modes"])
 
 
-def decode_ctranslate2(model_dir: str, src_lang: str, tgt_lang: str, split: str,
-                       repeats: int, threads: int) -> dict:
-    """The same kind of run exported to CTranslate2, on its own CPU kernels."""
+def ct2_direct(spec: dict) -> dict:
+    """CTranslate2 as its own documentation uses it: all sentences in one call, which sorts
+    them by length and decodes 64 at a time, with one length limit for all."""
+    import ctranslate2
+
+    from attnmt.checkpoint import RunDir
     from attnmt.data.corpus import read_parallel
-    from attnmt.export import CT2Translator
+    from attnmt.data.tokenizers import Vocabs
 
-    ct2 = CT2Translator(model_dir, threads=threads)
-    corpus = read_parallel(MULTI30K / f"{split}.{src_lang}", MULTI30K / f"{split}.{tgt_lang}")
+    cfg, vocabs = RunDir(spec["path"]).load_config(), Vocabs.load(Path(spec["path"]) / "vocab")
+    corpus = read_parallel(MULTI30K / f"{spec['split']}.{cfg.data.src}",
+                           MULTI30K / f"{spec['split']}.{cfg.data.tgt}")
+    ct2 = ctranslate2.Translator(spec["path"], device="cpu", intra_threads=spec["threads"])
 
     def translate(src: list[str], beam: int) -> list[str]:
-        return [h[0] for h in ct2.translate(src, beam=beam, batch_size=64)]
+        pieces = [[vocabs.src.piece(i) for i in vocabs.src.encode(t)] for t in src]
+        out = ct2.translate_batch(pieces, max_batch_size=64, beam_size=beam)
+        return [vocabs.tgt.decode([vocabs.tgt.index_of(p) for p in r.hypotheses[0]])
+                for r in out]
 
-    return measure(translate, corpus.src, corpus.tgt,
-                   lambda h: len(ct2.vocabs.tgt.encode(h)), repeats, "ctranslate2")
+    return measure(translate, corpus.src, corpus.tgt, lambda h: len(vocabs.tgt.encode(h)),
+                   spec["repeats"], spec["modes"])
+
+
+def time_engine(label: str, **spec) -> dict:
+    """Run :func:`worker` in a fresh Python process and return its rows (with hypotheses)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rows.json"
+        subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec), str(out)],
+                       check=True, env={**os.environ, "OMP_NUM_THREADS": str(spec["threads"])})
+        rows = json.loads(out.read_text())
+    for name, row in rows.items():
+        print(f"{label:>16} {name:>7}: {row['sentences_per_s']:7.1f} sentences/s  "
+              f"{row['tokens_per_s']:8.1f} tokens/s  BLEU {row['bleu']:.2f}", flush=True)
+    return rows
+
+
+def export(run: str, quantization: str) -> Path:
+    from attnmt.export import export_ctranslate2
+
+    folder = EXPORTS / f"{Path(run).resolve().name}-ct2-{quantization}"
+    export_ctranslate2(run, folder, None if quantization == "float32" else quantization,
+                       force=True)
+    return folder
+
+
+def agreement(a: list[str], b: list[str]) -> int:
+    return sum(x == y for x, y in zip(a, b, strict=True))
 
 
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        Path(sys.argv[3]).write_text(json.dumps(worker(json.loads(sys.argv[2]))))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
-    ap.add_argument("--ctranslate2", default=None, help="an exported CTranslate2 folder")
+    ap.add_argument("--ctranslate2", action="store_true",
+                    help="also time the run exported to CTranslate2 (float32 and int8)")
     ap.add_argument("--int8", action="store_true", help="also time `--int8` (dynamic int8)")
     ap.add_argument("--bf16", action="store_true", help="also time `--bf16` (bfloat16)")
     ap.add_argument("--stopping", default="", help="comma-separated stopping rules to time "
@@ -98,23 +152,44 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--split", default="test_2016_flickr")
     args = ap.parse_args()
-    rows = {"attnmt": decode_attnmt(args.run, args.split, args.repeats, args.threads)}
-    for precision in ("int8", "bf16"):
-        if getattr(args, precision):
-            rows[f"attnmt_{precision}"] = decode_attnmt(args.run, args.split, args.repeats,
-                                                        args.threads, precision)
-    for rule in filter(None, args.stopping.split(",")):
-        rows[f"attnmt_stopping_{rule}"] = decode_attnmt(args.run, args.split, args.repeats,
-                                                        args.threads, stopping=rule)
-    if args.ctranslate2:
-        from attnmt.checkpoint import RunDir
-
-        cfg = RunDir(args.run).load_config()
-        rows["ctranslate2"] = decode_ctranslate2(args.ctranslate2, cfg.data.src, cfg.data.tgt,
-                                                 args.split, args.repeats, args.threads)
+    rows = run_all(args)
+    hyps = {key: {mode: row.pop("hyps") for mode, row in value.items()}
+            for key, value in rows.items()}
+    if "ctranslate2" in rows:
+        same = agreement(hyps["attnmt"]["greedy"], hyps["ctranslate2"]["greedy"])
+        rows["ctranslate2"]["greedy_agreement"] = same
+        print(f"greedy lines equal, CTranslate2 float32 and attnmt: {same} / "
+              f"{len(hyps['attnmt']['greedy'])}")
     save(f"decode_speed_{args.run.rstrip('/').split('/')[-1]}",
          {"run": args.run, "split": args.split, "threads": args.threads,
-          "repeats": args.repeats, **rows})
+          "repeats": args.repeats, "separate_processes": True, **rows})
+
+
+def run_all(args: argparse.Namespace) -> dict:
+    """Every asked-for engine, one process each, one after the other."""
+    common = dict(split=args.split, repeats=args.repeats, threads=args.threads)
+    both = list(MODES)
+    rows = {"attnmt": time_engine("attnmt", engine="attnmt", path=args.run,
+                                  precision="fp32", modes=both, **common)}
+    for precision in ("int8", "bf16"):
+        if getattr(args, precision):
+            rows[f"attnmt_{precision}"] = time_engine(
+                f"attnmt-{precision}", engine="attnmt", path=args.run, precision=precision,
+                modes=both, **common)
+    for rule in filter(None, args.stopping.split(",")):
+        rows[f"attnmt_stopping_{rule}"] = time_engine(
+            f"attnmt-{rule}", engine="attnmt", path=args.run, precision="fp32",
+            stopping=rule, modes=["beam5"], **common)
+    if args.ctranslate2:
+        for quant, suffix in (("float32", ""), ("int8", "_int8")):
+            folder = str(export(args.run, quant))
+            rows[f"ctranslate2{suffix}"] = time_engine(
+                f"ct2{suffix}", engine="ctranslate2", path=folder, precision="fp32",
+                modes=both, **common)
+            rows[f"ctranslate2_direct{suffix}"] = time_engine(
+                f"ct2-direct{suffix}", engine="ct2-direct", path=folder, precision="fp32",
+                modes=both, **common)
+    return rows
 
 
 if __name__ == "__main__":

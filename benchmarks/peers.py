@@ -364,6 +364,10 @@ STEPS = ("attnmt-tsmall", "attnmt-tsmall-fp32", "attnmt-rnn", "joey-tsmall", "jo
          "decode-attnmt-int8", "decode-attnmt-bf16", "decode-ct2-float32", "decode-ct2-int8")
 
 
+def _no_hyps(rows: dict) -> dict:
+    return {mode: {k: v for k, v in row.items() if k != "hyps"} for mode, row in rows.items()}
+
+
 def cached(name: str, fresh: bool, inputs: dict, measure) -> dict:
     """Run one measurement, or reuse its saved result when it was measured with the same
     ``inputs`` (budget, window, run decoded, ...), so a failed run resumes where it stopped.
@@ -389,9 +393,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from decode_speed import decode_attnmt, decode_ctranslate2
-
-    from attnmt.export import export_ctranslate2
+    from decode_speed import export, time_engine
 
     prepare_data()
     result = {"minutes": args.minutes, "window_minutes": args.window, "peers": str(PEERS),
@@ -434,21 +436,19 @@ def run(args: argparse.Namespace) -> None:
     result["decode"]["fairseq"] = cached("decode-fairseq", fresh, fs_model,
                                          lambda: fairseq_decode(reps))
     ours = {"run": str(run_dir), "repeats": reps, "threads": threads}
-    for precision in ("fp32", "int8", "bf16"):
+    common = dict(split=split, repeats=reps, threads=threads, modes=["greedy", "beam5"])
+    for precision in ("fp32", "int8", "bf16"):           # each engine in its own process
         suffix = "" if precision == "fp32" else f"_{precision}"
         result["decode"][f"attnmt{suffix}"] = cached(
             f"decode-attnmt{suffix.replace('_', '-')}", fresh, ours,
-            lambda p=precision: decode_attnmt(run_dir, split, reps, threads, p))
+            lambda p=precision: _no_hyps(time_engine(
+                f"attnmt-{p}", engine="attnmt", path=str(run_dir), precision=p, **common)))
     result["decode"]["ctranslate2"] = {}
     for quant in ("float32", "int8"):
-        folder = PEERS / f"ct2-{quant}"
-
-        def ct2(folder=folder, quant=quant) -> dict:
-            export_ctranslate2(run_dir, folder, None if quant == "float32" else quant,
-                               force=True)
-            return decode_ctranslate2(str(folder), "de", "en", split, reps, threads)
-
-        result["decode"]["ctranslate2"][quant] = cached(f"decode-ct2-{quant}", fresh, ours, ct2)
+        result["decode"]["ctranslate2"][quant] = cached(
+            f"decode-ct2-{quant}", fresh, ours, lambda q=quant: _no_hyps(time_engine(
+                f"ct2-{q}", engine="ctranslate2", path=str(export(run_dir, q)),
+                precision="fp32", **common)))
     result["table"] = table(result)
     print(result["table"])
     save("peers", result)

@@ -1,11 +1,14 @@
-"""A bounded load test of `attnmt serve` on loopback: micro-batching on and off.
+"""A bounded load test of `attnmt serve` on loopback: micro-batching on and off, and the
+PyTorch engine against the CTranslate2 engine.
 
     python benchmarks/serve_load.py RUN_DIR [--clients 32] [--requests 320] [--beam 1]
+    python benchmarks/serve_load.py RUN_DIR --ctranslate2
 
-Starts the server twice on a free 127.0.0.1 port (``--max-batch 32`` and
-``--max-batch 1``), sends a fixed number of single-sentence requests from N
-concurrent clients, and reports requests/s, p50/p99 latency and failures, and
-the throughput ratio batched / unbatched. Stops by itself.
+Starts ``attnmt serve`` as its own process on a free 127.0.0.1 port — with the attnmt
+engine at ``--max-batch 32`` and ``--max-batch 1``, and with ``--ctranslate2`` the run
+exported to CTranslate2 at ``--max-batch 32`` — sends a fixed number of single-sentence
+requests from N concurrent clients, and reports requests/s, p50/p99 latency and
+failures, and the throughput ratios. Stops by itself.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import asyncio
 import random
 import socket
 import statistics
-import threading
+import subprocess
+import sys
 import time
 
 import httpx
-import uvicorn
 from common import save
 
 
@@ -29,19 +32,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(run_dir: str, max_batch: int, max_wait_ms: float):
-    from attnmt.serve.app import create_app
-    from attnmt.translator import Translator
-
+def start(path: str, max_batch: int, max_wait_ms: float, engine: str = "attnmt"):
+    """``attnmt serve`` in its own process; returns it and its URL once /health answers."""
     port = _free_port()
-    app = create_app(Translator.from_run(run_dir), run_dir, max_batch, max_wait_ms)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "attnmt.cli", "serve", path, "--port",
+                             str(port), "--max-batch", str(max_batch), "--max-wait-ms",
+                             str(max_wait_ms), "--engine", engine],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"the server for {path} exited with {proc.returncode}")
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"the server for {path} did not answer within 60 s")
 
 
 async def load(url: str, texts: list[str], clients: int, beam: int) -> dict:
@@ -80,6 +89,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--requests", type=int, default=320)
     ap.add_argument("--beam", type=int, default=1)
+    ap.add_argument("--ctranslate2", action="store_true",
+                    help="also serve the run exported to CTranslate2 (float32)")
     ap.add_argument("--inputs", default=None, help="file of sentences (default: the run's "
                     "validation source)")
     args = ap.parse_args()
@@ -93,22 +104,33 @@ def main() -> None:
         folder = resolve_dir(cfg.data, RunDir(args.run).path / "data")
         pool = read_split(folder, cfg.data.valid, cfg.data.src, cfg.data.tgt).src
     texts = [random.Random(i).choice(pool) for i in range(args.requests)]
+    servers = [("batched", args.run, 32, "attnmt"), ("unbatched", args.run, 1, "attnmt")]
+    if args.ctranslate2:
+        from decode_speed import export
+
+        servers.append(("ctranslate2_batched", str(export(args.run, "float32")), 32,
+                        "ctranslate2"))
     results = {}
-    for name, max_batch in (("batched", 32), ("unbatched", 1)):
-        server, thread, url = start(args.run, max_batch, 10.0)
+    for name, path, max_batch, engine in servers:
+        proc, url = start(path, max_batch, 10.0, engine)
         try:
             results[name] = asyncio.run(load(url, texts, args.clients, args.beam))
         finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+            proc.terminate()
+            proc.wait(timeout=30)
         r = results[name]
-        print(f"{name:>9} (max-batch {max_batch:>2}): {r['requests_per_s']:7.1f} req/s  "
+        print(f"{name:>19} (max-batch {max_batch:>2}): {r['requests_per_s']:7.1f} req/s  "
               f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  failures {r['failures']}")
-    ratio = results["batched"]["requests_per_s"] / results["unbatched"]["requests_per_s"]
-    print(f"micro-batching throughput ratio: {ratio:.2f}x")
+    ratios = {"batched_over_unbatched": round(results["batched"]["requests_per_s"] /
+                                              results["unbatched"]["requests_per_s"], 2)}
+    if args.ctranslate2:
+        ratios["ctranslate2_over_attnmt"] = round(
+            results["ctranslate2_batched"]["requests_per_s"] /
+            results["batched"]["requests_per_s"], 2)
+    print("throughput ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
     save(f"serve_load_{args.run.rstrip('/').split('/')[-1]}",
-         {"run": args.run, "clients": args.clients, "beam": args.beam, **results,
-          "ratio_batched_over_unbatched": round(ratio, 2)})
+         {"run": args.run, "clients": args.clients, "beam": args.beam,
+          "separate_processes": True, **results, "ratios": ratios})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""CTranslate2 export: the exported float32 model decodes exactly like attnmt (greedy)."""
+"""CTranslate2 export and engine: the exported float32 model decodes exactly like attnmt
+(greedy), in full batches, and serves the same API."""
 
 from __future__ import annotations
 
@@ -12,15 +13,23 @@ from attnmt.errors import UserError
 pytest.importorskip("ctranslate2")
 
 
-def test_exported_model_matches_attnmt_greedy(trained, task, tmp_path):
-    from attnmt.export import CT2Translator, export_ctranslate2
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    from attnmt.export import export_ctranslate2
+
+    return export_ctranslate2(trained, tmp_path_factory.mktemp("ct2") / "model")
+
+
+def test_exported_model_matches_attnmt_greedy(trained, exported, task):
+    from attnmt.ct2engine import CT2Translator
+    from attnmt.export import export_ctranslate2
     from attnmt.translator import Translator
 
-    out = export_ctranslate2(trained, tmp_path / "ct2")
+    out = exported
     assert (out / "model.bin").is_file() and (out / "vocab/joint.json").is_file()
     src = (task / "test.src").read_text().splitlines()[:40] + [""]
     ours = [h[0].text for h in Translator.from_run(trained).translate(src, beam=1)]
-    theirs = [h[0] for h in CT2Translator(out).translate(src, beam=1)]
+    theirs = [h[0].text for h in CT2Translator(out).translate(src, beam=1)]
     assert theirs == ours
     r = subprocess.run([sys.executable, "-m", "attnmt.cli", "translate", "--engine",
                         "ctranslate2", str(out), "--beam", "1"], input="a b c\n\nd e\n",
@@ -42,3 +51,65 @@ def test_only_transformers_export(seq2seq_run, tmp_path):
 
     with pytest.raises(UserError, match="only Transformer models"):
         export_ctranslate2(seq2seq_run, tmp_path / "x")
+
+
+def test_full_batches_keep_every_sentences_own_length_limit(task, tmp_path_factory):
+    """An untrained model babbles until its limit: one CTranslate2 batch of sentences with
+    different limits still stops each one where attnmt's search does."""
+    from conftest import TINY_TRANSFORMER, config
+
+    from attnmt.config import load_config
+    from attnmt.ct2engine import CT2Translator
+    from attnmt.export import export_ctranslate2
+    from attnmt.train import train
+    from attnmt.translator import Translator
+
+    tmp = tmp_path_factory.mktemp("babbler")
+    train(load_config(config(task, tmp / "c.yaml", TINY_TRANSFORMER, max_steps=1,
+                             valid_every=1)), tmp / "run", quiet=True)
+    out = export_ctranslate2(tmp / "run", tmp / "ct2")
+    src = [" ".join("abcdefghijklmnopqrst"[: n]) for n in range(1, 21)]
+    ours = Translator.from_run(tmp / "run").translate(src, beam=1, max_len_ratio=0.5)
+    theirs = CT2Translator(out).translate(src, beam=1, max_len_ratio=0.5, batch_size=64)
+    lengths = [len(h[0].tokens) for h in ours]
+    assert len(set(lengths)) > 3                       # the limits differ within the batch
+    assert [h[0].tokens for h in theirs] == [h[0].tokens for h in ours]
+
+
+def test_ctranslate2_engine_serves_the_same_api(exported):
+    from fastapi.testclient import TestClient
+
+    from attnmt.ct2engine import CT2Translator
+    from attnmt.serve.app import Limits, create_app
+
+    app = create_app(CT2Translator(exported), exported, max_batch=8, max_wait_ms=5,
+                     limits=Limits(max_chars=50, max_texts=4, max_beam=6, timeout_s=10))
+    with TestClient(app) as c:
+        assert c.get("/health").json() == {"status": "ok"}
+        info = c.get("/info").json()
+        assert info["engine"] == "ctranslate2" and info["parameters"] > 0
+        r = c.post("/translate", json={"texts": ["a b c d", "", "k l m"], "beam": 3,
+                                       "nbest": 2})
+        items = r.json()["translations"]
+        assert r.status_code == 200 and items[0]["text"] == "d c b a" and items[1]["text"] == ""
+        assert len(items[2]["nbest"]) == 2
+        assert c.post("/translate", json={"text": "a " * 40}).status_code == 413
+        assert c.post("/translate", json={"text": "a", "beam": 7}).status_code == 422
+        body = c.post("/attention", json={"text": "a b c"}).json()
+        assert body["translation"] == "c b a" and body["layers"] is None and body["note"]
+        assert body["src_tokens"] == ["a", "b", "c", "</s>"]
+        assert body["tgt_tokens"] == ["c", "b", "a", "</s>"]
+        assert len(body["weights"]) == 4
+        assert all(len(row) == 4 and abs(sum(row) - 1) < 1e-4 for row in body["weights"])
+
+
+def test_an_export_without_its_config_is_a_clear_error(exported, tmp_path):
+    import shutil
+
+    from attnmt.ct2engine import CT2Translator
+
+    old = tmp_path / "old"
+    shutil.copytree(exported, old)
+    (old / "config.yaml").unlink()
+    with pytest.raises(UserError, match="older attnmt"):
+        CT2Translator(old)

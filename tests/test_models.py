@@ -140,13 +140,35 @@ def test_contract_shapes_padding_and_incremental(preset):
     assert torch.allclose(torch.stack(steps, 1), logits, atol=1e-5)
 
 
-def test_transformer_cache_grows_one_position_per_step():
+def test_transformer_cache_grows_one_position_per_step_in_place():
+    """A step writes one position into the cache's buffer; the buffer is reallocated only
+    when full (by doubling), not copied every step."""
     model = make("transformer-tiny").eval()
     src, lengths, tgt = inputs()
     state = model.init_state(model.encode(src, lengths))
-    for t in range(3):
+    buffers = []
+    for t in range(40):
+        _, state, _ = model.decode_step(tgt[:, t % tgt.size(1)], state)
+        cache = state["cache"][0]
+        assert cache.length == t + 1
+        if not buffers or buffers[-1] != cache.k.data_ptr():
+            buffers.append(cache.k.data_ptr())
+    assert len(buffers) == 3            # capacity 16, then 34, then 70
+
+
+def test_a_selected_cache_is_not_changed_by_later_steps_of_the_original():
+    from attnmt.models import select_state
+
+    model = make("transformer-tiny").eval()
+    src, lengths, tgt = inputs()
+    state = model.init_state(model.encode(src, lengths))
+    _, state, _ = model.decode_step(tgt[:, 0], state)
+    picked = select_state(state, torch.arange(src.size(0)))
+    before = picked["cache"][0].k[:, :, :1].clone()
+    for t in range(1, 3):
         _, state, _ = model.decode_step(tgt[:, t], state)
-        assert state["cache"][0][0].shape[2] == t + 1
+    assert torch.equal(picked["cache"][0].k[:, :, :1], before)
+    assert picked["cache"][0].length == 1
 
 
 def test_beam_reorder_equals_picking_every_row():

@@ -1,5 +1,6 @@
-"""Export a Transformer run to CTranslate2, and translate with the exported model.
+"""Export a Transformer run to CTranslate2 (its own fast inference engine).
 
+Translating with the exported folder is ``ct2engine.CT2Translator``.
 The weights are written through CTranslate2's own Python spec API
 (``TransformerSpec.from_config``): token embeddings (scaled by √d), our
 position table, fused Q/K/V projections, layer norms and the tied output
@@ -17,12 +18,12 @@ from pathlib import Path
 import torch
 
 from .checkpoint import RunDir
-from .data.tokenizers import SPECIALS, Vocabs
+from .data.tokenizers import SPECIALS
 from .errors import UserError
 from .models.transformer import Transformer
 
 
-def _require_ctranslate2():
+def require_ctranslate2():
     try:
         import ctranslate2
     except ImportError:
@@ -82,7 +83,7 @@ def _vocabulary(tokenizer) -> list[str]:
 def export_ctranslate2(run_dir: str | Path, out_dir: str | Path,
                        quantization: str | None = None, force: bool = False) -> Path:
     """Convert a ``transformer-*`` run into a CTranslate2 model folder."""
-    _require_ctranslate2()
+    require_ctranslate2()
     from ctranslate2.specs import transformer_spec
 
     cfg, vocabs, model = RunDir(run_dir).load()
@@ -90,8 +91,10 @@ def export_ctranslate2(run_dir: str | Path, out_dir: str | Path,
         raise UserError(f"{run_dir} is a {cfg.model.arch} model; only Transformer models "
                         "can be exported to CTranslate2")
     pre = cfg.model.norm == "pre"
+    # The alignment (the attention CTranslate2 returns) is the last layer's, all heads.
     spec = transformer_spec.TransformerSpec.from_config(
-        (cfg.model.enc_layers, cfg.model.dec_layers), cfg.model.heads, pre_norm=pre)
+        (cfg.model.enc_layers, cfg.model.dec_layers), cfg.model.heads, pre_norm=pre,
+        alignment_layer=-1, alignment_heads=cfg.model.heads)
     _inputs(spec.encoder, model.src_embed)
     for layer_spec, layer in zip(spec.encoder.layer, model.encoder):
         _attention(layer_spec.self_attention, layer.self_attn, True)
@@ -120,52 +123,8 @@ def export_ctranslate2(run_dir: str | Path, out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     spec.save(str(out))
     shutil.copytree(RunDir(run_dir).vocab_dir, out / "vocab", dirs_exist_ok=True)
+    RunDir(out).save_config(cfg)
     (out / "attnmt.json").write_text(json.dumps({
-        "run_dir": str(Path(run_dir).resolve()), "max_positions": cfg.model.max_positions,
+        "run_dir": str(Path(run_dir).resolve()), "parameters": model.num_parameters(),
         "quantization": quantization or "float32"}))
     return out
-
-
-class CT2Translator:
-    """Translate with an exported CTranslate2 model (same tokenisation as attnmt)."""
-
-    def __init__(self, model_dir: str | Path, device: str = "cpu", threads: int = 0):
-
-        ct2 = _require_ctranslate2()
-        folder = Path(model_dir)
-        if not (folder / "model.bin").is_file():
-            raise UserError(f"{folder} is not a CTranslate2 model folder (no model.bin); "
-                            "create one with `attnmt export ctranslate2 RUN_DIR OUT_DIR`")
-        self.vocabs = Vocabs.load(folder / "vocab")
-        self.max_positions = json.loads((folder / "attnmt.json").read_text())["max_positions"]
-        self.translator = ct2.Translator(str(folder), device=device, intra_threads=threads)
-
-    def translate(self, texts: list[str], beam: int = 5, nbest: int = 1,
-                  max_len_ratio: float = 1.5, batch_size: int = 64) -> list[list[str]]:
-        todo = [i for i, t in enumerate(texts) if t.strip()]
-        pieces = [[self.vocabs.src.piece(i) for i in self.vocabs.src.encode(texts[j])]
-                  [: self.max_positions - 2] for j in todo]
-        # CTranslate2 takes one length limit per call, attnmt's search one per sentence
-        # (ratio x (pieces + </s>) + 10, counting </s>): batch sentences that share a
-        # limit, so a model that repeats itself stops where attnmt's own search would.
-        def limit(k: int) -> int:
-            return min(self.max_positions - 1, int((len(pieces[k]) + 1) * max_len_ratio + 10))
-
-        order = sorted(range(len(pieces)), key=lambda k: len(pieces[k]))
-        chunks: list[list[int]] = []
-        for k in order:
-            if not chunks or len(chunks[-1]) == batch_size or limit(chunks[-1][0]) != limit(k):
-                chunks.append([])
-            chunks[-1].append(k)
-        results: list = [None] * len(pieces)
-        for chunk in chunks:
-            batch = self.translator.translate_batch(
-                [pieces[k] for k in chunk], beam_size=beam, num_hypotheses=nbest,
-                max_batch_size=batch_size, max_decoding_length=limit(chunk[0]) - 1)
-            for k, result in zip(chunk, batch):
-                results[k] = result
-        out = [[""] * nbest for _ in texts]
-        for j, result in zip(todo, results):
-            out[j] = [self.vocabs.tgt.decode([self.vocabs.tgt.index_of(p) for p in hyp])
-                      for hyp in result.hypotheses]
-        return out

@@ -150,19 +150,39 @@ class LanguageModel:
 
 
 class TranslationModel:
-    """A trained translation model, as the other predictors see it."""
+    """A trained translation model: what ``attnmt.load`` returns for a translation run, and
+    what ``attnmt evaluate`` and ``attnmt plot`` use. ``translator`` is the engine
+    underneath (``Translator`` or ``CT2Translator``), for n-best lists and every option."""
 
-    def __init__(self, run_dir: str | Path, checkpoint: str = "best", precision: str = "fp32"):
-        from .translator import Translator
+    def __init__(self, run_dir: str | Path, checkpoint: str = "best", precision: str = "fp32",
+                 engine: str = "attnmt"):
+        from .ct2engine import load_translator
 
         self.run_dir, self.precision = run_dir, precision
-        self.translator = Translator.from_run(run_dir, checkpoint, precision=precision)
+        self.translator = load_translator(run_dir, engine, checkpoint, precision=precision)
+        self.tag = "" if engine == "attnmt" else f".{engine}"
+
+    def translate(self, texts: str | list[str], beam: int | None = None, **options
+                  ) -> str | list[str]:
+        """The best translation of each text (one string for one string); ``beam`` 1 is
+        greedy, None the run's default; ``options`` as ``Translator.translate`` takes."""
+        one = isinstance(texts, str)
+        results = self.translator.translate([texts] if one else list(texts), beam=beam,
+                                            **options)
+        best = [hyps[0].text for hyps in results]
+        return best[0] if one else best
+
+    def score(self, sources: list[str], targets: list[str]) -> list[float]:
+        """log p(target | source) of each pair under the model (teacher forcing)."""
+        if self.translator.engine != "attnmt":
+            raise UserError("scoring needs the attnmt engine (load the run, not an export)")
+        return self.translator.score(sources, targets)
 
     def evaluate(self, split: str, data_dir: str | Path | None = None, *,
                  beam: int | None = None, alpha: float | None = None, log=print) -> dict:
         from .evaluate import evaluate
 
-        tag = "" if self.precision == "fp32" else f".{self.precision}"
+        tag = self.tag + ("" if self.precision == "fp32" else f".{self.precision}")
         return evaluate(self.run_dir, split, data_dir, beam, alpha, translator=self.translator,
                         log=log, tag=tag)
 
@@ -178,15 +198,19 @@ class TranslationModel:
 
     def attention(self, text: str, beam: int = 1) -> dict:
         result = self.translator.attention(text, beam=beam)
-        return {**result, "title": "attention (mean over layers and heads)"}
+        title = ("attention (mean over layers and heads)" if result["layers"] is not None
+                 or self.translator.engine == "attnmt" else "attention (last layer, mean of heads)")
+        return {**result, "title": title}
 
 
 PREDICTORS = {"translate": TranslationModel, "classify": Classifier, "lm": LanguageModel}
 
 
-def load_predictor(run_dir: str | Path, checkpoint: str = "best", precision: str = "fp32"):
+def load_predictor(run_dir: str | Path, checkpoint: str = "best", precision: str = "fp32",
+                   engine: str = "attnmt"):
     """The predictor for the task of ``run_dir`` (a translation model, a classifier or a
-    language model); ``precision`` other than fp32 applies to translation models only."""
+    language model); ``precision`` other than fp32 and the ``ctranslate2`` engine (an
+    exported folder) apply to translation models only."""
     task = RunDir(run_dir).load_config().data.task
     if task not in PREDICTORS:
         raise UserError(f"{run_dir} is an {task} pre-training run; fine-tune a classifier "
@@ -196,4 +220,4 @@ def load_predictor(run_dir: str | Path, checkpoint: str = "best", precision: str
             raise UserError(f"--{precision} is available for translation models; {run_dir} "
                             f"holds a {task} model")
         return PREDICTORS[task](run_dir, checkpoint)
-    return TranslationModel(run_dir, checkpoint, precision)
+    return TranslationModel(run_dir, checkpoint, precision, engine)

@@ -19,6 +19,8 @@ from .config import STOPPING
 from .models.base import Seq2SeqModel, select_state
 from .symbols import BOS, EOS, PAD
 
+COMPACT = 0.0   # greedy: the fraction of finished rows at which they leave the batch
+
 
 class Cancelled(Exception):
     """Decoding was abandoned between two steps because its caller stopped waiting."""
@@ -71,34 +73,46 @@ def _filter_top(logits: Tensor, top_k: int, top_p: float) -> Tensor:
 def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
                temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
                generator: torch.Generator | None = None,
-               cancelled: Callable[[], bool] | None = None) -> list[Hypothesis]:
+               cancelled: Callable[[], bool] | None = None,
+               compact: float = COMPACT) -> list[Hypothesis]:
     """Greedy decoding (``temperature == 0``) or sampling, one hypothesis per sentence.
-    ``cancelled`` is asked before every step; when it says so, :class:`Cancelled` is raised."""
+
+    Finished sentences leave the batch once they are at least the fraction ``compact``
+    of it (0: at once): removing rows copies the whole decoder state, so it is done in
+    a few large steps rather than one small copy per step; until then a finished row is
+    decoded along and its output ignored. ``cancelled`` is asked before every step; when
+    it says so, :class:`Cancelled` is raised."""
     b = src.size(0)
     state = model.init_state(model.encode(src, src_lengths))
-    active = torch.arange(b, device=src.device)
+    active = torch.arange(b, device=src.device)           # sentence of each batch row
+    alive = torch.ones(b, dtype=torch.bool, device=src.device)
     prev = torch.full((b,), BOS, dtype=torch.long, device=src.device)
     out = torch.full((b, int(max_lens.max())), PAD, dtype=torch.long, device=src.device)
     logprob = torch.zeros(b, device=src.device)
     for t in range(out.size(1)):
         _check(cancelled)
         logits, state, _ = model.decode_step(prev, state)
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        _force_eos(logprobs, t + 1 >= max_lens[active])
+        logits, at_max = logits.float(), t + 1 >= max_lens[active]
         if temperature > 0:
+            logprobs = torch.log_softmax(logits, dim=-1)
+            _force_eos(logprobs, at_max)
             filtered = _filter_top(logprobs / temperature, top_k, top_p)
             tok = torch.multinomial(filtered.softmax(-1), 1, generator=generator)[:, 0]
-        else:
-            tok = logprobs.argmax(-1)
-        logprob[active] += logprobs.gather(1, tok[:, None])[:, 0]
+            picked = logprobs.gather(1, tok[:, None])[:, 0]
+        else:       # greedy: the argmax of the logits, log-probabilities of the picks only
+            tok = logits.argmax(-1).masked_fill(at_max, EOS)
+            picked = logits.gather(1, tok[:, None])[:, 0] - logits.logsumexp(-1)
+        tok = tok.masked_fill(~alive, PAD)                  # finished rows write nothing
+        logprob[active] += picked.where(alive, 0.0)
         out[active, t] = tok
-        running = tok != EOS
-        if not running.all():                     # finished sentences leave the batch
-            keep = running.nonzero()[:, 0]
-            active, tok = active[keep], tok[keep]
+        alive &= tok != EOS
+        done = alive.numel() - int(alive.sum())
+        if done == alive.numel():
+            break
+        if done and done >= compact * alive.numel():        # finished sentences leave
+            keep = alive.nonzero()[:, 0]
+            active, tok, alive = active[keep], tok[keep], alive[keep]
             state = select_state(state, keep)
-            if active.numel() == 0:
-                break
         prev = tok
     hyps = []
     for row, lp in zip(out.tolist(), logprob.tolist()):
@@ -142,13 +156,9 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
         _check(cancelled)
         n, live = sent.numel(), scores.size(1)
         logits, state, _ = model.decode_step(prev, state)
-        logprobs = torch.log_softmax(logits.float(), dim=-1).view(n, live, -1)  # (n, live, V)
-        vocab = logprobs.size(-1)
         at_max = t + 1 >= max_lens[sent]
-        _force_eos(logprobs, at_max)
-        cand = (scores.unsqueeze(-1) + logprobs).view(n, -1)                 # (n, K*V)
-        top_s, top_i = cand.topk(min(2 * k, cand.size(1)), dim=1)
-        top_beam, top_tok = top_i // vocab, top_i % vocab
+        top_s, top_beam, top_tok = _candidates(logits.float().view(n, live, -1), scores,
+                                               at_max, 2 * k)
         is_eos = top_tok == EOS
         _set_aside(finished, is_eos[:, :k] & torch.isfinite(top_s[:, :k]), sent, tokens,
                    top_s, top_beam, live, k, alpha)
@@ -165,6 +175,27 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
         state = model.reorder_state(state, rows, _source_rows(keep, n, live, scores.size(1)))
         scores, sent, prev = scores[keep], sent[keep], next_tok[keep].view(-1)
     return [sorted(h, key=lambda x: -x.score)[:nbest] for h in finished]
+
+
+def _candidates(logits: Tensor, scores: Tensor, at_max: Tensor, width: int
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``width`` best continuations of each sentence: (scores, beam row, token), each
+    (n, width). logits (n, live, V); scores (n, live); ``at_max`` (n) may only end.
+
+    Only a row's own ``width`` best tokens can be among its sentence's ``width`` best, so
+    each row is cut to those first (top-k of the logits: the log-softmax keeps their
+    order) and the log-probabilities (logit − logsumexp) are formed for them alone,
+    instead of for the whole vocabulary of every row."""
+    n, live, vocab = logits.shape
+    lse = logits.logsumexp(-1, keepdim=True)                               # (n, live, 1)
+    if at_max.any():
+        eos = logits[at_max, :, EOS].clone()
+        logits[at_max] = float("-inf")
+        logits[at_max, :, EOS] = eos
+    row_top, row_tok = logits.topk(min(width, vocab), dim=-1)              # (n, live, w)
+    cand = (scores.unsqueeze(-1) + (row_top - lse)).view(n, -1)            # (n, live * w)
+    top_s, idx = cand.topk(min(width, cand.size(1)), dim=1)
+    return top_s, idx // row_top.size(-1), row_tok.view(n, -1).gather(1, idx)
 
 
 def _set_aside(finished: list[list[Hypothesis]], ended: Tensor, sent: Tensor, tokens: Tensor,

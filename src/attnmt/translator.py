@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -61,7 +62,36 @@ class Translation:
     tokens: list[int]
 
 
+class Engine(Protocol):
+    """What the server, the CLI and the benchmarks need of a translation engine: attnmt's
+    own :class:`Translator` and ``ct2engine.CT2Translator`` both provide it."""
+
+    engine: str                 # "attnmt" or "ctranslate2"
+    cfg: Config
+    vocabs: Vocabs
+
+    @property
+    def has_attention(self) -> bool: ...
+
+    @property
+    def default_alpha(self) -> float: ...
+
+    def num_parameters(self) -> int: ...
+
+    def encode_source(self, text: str) -> list[int]: ...
+
+    def translate(self, texts: list[str], beam: int | None = None, alpha: float | None = None,
+                  nbest: int = 1, **options) -> list[list[Translation]]: ...
+
+    def attention(self, text: str, beam: int = 1,
+                  cancelled: Callable[[], bool] | None = None) -> dict: ...
+
+
 class Translator:
+    """attnmt's own engine: the PyTorch model and :mod:`attnmt.search`."""
+
+    engine = "attnmt"
+
     def __init__(self, model: Seq2SeqModel, vocabs: Vocabs, cfg: Config,
                  device: torch.device | str = "cpu"):
         self.model, self.vocabs, self.cfg = model, vocabs, cfg
@@ -75,6 +105,18 @@ class Translator:
         """Load a run's model in ``precision`` (see :func:`for_inference`)."""
         cfg, vocabs, model = RunDir(run_dir).load(checkpoint, device, task="translate")
         return cls(for_inference(model, precision, device), vocabs, cfg, device)
+
+    @property
+    def has_attention(self) -> bool:
+        return self.model.has_attention
+
+    @property
+    def default_alpha(self) -> float:
+        """The GNMT length penalty's alpha the run decodes with."""
+        return self.cfg.decode.alpha
+
+    def num_parameters(self) -> int:
+        return self.model.num_parameters()
 
     def encode_source(self, text: str) -> list[int]:
         ids = self.vocabs.src.encode(text)[: self.src_cap - 1]
@@ -128,6 +170,30 @@ class Translator:
         return results
 
     @torch.no_grad()
+    def score(self, sources: list[str], targets: list[str], batch_size: int | None = None
+              ) -> list[float]:
+        """The log-probability the model gives each target (and its ``</s>``) given its
+        source, by teacher forcing: what search maximises, for any pair of texts."""
+        self.model.eval()
+        if len(sources) != len(targets):
+            raise UserError(f"{len(sources)} sources but {len(targets)} targets; give one "
+                            "target per source")
+        seqs = [self.encode_source(s) for s in sources]
+        tgts = [self.vocabs.tgt.encode(t)[: self.tgt_cap - 1] + [EOS] for t in targets]
+        out = [0.0] * len(sources)
+        for group in sentence_batches([len(s) for s in seqs], batch_size or
+                                      self.cfg.decode.batch_size):
+            src, lengths = self._tensors([seqs[j] for j in group])
+            gold, _ = self._tensors([tgts[j] for j in group])             # PAD-filled
+            tgt_in = torch.cat([torch.full_like(gold[:, :1], BOS), gold[:, :-1]], 1)
+            logits, _ = self.model(src, lengths, tgt_in)
+            logprobs = torch.log_softmax(logits.float(), -1).gather(2, gold[..., None])[..., 0]
+            sums = logprobs.masked_fill(gold == PAD, 0.0).sum(1)
+            for j, value in zip(group, sums.tolist()):
+                out[j] = value
+        return out
+
+    @torch.no_grad()
     def attention(self, text: str, beam: int = 1,
                   cancelled: Callable[[], bool] | None = None) -> dict:
         """Translate ``text`` and return the attention of that translation.
@@ -136,7 +202,7 @@ class Translator:
         which gives exactly what the decoder saw while searching.
         ``weights`` is (T, S); ``layers`` (layers, heads, T, S) for the Transformer.
         """
-        if not self.model.has_attention:
+        if not self.has_attention:
             raise NoAttentionError("this model is a seq2seq without attention: it sees the "
                                    "source only through one fixed context vector, so there "
                                    "is no attention to show")

@@ -6,6 +6,7 @@
     attnmt average RUN_DIR               average the last checkpoints
     attnmt serve RUN_DIR                 REST API and a web page that shows attention
     attnmt export ctranslate2 RUN OUT    the model for another inference engine
+    attnmt export huggingface RUN OUT    the model for Hugging Face Transformers
     attnmt presets | config-keys         what can be configured
     attnmt demo                          the offline demo: the bottleneck and attention
     attnmt translate RUN_DIR             translate stdin or a file             (cli/use.py)

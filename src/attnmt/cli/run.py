@@ -70,8 +70,12 @@ def average(run_dir, last) -> None:
 @click.option("--max-work", default=16384, show_default=True, type=click.IntRange(min=1),
               help="most source tokens x beam one request may ask to decode")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--engine", default="attnmt", show_default=True,
+              type=click.Choice(["attnmt", "ctranslate2"]),
+              help="ctranslate2: RUN_DIR is a folder made by `attnmt export ctranslate2` "
+              "(faster; /attention then gives the last layer's weights only)")
 def serve(run_dir, host, port, max_batch, max_wait_ms, max_chars, max_texts, max_beam, timeout,
-          max_work, device) -> None:
+          max_work, device, engine) -> None:
     """Serve RUN_DIR: REST API (/translate, /attention, /docs) and a web page at /."""
     from ..serve.app import serve as run_server
     from ..serve.limits import Limits
@@ -79,12 +83,12 @@ def serve(run_dir, host, port, max_batch, max_wait_ms, max_chars, max_texts, max
     click.echo(f"serving {run_dir} on http://{host}:{port}/ (API docs at /docs)")
     run_server(run_dir, host, port, max_batch, max_wait_ms,
                Limits(max_chars=max_chars, max_texts=max_texts, max_beam=max_beam,
-                      timeout_s=timeout, max_work=max_work), device)
+                      timeout_s=timeout, max_work=max_work), device, engine)
 
 
 @cli.group()
 def export() -> None:
-    """Export a trained model to another inference engine."""
+    """Export a trained model to another inference engine or library."""
 
 
 @export.command("ctranslate2")
@@ -100,6 +104,19 @@ def export_ct2(run_dir, out_dir, quantization, force) -> None:
 
     out = export_ctranslate2(run_dir, out_dir, quantization, force)
     click.echo(f"wrote {out}; translate with `attnmt translate --engine ctranslate2 {out}`")
+
+
+@export.command("huggingface")
+@click.argument("run_dir", type=click.Path())
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="write into a non-empty OUT_DIR")
+def export_hf(run_dir, out_dir, force) -> None:
+    """Convert a Transformer run into a Hugging Face Transformers folder (model, tokenizer,
+    model card): AutoModelForSeq2SeqLM / AutoTokenizer.from_pretrained(OUT_DIR)."""
+    from ..export_hf import export_huggingface
+
+    out = export_huggingface(run_dir, out_dir, force)
+    click.echo(f"wrote {out}; load it with AutoModelForSeq2SeqLM.from_pretrained({str(out)!r})")
 
 
 @cli.command()

@@ -31,7 +31,8 @@ from . import SEED, Finite, cli
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--engine", default="attnmt", show_default=True,
               type=click.Choice(["attnmt", "ctranslate2"]),
-              help="ctranslate2: RUN_DIR is a folder made by `attnmt export ctranslate2`")
+              help="ctranslate2: RUN_DIR is a folder made by `attnmt export ctranslate2`; "
+              "--alpha is then CTranslate2's length penalty (log-probability / length^alpha)")
 @click.option("--int8", is_flag=True, help="dynamic int8 quantisation of the Linear layers "
               "(CPU; faster, slightly lower BLEU)")
 @click.option("--bf16", is_flag=True, help="translate in bfloat16 (GPUs, and CPUs with "
@@ -42,34 +43,18 @@ def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temp
               top_p, seed, max_len_ratio, checkpoint, device, engine, int8, bf16,
               stopping) -> None:
     """Translate line by line; output lines stay aligned with input lines."""
-    precision = _precision(int8, bf16)
-    if engine == "ctranslate2":
-        from ..export import CT2Translator
+    from ..ct2engine import load_translator
 
-        if precision != "fp32":
-            raise UserError(f"--{precision} applies to the attnmt engine; export a quantised "
-                            "CTranslate2 model with `attnmt export ctranslate2 "
-                            "--quantization int8` instead")
-        if stopping:
-            raise UserError("--stopping applies to the attnmt engine; CTranslate2 uses its "
-                            "own stopping rule")
-
-        if nbest > 1 and (beam or 5) < nbest:
-            raise UserError(f"--nbest {nbest} needs --beam of at least {nbest}")
-        outputs = CT2Translator(run_dir, device).translate(
-            _read_input(input_path), beam=beam or 5, nbest=nbest,
-            max_len_ratio=max_len_ratio or 1.5)
-        _write_output("".join("\t".join(hyps) + "\n" for hyps in outputs), output_path)
-        return
-    from ..translator import Translator
-
-    translator = Translator.from_run(run_dir, checkpoint, device, precision)
+    translator = load_translator(run_dir, engine, checkpoint, device, _precision(int8, bf16))
     if nbest > 1 and (beam or translator.cfg.decode.beam) < nbest:
         raise UserError(f"--nbest {nbest} needs --beam of at least {nbest}")
+    options = dict(sample=sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                   seed=seed, stopping=stopping)
+    if engine == "ctranslate2":                 # attnmt's search options only where given
+        options = {k: v for k, v in options.items() if k in ("sample", "stopping") and v}
     lines = _read_input(input_path)
-    results = translator.translate(lines, beam=beam, alpha=alpha, nbest=nbest, sample=sample,
-                                   temperature=temperature, top_k=top_k, top_p=top_p,
-                                   max_len_ratio=max_len_ratio, seed=seed, stopping=stopping)
+    results = translator.translate(lines, beam=beam, alpha=alpha, nbest=nbest,
+                                   max_len_ratio=max_len_ratio, **options)
     if nbest > 1:
         text = "".join("\t".join(f"{h.text}\t{h.score:.4f}" for h in hyps) + "\n"
                        for hyps in results)
@@ -130,12 +115,15 @@ def split_lines(text: str) -> list[str]:
               "int8-quantised model (results saved with an .int8 suffix)")
 @click.option("--bf16", is_flag=True, help="translation models: evaluate in bfloat16 "
               "(results saved with a .bf16 suffix)")
-def evaluate(run_dir, split, data_dir, beam, alpha, checkpoint, int8, bf16) -> None:
+@click.option("--engine", default="attnmt", show_default=True,
+              type=click.Choice(["attnmt", "ctranslate2"]),
+              help="ctranslate2: RUN_DIR is a folder made by `attnmt export ctranslate2`")
+def evaluate(run_dir, split, data_dir, beam, alpha, checkpoint, int8, bf16, engine) -> None:
     """Scores on a split: sacreBLEU BLEU/chrF, exact match and scores by source length
     (translation), accuracy and confusion (classifier) or perplexity (language model)."""
     from ..predict import load_predictor
 
-    predictor = load_predictor(run_dir, checkpoint, _precision(int8, bf16))
+    predictor = load_predictor(run_dir, checkpoint, _precision(int8, bf16), engine)
     result = predictor.evaluate(split, data_dir, beam=beam, alpha=alpha, log=click.echo)
     click.echo("\n".join(predictor.describe(result)))
 

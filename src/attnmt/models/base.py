@@ -7,7 +7,8 @@ branch on the architecture.
 
 - ``encode(src, src_lengths) -> EncoderOutput``
 - ``init_state(enc) -> state``: a dict of batch-first tensors (and plain values)
-- ``decode_step(prev_tokens, state) -> (logits, state, weights | None)``
+- ``decode_step(prev_tokens, state) -> (logits, state, weights | None)``: it consumes
+  ``state`` (a cache may be extended in place); continue from the state it returns
 - ``reorder_state(state, rows, source_rows) -> state``: beam search's reorder
 - ``forward(src, src_lengths, tgt_in) -> (logits, weights | None)`` (teacher forcing)
 - ``attention_layers(src, src_lengths, tgt_in) -> (B, layers, heads, T, S) | None``:
@@ -112,7 +113,7 @@ def select_state(state: State, index: Tensor) -> State:
     """Keep/reorder the batch rows ``index`` of every tensor in a state (beam search)."""
 
     def pick(value: Any) -> Any:
-        if isinstance(value, Tensor):
+        if hasattr(value, "index_select"):       # a tensor, or a cache that selects its rows
             return value.index_select(0, index)
         if isinstance(value, (list, tuple)):
             return type(value)(pick(v) for v in value)

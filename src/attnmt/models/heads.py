@@ -16,7 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from .base import CausalLM, State, padding_mask
-from .transformer import DecoderLayer, Embeddings, EncoderLayer, token_embedding, xavier_init
+from .transformer import (
+    DecoderLayer,
+    Embeddings,
+    EncoderLayer,
+    LayerCache,
+    token_embedding,
+    xavier_init,
+)
 
 
 class EncoderClassifier(nn.Module):
@@ -94,17 +101,17 @@ class DecoderLM(CausalLM):
         self.max_positions = max_positions
 
     def init_state(self) -> State:
-        return {"cache": None, "step": 0}
+        return {"cache": [LayerCache() for _ in self.layers], "step": 0}
 
     def decode(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
-        """tokens (B, T) after the cached prefix -> logits (B, T, V), new state."""
+        """tokens (B, T) after the cached prefix -> logits (B, T, V), new state (its cache
+        extended in place)."""
         x = self.embed(tokens, offset=state["step"])
-        caches, new = state["cache"], []
+        caches = state["cache"]
         for i, layer in enumerate(self.layers):
-            x, kv, _ = layer(x, None, None, caches[i] if caches is not None else None)
-            new.append(kv)
-        return self.out(self.norm(x)), {"cache": new, "step": state["step"] + tokens.size(1)}
+            x, _ = layer(x, None, None, caches[i] if caches is not None else None)
+        return self.out(self.norm(x)), {"cache": caches, "step": state["step"] + tokens.size(1)}
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """Teacher forcing: tokens (B, T) -> next-token logits (B, T, V)."""
-        return self.decode(tokens, self.init_state())[0]
+        """Teacher forcing: tokens (B, T) -> next-token logits (B, T, V); no cache kept."""
+        return self.decode(tokens, {"cache": None, "step": 0})[0]

@@ -77,6 +77,46 @@ class FeedForward(nn.Sequential):
         super().__init__(*layers, nn.Linear(ffn, d_model))
 
 
+class LayerCache:
+    """One decoder layer's self-attention keys and values for the positions decoded so far.
+
+    The buffers are allocated ahead and grow by doubling, so a decoding step writes its
+    one new position in place instead of copying the whole past with ``torch.cat``
+    (quadratic in the output length). Beam search's reorder (``index_select``) copies
+    the buffers into new ones; a step never changes a cache another state still holds
+    except by writing past that state's length.
+    """
+
+    def __init__(self, k: Tensor | None = None, v: Tensor | None = None, length: int = 0):
+        self.k, self.v, self.length = k, v, length
+
+    def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append k, v (B, H, T, dh); return the keys and values of every position so far."""
+        end = self.length + k.size(2)
+        if self.k is None or end > self.k.size(2):
+            self._grow(k, v, max(16, 2 * end))
+        self.k[:, :, self.length:end] = k
+        self.v[:, :, self.length:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def _grow(self, k: Tensor, v: Tensor, capacity: int) -> None:
+        b, h, _, dh = k.shape
+        new_k, new_v = k.new_empty(b, h, capacity, dh), v.new_empty(b, h, capacity, dh)
+        if self.k is not None:
+            new_k[:, :, :self.length] = self.k[:, :, :self.length]
+            new_v[:, :, :self.length] = self.v[:, :, :self.length]
+        self.k, self.v = new_k, new_v
+
+    def index_select(self, dim: int, rows: Tensor) -> LayerCache:
+        """The cache of the batch rows ``rows`` (``dim`` must be 0), as ``select_state``
+        asks of every part of a state."""
+        if self.k is None:
+            return LayerCache()
+        return LayerCache(self.k.index_select(dim, rows), self.v.index_select(dim, rows),
+                          self.length)
+
+
 class _Sublayers(nn.Module):
     """Residual connections with a layer norm, before (pre-norm) or after (post-norm, as in
     Vaswani et al.) each sub-layer: ``norm_in(i, x)`` gives the sub-layer's input and
@@ -126,15 +166,15 @@ class DecoderLayer(_Sublayers):
         self.ffn = FeedForward(d_model, ffn, activation_dropout)
 
     def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor] | None, src_mask: Tensor | None,
-                cache: tuple[Tensor, Tensor] | None = None, need_weights: bool = False
-                ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
-        """x (B, T, D). With ``cache`` (keys, values of earlier positions), x is the new
-        position(s) only. Returns x, the updated self-attention cache and the
-        cross-attention weights (B, H, T, S) when asked (None for the decoder-only LM)."""
+                cache: LayerCache | None = None, need_weights: bool = False
+                ) -> tuple[Tensor, Tensor | None]:
+        """x (B, T, D). With ``cache`` (keys, values of earlier positions, extended here in
+        place), x is the new position(s) only. Returns x and the cross-attention weights
+        (B, H, T, S) when asked (None for the decoder-only LM)."""
         y = self.norm_in(0, x)
         k, v = self.self_attn.project_kv(y)                               # (B, H, T, dh)
         if cache is not None:
-            k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+            k, v = cache.extend(k, v)
         out, _ = self.self_attn(y, k, v, causal=y.size(1) > 1)            # one new token sees all
         x, weights = self.add(0, x, out), None
         if self.cross_attn is not None:
@@ -142,7 +182,7 @@ class DecoderLayer(_Sublayers):
                                            need_weights=need_weights)
             x = self.add(1, x, out)
         last = len(self.norms) - 1
-        return self.add(last, x, self.ffn(self.norm_in(last, x))), (k, v), weights
+        return self.add(last, x, self.ffn(self.norm_in(last, x))), weights
 
 
 class Transformer(Seq2SeqModel):
@@ -194,15 +234,20 @@ class Transformer(Seq2SeqModel):
                 "step": state["step"]}
 
     def _decode(self, tokens: Tensor, state: State, need_weights: bool,
-                all_weights: list | None = None) -> tuple[Tensor, State, Tensor | None]:
+                all_weights: list | None = None, keep_cache: bool = True
+                ) -> tuple[Tensor, State, Tensor | None]:
+        """Decode ``tokens`` after the cached positions; ``keep_cache=False`` (teacher
+        forcing) keeps no cache."""
         x = self.tgt_embed(tokens, offset=state["step"])
-        caches, new_caches, weights = state["cache"], [], []
+        caches = state["cache"]
+        if caches is None and keep_cache:
+            caches = [LayerCache() for _ in self.decoder]
+        weights = []
         for i, layer in enumerate(self.decoder):
-            cache = caches[i] if caches is not None else None
-            x, kv, w = layer(x, state["memory_kv"][i], state["mask"], cache, need_weights)
-            new_caches.append(kv)
+            x, w = layer(x, state["memory_kv"][i], state["mask"],
+                         caches[i] if caches is not None else None, need_weights)
             weights.append(w)
-        state = {**state, "cache": new_caches, "step": state["step"] + tokens.size(1)}
+        state = {**state, "cache": caches, "step": state["step"] + tokens.size(1)}
         logits = self.out(self.dec_norm(x))
         if not need_weights:
             return logits, state, None
@@ -218,7 +263,7 @@ class Transformer(Seq2SeqModel):
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         state = self.init_state(self.encode(src, src_lengths))
-        logits, _, weights = self._decode(tgt_in, state, need_weights)
+        logits, _, weights = self._decode(tgt_in, state, need_weights, keep_cache=False)
         return logits, weights
 
     @property
@@ -234,5 +279,5 @@ class Transformer(Seq2SeqModel):
         """Cross-attention of every layer and head: (B, layers, heads, T, S)."""
         state = self.init_state(self.encode(src, src_lengths))
         collected: list[Tensor] = []
-        self._decode(tgt_in, state, True, collected)
+        self._decode(tgt_in, state, True, collected, keep_cache=False)
         return torch.stack(collected, 1)

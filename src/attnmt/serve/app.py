@@ -29,8 +29,9 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictStr
 
 from ..checkpoint import RunDir
+from ..ct2engine import load_translator
 from ..errors import UserError
-from ..translator import Translator
+from ..translator import Engine
 from .batcher import MicroBatcher
 from .limits import BodyLimit, Limits
 
@@ -106,7 +107,7 @@ def _check_texts(texts: list[str], limits: Limits) -> None:
                                         "Unicode text; send valid UTF-16 pairs") from None
 
 
-def _work(translator: Translator, texts: list[str], beam: int, limits: Limits) -> int:
+def _work(translator: Engine, texts: list[str], beam: int, limits: Limits) -> int:
     """Source tokens x beam: what decoding the request costs; over the limit is 413."""
     try:
         tokens = sum(len(translator.encode_source(t)) for t in texts if t.strip())
@@ -120,14 +121,15 @@ def _work(translator: Translator, texts: list[str], beam: int, limits: Limits) -
     return work
 
 
-def _info(translator: Translator, run_dir, limits: Limits, max_batch: int,
+def _info(translator: Engine, run_dir, limits: Limits, max_batch: int,
           max_wait_ms: float) -> dict[str, Any]:
-    cfg, model = translator.cfg, translator.model
+    cfg = translator.cfg
     info = {"run_dir": str(run_dir), "architecture": cfg.model.preset or cfg.model.arch,
-            "arch": cfg.model.arch, "has_attention": model.has_attention,
+            "arch": cfg.model.arch, "has_attention": translator.has_attention,
             "source_language": cfg.data.src, "target_language": cfg.data.tgt,
-            "parameters": model.num_parameters(),
-            "decoding": {"beam": cfg.decode.beam, "alpha": cfg.decode.alpha},
+            "parameters": translator.num_parameters(),
+            "engine": translator.engine,
+            "decoding": {"beam": cfg.decode.beam, "alpha": translator.default_alpha},
             "limits": vars(limits), "micro_batch": {"max_batch": max_batch,
                                                     "max_wait_ms": max_wait_ms}}
     if run_dir:
@@ -153,7 +155,7 @@ def _error_handlers(app) -> None:
         return _error(500, "server", f"internal error: {type(exc).__name__}")
 
 
-def _admit(req, translator: Translator, batcher: MicroBatcher, limits: Limits
+def _admit(req, translator: Engine, batcher: MicroBatcher, limits: Limits
            ) -> tuple[list[str], int, int]:
     """Every check of a translate request before it may queue: the texts, the beam, the
     work it asks for, and whether the queue could finish it in time (else 503)."""
@@ -207,13 +209,12 @@ def _base_app(batcher: MicroBatcher, limits: Limits):
     return app
 
 
-def create_app(translator: Translator, run_dir: str | Path = "", max_batch: int = 32,
+def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32,
                max_wait_ms: float = 10.0, limits: Limits | None = None):
     limits = limits or Limits()
     batcher = MicroBatcher(translator, max_batch, max_wait_ms)
     TranslateRequest, AttentionRequest = _request_models(limits)
     app = _base_app(batcher, limits)
-    cfg = translator.cfg
     info = _info(translator, run_dir, limits, max_batch, max_wait_ms)
 
     @app.get("/health")
@@ -227,7 +228,7 @@ def create_app(translator: Translator, run_dir: str | Path = "", max_batch: int 
     @app.post("/translate")
     async def translate(req: TranslateRequest) -> dict:
         texts, beam, work = _admit(req, translator, batcher, limits)
-        alpha = cfg.decode.alpha if req.alpha is None else float(req.alpha)
+        alpha = translator.default_alpha if req.alpha is None else float(req.alpha)
         start = time.perf_counter()
         results = await _run(batcher.submit(texts, beam, alpha, req.nbest, work=work,
                                             deadline=time.monotonic() + limits.timeout_s),
@@ -298,12 +299,14 @@ class _HeaderTimeout:
 
 
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 32,
-          max_wait_ms: float = 10.0, limits: Limits | None = None, device: str = "cpu") -> None:
-    """Load a run directory and serve it with uvicorn until interrupted (idle keep-alive
-    connections close after 5 s, unfinished headers after 10 s; 256 connections at most)."""
+          max_wait_ms: float = 10.0, limits: Limits | None = None, device: str = "cpu",
+          engine: str = "attnmt") -> None:
+    """Load a run directory (or, with ``engine="ctranslate2"``, an exported CTranslate2
+    folder) and serve it with uvicorn until interrupted (idle keep-alive connections close
+    after 5 s, unfinished headers after 10 s; 256 connections at most)."""
     import uvicorn
 
-    translator = Translator.from_run(run_dir, device=device)
+    translator = load_translator(run_dir, engine, device=device)
     app = create_app(translator, run_dir, max_batch, max_wait_ms, limits)
     uvicorn.run(app, host=host, port=port, log_level="info", http=_HeaderTimeout.protocol(),
                 timeout_keep_alive=5, limit_concurrency=256)

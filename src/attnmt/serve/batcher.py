@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..search import Cancelled
-from ..translator import Translation, Translator
+from ..translator import Engine, Translation
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Job:
 
 
 class MicroBatcher:
-    def __init__(self, translator: Translator, max_batch: int = 32, max_wait_ms: float = 10.0):
+    def __init__(self, translator: Engine, max_batch: int = 32, max_wait_ms: float = 10.0):
         self.translator = translator
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
