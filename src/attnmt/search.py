@@ -19,8 +19,6 @@ from .config import STOPPING
 from .models.base import Seq2SeqModel, select_state
 from .symbols import BOS, EOS, PAD
 
-COMPACT = 0.0   # greedy: the fraction of finished rows at which they leave the batch
-
 
 class Cancelled(Exception):
     """Decoding was abandoned between two steps because its caller stopped waiting."""
@@ -73,46 +71,35 @@ def _filter_top(logits: Tensor, top_k: int, top_p: float) -> Tensor:
 def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
                temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
                generator: torch.Generator | None = None,
-               cancelled: Callable[[], bool] | None = None,
-               compact: float = COMPACT) -> list[Hypothesis]:
+               cancelled: Callable[[], bool] | None = None) -> list[Hypothesis]:
     """Greedy decoding (``temperature == 0``) or sampling, one hypothesis per sentence.
-
-    Finished sentences leave the batch once they are at least the fraction ``compact``
-    of it (0: at once): removing rows copies the whole decoder state, so it is done in
-    a few large steps rather than one small copy per step; until then a finished row is
-    decoded along and its output ignored. ``cancelled`` is asked before every step; when
-    it says so, :class:`Cancelled` is raised."""
+    ``cancelled`` is asked before every step; when it says so, :class:`Cancelled` is raised."""
     b = src.size(0)
     state = model.init_state(model.encode(src, src_lengths))
-    active = torch.arange(b, device=src.device)           # sentence of each batch row
-    alive = torch.ones(b, dtype=torch.bool, device=src.device)
+    active = torch.arange(b, device=src.device)
     prev = torch.full((b,), BOS, dtype=torch.long, device=src.device)
     out = torch.full((b, int(max_lens.max())), PAD, dtype=torch.long, device=src.device)
     logprob = torch.zeros(b, device=src.device)
     for t in range(out.size(1)):
         _check(cancelled)
         logits, state, _ = model.decode_step(prev, state)
-        logits, at_max = logits.float(), t + 1 >= max_lens[active]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        at_max = t + 1 >= max_lens[active]
         if temperature > 0:
-            logprobs = torch.log_softmax(logits, dim=-1)
             _force_eos(logprobs, at_max)
             filtered = _filter_top(logprobs / temperature, top_k, top_p)
             tok = torch.multinomial(filtered.softmax(-1), 1, generator=generator)[:, 0]
-            picked = logprobs.gather(1, tok[:, None])[:, 0]
-        else:       # greedy: the argmax of the logits, log-probabilities of the picks only
-            tok = logits.argmax(-1).masked_fill(at_max, EOS)
-            picked = logits.gather(1, tok[:, None])[:, 0] - logits.logsumexp(-1)
-        tok = tok.masked_fill(~alive, PAD)                  # finished rows write nothing
-        logprob[active] += picked.where(alive, 0.0)
+        else:                               # at the limit only </s> may follow
+            tok = logprobs.argmax(-1).masked_fill(at_max, EOS)
+        logprob[active] += logprobs.gather(1, tok[:, None])[:, 0]
         out[active, t] = tok
-        alive &= tok != EOS
-        done = alive.numel() - int(alive.sum())
-        if done == alive.numel():
-            break
-        if done and done >= compact * alive.numel():        # finished sentences leave
-            keep = alive.nonzero()[:, 0]
-            active, tok, alive = active[keep], tok[keep], alive[keep]
+        running = tok != EOS
+        if not running.all():                     # finished sentences leave the batch
+            keep = running.nonzero()[:, 0]
+            active, tok = active[keep], tok[keep]
             state = select_state(state, keep)
+            if active.numel() == 0:
+                break
         prev = tok
     hyps = []
     for row, lp in zip(out.tolist(), logprob.tolist()):
@@ -183,17 +170,13 @@ def _candidates(logits: Tensor, scores: Tensor, at_max: Tensor, width: int
     (n, width). logits (n, live, V); scores (n, live); ``at_max`` (n) may only end.
 
     Only a row's own ``width`` best tokens can be among its sentence's ``width`` best, so
-    each row is cut to those first (top-k of the logits: the log-softmax keeps their
-    order) and the log-probabilities (logit − logsumexp) are formed for them alone,
-    instead of for the whole vocabulary of every row."""
+    each row is cut to those first and the beam scores are added to them alone, instead
+    of to the whole vocabulary of every row (passes over (rows, V) are what cost here)."""
     n, live, vocab = logits.shape
-    lse = logits.logsumexp(-1, keepdim=True)                               # (n, live, 1)
-    if at_max.any():
-        eos = logits[at_max, :, EOS].clone()
-        logits[at_max] = float("-inf")
-        logits[at_max, :, EOS] = eos
-    row_top, row_tok = logits.topk(min(width, vocab), dim=-1)              # (n, live, w)
-    cand = (scores.unsqueeze(-1) + (row_top - lse)).view(n, -1)            # (n, live * w)
+    logprobs = torch.log_softmax(logits, dim=-1)
+    _force_eos(logprobs, at_max)
+    row_top, row_tok = logprobs.topk(min(width, vocab), dim=-1)            # (n, live, w)
+    cand = (scores.unsqueeze(-1) + row_top).view(n, -1)                    # (n, live * w)
     top_s, idx = cand.topk(min(width, cand.size(1)), dim=1)
     return top_s, idx // row_top.size(-1), row_tok.view(n, -1).gather(1, idx)
 

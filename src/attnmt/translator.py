@@ -24,6 +24,7 @@ from .data.batching import sentence_batches
 from .data.tokenizers import BOS, EOS, PAD, Vocabs
 from .errors import UserError
 from .models import Seq2SeqModel
+from .models.backend import pack_linear_layers
 from .search import beam_search, max_lengths, sequential
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -45,14 +46,15 @@ def quantize_int8(model: nn.Module, device: str = "cpu") -> nn.Module:
 
 
 def for_inference(model: nn.Module, precision: str, device: str = "cpu") -> nn.Module:
-    """The model in the number format it will translate in: ``fp32`` as trained, ``bf16``
+    """The model in the number format it will translate in: ``fp32`` as trained (on a CPU
+    with its Linear weights prepacked for oneDNN: ``models.backend``), ``bf16``
     (weights and activations cast; fast on GPUs and on CPUs with bf16 dot-product
     instructions, search scores stay float32), ``int8`` (dynamic quantisation, CPU)."""
     if precision not in PRECISIONS:
         raise UserError(f"precision {precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
     if precision == "int8":
         return quantize_int8(model, device)
-    return model.to(torch.bfloat16) if precision == "bf16" else model
+    return model.to(torch.bfloat16) if precision == "bf16" else pack_linear_layers(model)
 
 
 @dataclass

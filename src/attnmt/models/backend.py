@@ -4,19 +4,76 @@
 CPU bf16 autocast it runs the attention itself in float32, because PyTorch's
 CPU flash-attention backward in bf16 is several times slower than in float32
 (the measurement is in ``benchmarks/README.md``).
+
+A single query (one decoding step) is computed with two plain matrix products on a
+CPU, where they beat the flash kernel.
+
+:func:`pack_linear_layers` prepares a model for float32 inference on a CPU: every
+``nn.Linear`` becomes a :class:`PackedLinear`, whose weight oneDNN reorders once into
+its blocked layout instead of on every call — what CTranslate2 does with its own
+weights. Decoding multiplies small batches by the same weights hundreds of times,
+where that reorder is a large part of each product.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+
+def _one_query(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None) -> Tensor:
+    """Attention for one query position (a decoding step) as two matrix products: on a
+    CPU faster than the flash kernel, whose blocking is made for many queries."""
+    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5)
+    if attn_mask is not None:
+        scores.masked_fill_(~attn_mask, float("-inf"))
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+class PackedLinear(nn.Module):
+    """Inference-only ``nn.Linear`` with its weight prepacked for oneDNN (CPU, float32).
+    ``weight`` stays the original parameter, so parameter counts and exports see it."""
+
+    def __init__(self, linear: nn.Linear, batch_hint: int = 64):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = linear.weight
+        weight = linear.weight.detach()
+        self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint),
+                             persistent=False)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach(),
+                             persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
+def can_pack(model: nn.Module) -> bool:
+    """Prepacking applies to float32 models on a CPU where PyTorch has oneDNN."""
+    p = next(model.parameters(), None)
+    return (p is not None and p.device.type == "cpu" and p.dtype == torch.float32
+            and torch.backends.mkldnn.is_available())
+
+
+def pack_linear_layers(model: nn.Module) -> nn.Module:
+    """Replace every ``nn.Linear`` of ``model`` (in place) by a :class:`PackedLinear`; the
+    model is then for inference only. Unchanged where :func:`can_pack` says no."""
+    if not can_pack(model):
+        return model
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, name, PackedLinear(child))
+    return model.eval()
 
 
 def sdpa(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, dropout: float,
          causal: bool = False) -> Tensor:
     """Scaled dot-product attention; q (B, H, T, dh), k/v (B, H, S, dh), mask broadcastable
     to (B, H, T, S), True where attending is allowed."""
+    if q.size(-2) == 1 and not causal and dropout == 0.0 and q.device.type == "cpu":
+        return _one_query(q, k, v, attn_mask)
     if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             return F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
