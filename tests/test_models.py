@@ -275,3 +275,42 @@ def test_transformer_variants_keep_the_contract(extra):
         step_logits, state, _ = model.decode_step(tgt[:, t], state)
         steps.append(step_logits)
     assert torch.allclose(torch.stack(steps, 1), logits, atol=1e-5)
+
+
+def test_packed_inference_model_computes_what_the_model_computes():
+    """PackedLinear (prepacked oneDNN weights) and the one-query attention path change
+    how decoding is computed, not what: logits agree with the plain model's."""
+    import copy
+
+    from attnmt.models.backend import PackedLinear, can_pack, pack_linear_layers
+
+    model = make("transformer-tiny").eval()
+    if not can_pack(model):
+        pytest.skip("this PyTorch build has no oneDNN")
+    packed = pack_linear_layers(copy.deepcopy(model))
+    assert any(isinstance(m, PackedLinear) for m in packed.modules())
+    assert packed.num_parameters() == model.num_parameters()
+    src, lengths, tgt = inputs()
+    with torch.no_grad():
+        assert torch.allclose(packed(src, lengths, tgt)[0], model(src, lengths, tgt)[0],
+                              atol=1e-4)
+        a = model.init_state(model.encode(src, lengths))
+        b = packed.init_state(packed.encode(src, lengths))
+        for t in range(tgt.size(1)):                        # one query per step
+            la, a, _ = model.decode_step(tgt[:, t], a)
+            lb, b, _ = packed.decode_step(tgt[:, t], b)
+            assert torch.allclose(la, lb, atol=1e-4)
+
+
+def test_one_query_attention_equals_sdpa():
+    import torch.nn.functional as F
+
+    from attnmt.models.backend import sdpa
+
+    q, k, v = torch.randn(3, 2, 1, 8), torch.randn(3, 2, 5, 8), torch.randn(3, 2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    mask = mask[:, None, None, :]
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.allclose(sdpa(q, k, v, mask, 0.0), expected, atol=1e-6)
+    assert torch.allclose(sdpa(q, k, v, None, 0.0),
+                          F.scaled_dot_product_attention(q, k, v), atol=1e-6)

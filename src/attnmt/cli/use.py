@@ -45,13 +45,17 @@ def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temp
     """Translate line by line; output lines stay aligned with input lines."""
     from ..ct2engine import load_translator
 
+    options = dict(sample=sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                   seed=seed, stopping=stopping)
+    if engine == "ctranslate2":
+        for flag, given in (("--stopping", stopping), ("--sample", sample)):
+            if given:
+                raise UserError(f"{flag} applies to the attnmt engine; CTranslate2 uses its "
+                                "own search")
+        options = {}
     translator = load_translator(run_dir, engine, checkpoint, device, _precision(int8, bf16))
     if nbest > 1 and (beam or translator.cfg.decode.beam) < nbest:
         raise UserError(f"--nbest {nbest} needs --beam of at least {nbest}")
-    options = dict(sample=sample, temperature=temperature, top_k=top_k, top_p=top_p,
-                   seed=seed, stopping=stopping)
-    if engine == "ctranslate2":                 # attnmt's search options only where given
-        options = {k: v for k, v in options.items() if k in ("sample", "stopping") and v}
     lines = _read_input(input_path)
     results = translator.translate(lines, beam=beam, alpha=alpha, nbest=nbest,
                                    max_len_ratio=max_len_ratio, **options)

@@ -33,7 +33,7 @@ def _one_query(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None) -> Ten
 
 class PackedLinear(nn.Module):
     """Inference-only ``nn.Linear`` with its weight prepacked for oneDNN (CPU, float32).
-    ``weight`` stays the original parameter, so parameter counts and exports see it."""
+    ``weight`` and ``bias`` stay the original parameters, so parameter counts see them."""
 
     def __init__(self, linear: nn.Linear, batch_hint: int = 64):
         super().__init__()
@@ -42,8 +42,7 @@ class PackedLinear(nn.Module):
         weight = linear.weight.detach()
         self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint),
                              persistent=False)
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach(),
-                             persistent=False)
+        self.bias = linear.bias
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
