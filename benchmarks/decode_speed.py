@@ -4,7 +4,9 @@
     python benchmarks/decode_speed.py runs/m30k-tsmall --int8 --bf16 --ctranslate2
 
 Greedy and beam 5, batches of 64 sentences sorted by length, model load excluded,
-median over repeats. **Every engine is timed in its own process**: two runtimes' thread
+median over repeats; ``--rounds N`` runs every engine's process N times, round-robin, and
+takes the median over all of them (a shared machine's slow spells then fall on every
+engine). **Every engine is timed in its own process**: two runtimes' thread
 pools in one process fight over the cores (CTranslate2 right after a PyTorch decode in
 the same process ran at half its speed). The BLEU of the same output is printed next
 to the speed, so speed is never bought with quality silently.
@@ -110,17 +112,45 @@ def ct2_direct(spec: dict) -> dict:
                    spec["repeats"], spec["modes"])
 
 
-def time_engine(label: str, **spec) -> dict:
+def run_worker(spec: dict) -> dict:
     """Run :func:`worker` in a fresh Python process and return its rows (with hypotheses)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rows.json"
         subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec), str(out)],
                        check=True, env={**os.environ, "OMP_NUM_THREADS": str(spec["threads"])})
-        rows = json.loads(out.read_text())
-    for name, row in rows.items():
+        return json.loads(out.read_text())
+
+
+def merge(label: str, runs: list[dict]) -> dict:
+    """One engine's rows from several processes: speeds from the median of all their
+    timed repeats (each process decodes the same sentences the same way)."""
+    rows = {}
+    for name in runs[0]:
+        row = dict(runs[0][name])
+        times = [t for r in runs for t in r[name]["seconds"]]
+        scale = statistics.median(times) / statistics.median(row["seconds"])
+        row.update(sentences_per_s=round(row["sentences_per_s"] / scale, 1),
+                   tokens_per_s=round(row["tokens_per_s"] / scale, 1), seconds=times)
+        rows[name] = row
         print(f"{label:>16} {name:>7}: {row['sentences_per_s']:7.1f} sentences/s  "
               f"{row['tokens_per_s']:8.1f} tokens/s  BLEU {row['bleu']:.2f}", flush=True)
     return rows
+
+
+def time_engine(label: str, rounds: int = 1, **spec) -> dict:
+    """:func:`run_worker` ``rounds`` times, merged."""
+    return merge(label, [run_worker(spec) for _ in range(rounds)])
+
+
+def time_engines(engines: dict[str, dict], rounds: int) -> dict:
+    """Every engine in its own process, round-robin ``rounds`` times, so that a slow
+    spell of a shared machine falls on all of them rather than on one."""
+    runs: dict[str, list[dict]] = {key: [] for key in engines}
+    for r in range(rounds):
+        for key, spec in engines.items():
+            print(f"round {r + 1}/{rounds}: {key}", flush=True)
+            runs[key].append(run_worker(spec))
+    return {key: merge(key, runs[key]) for key in engines}
 
 
 def export(run: str, quantization: str) -> Path:
@@ -149,6 +179,8 @@ def main() -> None:
     ap.add_argument("--stopping", default="", help="comma-separated stopping rules to time "
                     "beam 5 under as well (bound, current, beam)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1, help="processes per engine, run "
+                    "round-robin; speeds are the median of all their repeats")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--split", default="test_2016_flickr")
     args = ap.parse_args()
@@ -162,34 +194,33 @@ def main() -> None:
               f"{len(hyps['attnmt']['greedy'])}")
     save(f"decode_speed_{args.run.rstrip('/').split('/')[-1]}",
          {"run": args.run, "split": args.split, "threads": args.threads,
-          "repeats": args.repeats, "separate_processes": True, **rows})
+          "repeats": args.repeats, "rounds": args.rounds, "separate_processes": True,
+          **rows})
 
 
 def run_all(args: argparse.Namespace) -> dict:
-    """Every asked-for engine, one process each, one after the other."""
+    """Every asked-for engine, one process each, round-robin ``--rounds`` times."""
     common = dict(split=args.split, repeats=args.repeats, threads=args.threads)
     both = list(MODES)
-    rows = {"attnmt": time_engine("attnmt", engine="attnmt", path=args.run,
-                                  precision="fp32", modes=both, **common)}
+    engines = {"attnmt": dict(engine="attnmt", path=args.run, precision="fp32", modes=both,
+                              **common)}
     for precision in ("int8", "bf16"):
         if getattr(args, precision):
-            rows[f"attnmt_{precision}"] = time_engine(
-                f"attnmt-{precision}", engine="attnmt", path=args.run, precision=precision,
-                modes=both, **common)
+            engines[f"attnmt_{precision}"] = dict(engine="attnmt", path=args.run,
+                                                  precision=precision, modes=both, **common)
     for rule in filter(None, args.stopping.split(",")):
-        rows[f"attnmt_stopping_{rule}"] = time_engine(
-            f"attnmt-{rule}", engine="attnmt", path=args.run, precision="fp32",
-            stopping=rule, modes=["beam5"], **common)
+        engines[f"attnmt_stopping_{rule}"] = dict(engine="attnmt", path=args.run,
+                                                  precision="fp32", stopping=rule,
+                                                  modes=["beam5"], **common)
     if args.ctranslate2:
         for quant, suffix in (("float32", ""), ("int8", "_int8")):
             folder = str(export(args.run, quant))
-            rows[f"ctranslate2{suffix}"] = time_engine(
-                f"ct2{suffix}", engine="ctranslate2", path=folder, precision="fp32",
-                modes=both, **common)
-            rows[f"ctranslate2_direct{suffix}"] = time_engine(
-                f"ct2-direct{suffix}", engine="ct2-direct", path=folder, precision="fp32",
-                modes=both, **common)
-    return rows
+            engines[f"ctranslate2{suffix}"] = dict(engine="ctranslate2", path=folder,
+                                                   precision="fp32", modes=both, **common)
+            engines[f"ctranslate2_direct{suffix}"] = dict(engine="ct2-direct", path=folder,
+                                                          precision="fp32", modes=both,
+                                                          **common)
+    return time_engines(engines, args.rounds)
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ class Translator:
         lengths = torch.tensor([len(s) for s in seqs])
         return src.to(self.device), lengths.to(self.device)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def translate(self, texts: list[str], beam: int | None = None, alpha: float | None = None,
                   nbest: int = 1, sample: bool = False, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 1.0, max_len_ratio: float | None = None,
@@ -171,7 +171,7 @@ class Translator:
                                                 h.tokens) for h in sentence_hyps]
         return results
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def score(self, sources: list[str], targets: list[str], batch_size: int | None = None
               ) -> list[float]:
         """The log-probability the model gives each target (and its ``</s>``) given its
@@ -195,7 +195,7 @@ class Translator:
                 out[j] = value
         return out
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def attention(self, text: str, beam: int = 1,
                   cancelled: Callable[[], bool] | None = None) -> dict:
         """Translate ``text`` and return the attention of that translation.

@@ -220,7 +220,9 @@ class Transformer(Seq2SeqModel):
         return EncoderOutput(self.enc_norm(x), mask)
 
     def init_state(self, enc: EncoderOutput) -> State:
-        memory_kv = [layer.cross_attn.project_kv(enc.memory) for layer in self.decoder]
+        # contiguous once here, so no decoding step copies them for its matrix products
+        memory_kv = [tuple(x.contiguous() for x in layer.cross_attn.project_kv(enc.memory))
+                     for layer in self.decoder]
         return {"memory_kv": memory_kv, "mask": enc.mask, "cache": None, "step": 0}
 
     def reorder_state(self, state: State, rows: Tensor, source_rows: Tensor | None) -> State:
