@@ -20,7 +20,7 @@ from .errors import UserError
 from .metrics import classification_scores
 from .models.loss import token_loss
 from .search import generate
-from .symbols import BOS
+from .symbols import BOS, EOS
 
 
 def _load(run_dir: str | Path, task: str, checkpoint: str = "best"):
@@ -195,6 +195,41 @@ class TranslationModel:
         return lines + [f"  {r['bucket']:>7}  n={r['n']:<5} BLEU {r['bleu']:6.2f}  "
                         f"chrF {r['chrf']:6.2f}  exact {r['exact']:5.1f}%"
                         for r in result["by_length"]]
+
+    @torch.inference_mode()
+    def five_steps(self, text: str, top_k: int = 5) -> dict:
+        """Attention's five steps at every output word of the greedy translation of
+        ``text``, with the real numbers (RNN attention models; the fixed-context seq2seq
+        gives its one context vector): per step ``query``, ``keys``, ``values``,
+        ``scores``, ``weights``, ``context``, ``combined`` as numpy arrays, the ``top``
+        next words with their probabilities and the word greedy search ``chosen``."""
+        tr = self.translator
+        if tr.engine != "attnmt":
+            raise UserError("the five steps need the attnmt engine (load the run itself)")
+        best = tr.translate([text], beam=1)[0][0]
+        src_ids = tr.encode_source(text)
+        src, lengths = tr.pad_batch([src_ids])
+        model = tr.model
+        state = model.init_state(model.encode(src, lengths))
+        prev, steps = BOS, []
+        for tok in [*best.tokens, EOS]:
+            logits, state, numbers = model.explain_step(torch.tensor([prev]), state)
+            if numbers is None:
+                raise UserError(f"{self.run_dir}: the five steps are shown for the RNN "
+                                "families; for the Transformer use attention()")
+            probs = logits[0].float().softmax(-1)
+            top = probs.topk(top_k)
+            step = {k: (v[0].float().numpy() if torch.is_tensor(v) else v)
+                    for k, v in numbers.items()}
+            step.update(top=[(tr.vocabs.tgt.piece(int(i)), float(p))
+                             for p, i in zip(top.values, top.indices)],
+                        chosen=tr.vocabs.tgt.piece(tok))
+            steps.append(step)
+            prev = tok
+        return {"translation": best.text, "scorer": steps[0]["scorer"],
+                "src_tokens": [tr.vocabs.src.piece(i) for i in src_ids],
+                "tgt_tokens": [tr.vocabs.tgt.piece(i) for i in best.tokens] + ["</s>"],
+                "steps": steps}
 
     def attention(self, text: str, beam: int = 1) -> dict:
         result = self.translator.attention(text, beam=beam)

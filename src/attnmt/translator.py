@@ -124,7 +124,8 @@ class Translator:
         ids = self.vocabs.src.encode(text)[: self.src_cap - 1]
         return ids + [EOS]
 
-    def _tensors(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def pad_batch(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Id sequences -> a padded (B, L) tensor and their lengths, on the device."""
         src = torch.full((len(seqs), max(map(len, seqs))), PAD, dtype=torch.long)
         for i, s in enumerate(seqs):
             src[i, : len(s)] = torch.tensor(s)
@@ -157,7 +158,7 @@ class Translator:
             print(f"warning: {truncated} input(s) reached the model's limit of {self.src_cap} "
                   "tokens and were truncated", file=sys.stderr)
         for group in sentence_batches([len(s) for s in seqs], batch_size or d.batch_size):
-            src, lengths = self._tensors([seqs[j] for j in group])
+            src, lengths = self.pad_batch([seqs[j] for j in group])
             limits = max_lengths(lengths, ratio, self.tgt_cap)
             if sample or beam <= 1:
                 hyps = [[h] for h in sequential(self.model, src, lengths, limits,
@@ -185,8 +186,8 @@ class Translator:
         out = [0.0] * len(sources)
         for group in sentence_batches([len(s) for s in seqs], batch_size or
                                       self.cfg.decode.batch_size):
-            src, lengths = self._tensors([seqs[j] for j in group])
-            gold, _ = self._tensors([tgts[j] for j in group])             # PAD-filled
+            src, lengths = self.pad_batch([seqs[j] for j in group])
+            gold, _ = self.pad_batch([tgts[j] for j in group])             # PAD-filled
             tgt_in = torch.cat([torch.full_like(gold[:, :1], BOS), gold[:, :-1]], 1)
             logits, _ = self.model(src, lengths, tgt_in)
             logprobs = torch.log_softmax(logits.float(), -1).gather(2, gold[..., None])[..., 0]
@@ -210,7 +211,7 @@ class Translator:
                                    "is no attention to show")
         best = self.translate([text], beam=beam, cancelled=cancelled)[0][0]
         src_ids = self.encode_source(text)
-        src, lengths = self._tensors([src_ids])
+        src, lengths = self.pad_batch([src_ids])
         tgt_in = torch.tensor([[BOS, *best.tokens]], device=self.device)
         _, weights = self.model(src, lengths, tgt_in, need_weights=True)
         out = {"translation": best.text, "score": best.score,

@@ -52,14 +52,18 @@ class Attention(nn.Module):
         """Step 2. query: (B, T, D_q), keys: (B, S, D_key) -> scores (B, T, S)."""
         raise NotImplementedError
 
-    def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor
-                ) -> tuple[Tensor, Tensor]:
+    def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor,
+                trace: dict | None = None) -> tuple[Tensor, Tensor]:
         """query (B, T, D_q); keys from :meth:`project_keys`; values (B, S, D_mem);
-        mask (B, S), True at real tokens. Returns context (B, T, D_mem), weights (B, T, S)."""
+        mask (B, S), True at real tokens. Returns context (B, T, D_mem), weights (B, T, S).
+        ``trace``, when given, receives the scores too (the explainer's numbers)."""
         scores = self.score(query, keys)                                 # 2. (B, T, S)
         scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
         weights = torch.softmax(scores, dim=-1)                          # 3. (B, T, S)
         context = torch.bmm(weights, values)                             # 4. (B, T, D_mem)
+        if trace is not None:
+            trace.update(query=query, keys=keys, values=values, scores=scores,
+                         weights=weights, context=context)
         return context, weights
 
 

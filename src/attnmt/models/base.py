@@ -11,6 +11,8 @@ branch on the architecture.
   ``state`` (a cache may be extended in place); continue from the state it returns
 - ``reorder_state(state, rows, source_rows) -> state``: beam search's reorder
 - ``forward(src, src_lengths, tgt_in) -> (logits, weights | None)`` (teacher forcing)
+- ``explain_step(prev_tokens, state) -> (logits, state, numbers | None)``: a decoding
+  step with the numbers of attention's five steps (RNN families)
 - ``attention_layers(src, src_lengths, tgt_in) -> (B, layers, heads, T, S) | None``:
   the attention of every layer and head, for models that have more than one
 - ``max_source_len`` / ``max_target_len``: the longest source (with ``</s>``) and the
@@ -71,6 +73,15 @@ class Seq2SeqModel(nn.Module):
         (None when no sentence left the batch) picks rows for what depends only on the
         source sentence. Models whose state holds such parts override this to skip them."""
         return select_state(state, rows)
+
+    def explain_step(self, prev_tokens: Tensor, state: State
+                     ) -> tuple[Tensor, State, dict | None]:
+        """``decode_step`` with the numbers of attention's five steps (for the explainer):
+        ``query``, ``keys``, ``values``, ``scores``, ``weights``, ``context`` (each with
+        a batch dimension), ``decoder_state``, ``combined`` and the ``scorer``'s name; the
+        fixed-context seq2seq gives its one ``context``. None where not implemented."""
+        logits, state, _ = self.decode_step(prev_tokens, state)
+        return logits, state, None
 
     def attention_layers(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor
                          ) -> Tensor | None:

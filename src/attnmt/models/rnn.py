@@ -153,6 +153,12 @@ class Seq2Seq(RNNModelBase):
         logits, state = self._decode(self.tgt_embed(prev_tokens)[:, None], state)
         return logits[:, 0], state, None
 
+    def explain_step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State, dict]:
+        """The one context vector every step receives: the bottleneck."""
+        context = state["context"]
+        logits, state, _ = self.decode_step(prev_tokens, state)
+        return logits, state, {"scorer": None, "context": context[:, None]}
+
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
                 need_weights: bool = False) -> tuple[Tensor, None]:
         state = self.init_state(self.encode(src, src_lengths))
@@ -197,10 +203,12 @@ class AttentionSeq2Seq(RNNModelBase):
             state["feed"] = enc.memory.new_zeros(enc.memory.size(0), self.combine.out_features)
         return state
 
-    def _step(self, emb: Tensor, state: State) -> tuple[Tensor, State, Tensor]:
-        """One decoder step. emb (B, E) -> logits (B, V), state, weights (B, S)."""
+    def _step(self, emb: Tensor, state: State, trace: dict | None = None
+              ) -> tuple[Tensor, State, Tensor]:
+        """One decoder step. emb (B, E) -> logits (B, V), state, weights (B, S); ``trace``
+        receives every step's numbers (:meth:`explain_step`)."""
         attend = lambda q: self.attention(q[:, None], state["keys"], state["values"],  # noqa: E731
-                                          state["mask"])
+                                          state["mask"], trace)
         if self.bahdanau:
             context, weights = attend(state["h"][:, -1])                  # query sₜ₋₁
             x = torch.cat([emb, context[:, 0]], -1)
@@ -213,11 +221,18 @@ class AttentionSeq2Seq(RNNModelBase):
         state = self._hidden_out(hidden, state)
         if self.input_feeding:
             state["feed"] = h_tilde
+        if trace is not None:
+            trace.update(scorer=self.attention_type, decoder_state=out[:, 0], combined=h_tilde)
         return self.out(self.dropout(h_tilde)), state, weights[:, 0]
 
     def decode_step(self, prev_tokens: Tensor, state: State, need_weights: bool = False
                     ) -> tuple[Tensor, State, Tensor]:
         return self._step(self.tgt_embed(prev_tokens), state)
+
+    def explain_step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State, dict]:
+        trace: dict = {}
+        logits, state, _ = self._step(self.tgt_embed(prev_tokens), state, trace)
+        return logits, state, trace
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
                 need_weights: bool = False) -> tuple[Tensor, Tensor]:
