@@ -18,6 +18,8 @@ label smoothing 0.1; the peer configs are in `benchmarks/peers/`):
   and decoding use `--attnmt-run` (a run trained for the same `--minutes`), or, without
   it, a run the harness trains for `--minutes`.
 - CTranslate2 decodes that attnmt run, exported with `attnmt export ctranslate2`.
+  Every decoder runs in its own process (``decode_speed.time_engine``): two runtimes'
+  thread pools in one process slow each other down.
 
 Peak RSS is sampled every 0.5 s over each training process tree, the same way for
 every toolkit. Everything runs one after the other on the same machine, so ratios
@@ -386,6 +388,31 @@ def cached(name: str, fresh: bool, inputs: dict, measure) -> dict:
     return result
 
 
+def decode_all(result: dict, run_dir: str, args: argparse.Namespace) -> None:
+    """fairseq-generate, attnmt (fp32, int8, bf16) and the CTranslate2 export (float32,
+    int8) on test2016, each engine in its own process."""
+    from decode_speed import export, time_engine
+
+    split, reps, threads, fresh = "test_2016_flickr", args.repeats, args.threads, args.fresh
+    fs_model = {"model trained": result["fairseq"]["train"]["measured"], "repeats": reps}
+    result["decode"]["fairseq"] = cached("decode-fairseq", fresh, fs_model,
+                                         lambda: fairseq_decode(reps))
+    ours = {"run": run_dir, "repeats": reps, "threads": threads}
+    common = dict(split=split, repeats=reps, threads=threads, modes=["greedy", "beam5"])
+    for precision in ("fp32", "int8", "bf16"):
+        suffix = "" if precision == "fp32" else f"_{precision}"
+        result["decode"][f"attnmt{suffix}"] = cached(
+            f"decode-attnmt{suffix.replace('_', '-')}", fresh, ours,
+            lambda p=precision: _no_hyps(time_engine(
+                f"attnmt-{p}", engine="attnmt", path=run_dir, precision=p, **common)))
+    result["decode"]["ctranslate2"] = {}
+    for quant in ("float32", "int8"):
+        result["decode"]["ctranslate2"][quant] = cached(
+            f"decode-ct2-{quant}", fresh, ours, lambda q=quant: _no_hyps(time_engine(
+                f"ct2-{q}", engine="ctranslate2", path=str(export(run_dir, q)),
+                precision="fp32", **common)))
+
+
 def run(args: argparse.Namespace) -> None:
     for venv in ("joey", "fs"):
         if not (PEERS / venv / ".installed").exists():
@@ -393,8 +420,6 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from decode_speed import export, time_engine
-
     prepare_data()
     result = {"minutes": args.minutes, "window_minutes": args.window, "peers": str(PEERS),
               "attnmt": {}, "joeynmt": {}, "fairseq": {}, "decode": {}}
@@ -431,24 +456,7 @@ def run(args: argparse.Namespace) -> None:
     result["attnmt"]["run_end"] = {"updates": valid[-1]["step"],
                                    "valid_ppl": round(valid[-1]["ppl"], 2)}
     print("decoding test2016 ...")
-    split, reps, threads = "test_2016_flickr", args.repeats, args.threads
-    fs_model = {"model trained": result["fairseq"]["train"]["measured"], "repeats": reps}
-    result["decode"]["fairseq"] = cached("decode-fairseq", fresh, fs_model,
-                                         lambda: fairseq_decode(reps))
-    ours = {"run": str(run_dir), "repeats": reps, "threads": threads}
-    common = dict(split=split, repeats=reps, threads=threads, modes=["greedy", "beam5"])
-    for precision in ("fp32", "int8", "bf16"):           # each engine in its own process
-        suffix = "" if precision == "fp32" else f"_{precision}"
-        result["decode"][f"attnmt{suffix}"] = cached(
-            f"decode-attnmt{suffix.replace('_', '-')}", fresh, ours,
-            lambda p=precision: _no_hyps(time_engine(
-                f"attnmt-{p}", engine="attnmt", path=str(run_dir), precision=p, **common)))
-    result["decode"]["ctranslate2"] = {}
-    for quant in ("float32", "int8"):
-        result["decode"]["ctranslate2"][quant] = cached(
-            f"decode-ct2-{quant}", fresh, ours, lambda q=quant: _no_hyps(time_engine(
-                f"ct2-{q}", engine="ctranslate2", path=str(export(run_dir, q)),
-                precision="fp32", **common)))
+    decode_all(result, str(run_dir), args)
     result["table"] = table(result)
     print(result["table"])
     save("peers", result)
