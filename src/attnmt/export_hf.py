@@ -197,8 +197,12 @@ def hf_greedy(hf_model, tokenizer, texts: list[str], max_len_ratio: float = 1.5,
 
 def export_huggingface(run_dir: str | Path, out_dir: str | Path, force: bool = False) -> Path:
     """Write ``out_dir``: config.json, model.safetensors, tokenizer files, README.md."""
-    from . import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        attnmt_version = version("attnmt")
+    except PackageNotFoundError:                # a source tree on PYTHONPATH, not installed
+        attnmt_version = "(source tree)"
     run = RunDir(run_dir)
     cfg, vocabs, model = run.load()
     _check(cfg, model)
@@ -215,5 +219,5 @@ def export_huggingface(run_dir: str | Path, out_dir: str | Path, force: bool = F
     _tokenizer(spm_model).save_pretrained(out)
     shutil.copy(spm_model, out / "spm.model")
     shutil.copy(run.config_file, out / "attnmt_config.yaml")
-    (out / "README.md").write_text(model_card(cfg, run, __version__), encoding="utf-8")
+    (out / "README.md").write_text(model_card(cfg, run, attnmt_version), encoding="utf-8")
     return out
