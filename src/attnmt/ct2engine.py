@@ -85,7 +85,7 @@ class CT2Translator:
         d = self.cfg.decode
         beam = d.beam if beam is None else beam
         ratio = max_len_ratio or d.max_len_ratio
-        results = [[Translation("", 0.0, [])] * nbest for _ in texts]
+        results = [[Translation("", 0.0, [])] for _ in texts]    # empty in, empty out
         todo = [i for i, t in enumerate(texts) if t.strip()]
         ids = [self.encode_source(texts[i]) for i in todo]
         for group in sentence_batches([len(s) for s in ids], batch_size or d.batch_size):
@@ -124,9 +124,10 @@ class CT2Translator:
         # sum to 1 over all positions, so what the row lacks is the weight on </s>.
         weights = [[*row, max(0.0, 1.0 - sum(row))] for row in result.attention[0][: len(pieces)]]
         tokens = [self.vocabs.tgt.index_of(p) for p in pieces if p != "</s>"]
+        ended = ["</s>"] if pieces and pieces[-1] == "</s>" else []   # one row per token
         return {"translation": self.vocabs.tgt.decode(tokens), "score": result.scores[0],
                 "src_tokens": [self.vocabs.src.piece(i) for i in ids],
-                "tgt_tokens": [self.vocabs.tgt.piece(i) for i in tokens] + ["</s>"],
+                "tgt_tokens": [self.vocabs.tgt.piece(i) for i in tokens] + ended,
                 "weights": weights, "layers": None,
                 "note": "CTranslate2 returns one attention matrix: the last decoder layer's, "
                         "averaged over its heads; per-layer and per-head weights need the "
