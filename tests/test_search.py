@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from attnmt.config import load_config
+from attnmt.config import PENALTIES, load_config
 from attnmt.data.tokenizers import BOS, EOS
 from attnmt.models import build_model
 from attnmt.search import STOPPING, beam_search, length_penalty
@@ -43,36 +43,38 @@ def sequence_logprob(model, src, lengths, tokens: list[int]) -> float:
 
 @pytest.mark.parametrize("preset", ["transformer-tiny", "rnn-dot"])
 @pytest.mark.parametrize("stopping", STOPPING)
-def test_returned_scores_are_the_models_own(preset, stopping):
+@pytest.mark.parametrize("penalty", PENALTIES)
+def test_returned_scores_are_the_models_own(preset, stopping, penalty):
     vocab = 12
     model = tiny(preset, vocab)
     src, lengths = sources(5, vocab)
     limits = torch.full((5,), 7)
     results = beam_search(model, src, lengths, limits, beam=4, alpha=0.6, nbest=3,
-                          stopping=stopping)
+                          stopping=stopping, penalty=penalty)
     for i, hyps in enumerate(results):
         assert len(hyps) == 3 and hyps[0].score >= hyps[1].score >= hyps[2].score
         for h in hyps:
             lp = sequence_logprob(model, src[i:i + 1, : lengths[i]], lengths[i:i + 1], h.tokens)
             assert h.logprob == pytest.approx(lp, abs=1e-4)
-            assert h.score == pytest.approx(lp / length_penalty(len(h.tokens) + 1, 0.6),
-                                            abs=1e-4)
+            assert h.score == pytest.approx(
+                lp / length_penalty(len(h.tokens) + 1, 0.6, penalty), abs=1e-4)
 
 
-def test_bound_stopping_with_a_wide_beam_finds_the_exhaustive_best():
+@pytest.mark.parametrize("penalty", PENALTIES)
+def test_bound_stopping_with_a_wide_beam_finds_the_exhaustive_best(penalty):
     """With more beams than prefixes the search is exhaustive, and the bound rule must not
-    stop before the best length-normalised sequence is found."""
+    stop before the best length-normalised sequence is found, for either penalty form."""
     vocab, limit = 6, 4                    # outputs of at most 3 tokens + </s>
     model = tiny("transformer-tiny", vocab, seed=3)
     src, lengths = sources(3, vocab, seed=4)
     results = beam_search(model, src, lengths, torch.full((3,), limit), beam=vocab ** 3,
-                          alpha=1.0, stopping="bound")
+                          alpha=1.0, stopping="bound", penalty=penalty)
     for i, hyps in enumerate(results):
         one = (src[i:i + 1, : lengths[i]], lengths[i:i + 1])
         candidates = [list(seq) for n in range(limit)
                       for seq in itertools.product(range(vocab), repeat=n) if EOS not in seq]
         best = max(candidates, key=lambda s: sequence_logprob(model, *one, s)
-                   / length_penalty(len(s) + 1, 1.0))
+                   / length_penalty(len(s) + 1, 1.0, penalty))
         assert hyps[0].tokens == best
 
 

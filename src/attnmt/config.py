@@ -170,12 +170,17 @@ class TrainConfig:
 
 
 STOPPING = ("current", "bound", "beam")   # beam search's stopping rules (search.beam_search)
+PENALTIES = ("gnmt", "average")           # length penalty forms (search.length_penalty)
 
 
 @dataclass
 class DecodeConfig:
     beam: int = _f(5, "beam size (1 = greedy)", min=1, max=64)
-    alpha: float = _f(0.6, "GNMT length penalty exponent", min=0.0, max=5.0)
+    alpha: float = _f(0.6, "length penalty exponent", min=0.0, max=5.0)
+    length_penalty: str = _f("gnmt", "how beam search normalises a finished hypothesis's "
+                             "log-probability: gnmt = by ((5 + length) / 6)^alpha (Wu et al. "
+                             "2016); average = by length^alpha (alpha 1: per-token mean, as "
+                             "CTranslate2 and fairseq)", choices=PENALTIES)
     max_len_ratio: float = _f(1.5, "longest output: ratio x source length + 10", min=0.1,
                               max=100.0)
     batch_size: int = _f(64, "sentences decoded together", min=1)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
 
-from .config import STOPPING
+from .config import PENALTIES, STOPPING
 from .models.base import Seq2SeqModel, select_state
 from .symbols import BOS, EOS, PAD
 
@@ -37,9 +38,13 @@ class Hypothesis:
     logprob: float
 
 
-def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
-    """GNMT: lp(Y) = ((5 + |Y|) / 6)^alpha  (Wu et al. 2016, eq. 14)."""
-    return ((5.0 + length) / 6.0) ** alpha
+def length_penalty(length: int | Tensor, alpha: float, form: str = "gnmt") -> float | Tensor:
+    """What a finished hypothesis's log-probability is divided by. ``gnmt``:
+    lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016, eq. 14); ``average``: |Y|^alpha (alpha 1:
+    the mean log-probability per token, CTranslate2's and fairseq's normalisation)."""
+    if form not in PENALTIES:
+        raise ValueError(f"length penalty {form!r} is not one of {PENALTIES}")
+    return (length ** alpha) if form == "average" else ((5.0 + length) / 6.0) ** alpha
 
 
 def max_lengths(src_lengths: Tensor, ratio: float, cap: int) -> Tensor:
@@ -112,8 +117,10 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
 @torch.inference_mode()
 def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
                 beam: int = 5, alpha: float = 0.6, nbest: int = 1, stopping: str = "current",
-                cancelled: Callable[[], bool] | None = None) -> list[list[Hypothesis]]:
-    """Batched beam search with the GNMT length penalty; returns ``nbest`` per sentence.
+                cancelled: Callable[[], bool] | None = None, penalty: str = "gnmt"
+                ) -> list[list[Hypothesis]]:
+    """Batched beam search with a length penalty (``penalty``: see :func:`length_penalty`);
+    returns ``nbest`` per sentence.
 
     Each sentence keeps ``beam`` live rows. A hypothesis ending in ``</s>`` among
     the top ``beam`` candidates is set aside (the best ``beam`` are kept). A
@@ -131,6 +138,8 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
     """
     if stopping not in STOPPING:
         raise ValueError(f"stopping {stopping!r} is not one of {STOPPING}")
+    lp = partial(length_penalty, alpha=alpha, form=penalty)
+    lp(1)                                                  # an unknown form fails here
     k, device = beam, src.device
     state = model.init_state(model.encode(src, src_lengths))
     sent = torch.arange(src.size(0), device=device)                     # active sentences
@@ -149,12 +158,12 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
                                                at_max, 2 * k)
         is_eos = top_tok == EOS
         _set_aside(finished, is_eos[:, :k] & torch.isfinite(top_s[:, :k]), sent, tokens,
-                   top_s, top_beam, live, k, alpha)
+                   top_s, top_beam, live, k, lp)
         scores, pick = top_s.masked_fill(is_eos, float("-inf")).topk(min(k, top_s.size(1)),
                                                                      dim=1)
         next_beam, next_tok = top_beam.gather(1, pick), top_tok.gather(1, pick)
         done = at_max | _stop(stopping, finished, sent, scores[:, 0], max_lens[sent], t + 2,
-                              k, nbest, alpha)
+                              k, nbest, lp)
         keep = (~done).nonzero()[:, 0]
         if keep.numel() == 0:
             break
@@ -183,14 +192,15 @@ def _candidates(logits: Tensor, scores: Tensor, at_max: Tensor, width: int
 
 
 def _set_aside(finished: list[list[Hypothesis]], ended: Tensor, sent: Tensor, tokens: Tensor,
-               top_s: Tensor, top_beam: Tensor, live: int, k: int, alpha: float) -> None:
+               top_s: Tensor, top_beam: Tensor, live: int, k: int,
+               lp: Callable[[int | Tensor], float | Tensor]) -> None:
     """Move the candidates that end in ``</s>`` (``ended`` (n, k)) into ``finished``, keeping
     each sentence's ``k`` best by length-penalised score."""
     for r, c in ended.nonzero().tolist():
         b = int(sent[r])
         seq = tokens[r * live + int(top_beam[r, c])].tolist()
-        lp = float(top_s[r, c])
-        finished[b].append(Hypothesis(seq, lp / length_penalty(len(seq) + 1, alpha), lp))
+        logprob = float(top_s[r, c])
+        finished[b].append(Hypothesis(seq, logprob / lp(len(seq) + 1), logprob))
         finished[b] = sorted(finished[b], key=lambda h: -h.score)[:k]
 
 
@@ -205,7 +215,8 @@ def _source_rows(keep: Tensor, n: int, live: int, width: int) -> Tensor | None:
 
 
 def _stop(stopping: str, finished: list[list[Hypothesis]], sent: Tensor, best_live: Tensor,
-          max_lens: Tensor, next_len: int, k: int, nbest: int, alpha: float) -> Tensor:
+          max_lens: Tensor, next_len: int, k: int, nbest: int,
+          lp: Callable[[int | Tensor], float | Tensor]) -> Tensor:
     """Which active sentences are done by the ``stopping`` rule (see :func:`beam_search`)."""
     counts = [len(finished[b]) for b in sent.tolist()]
     if stopping == "beam":
@@ -213,7 +224,7 @@ def _stop(stopping: str, finished: list[list[Hypothesis]], sent: Tensor, best_li
     nth_best = torch.tensor([finished[b][nbest - 1].score if c >= nbest else float("-inf")
                              for b, c in zip(sent.tolist(), counts)], device=sent.device)
     lengths = max_lens.float() if stopping == "bound" else torch.full_like(best_live, next_len)
-    return nth_best >= best_live / length_penalty(lengths, alpha)
+    return nth_best >= best_live / lp(lengths)
 
 
 @torch.inference_mode()

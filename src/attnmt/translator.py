@@ -166,7 +166,8 @@ class Translator:
                                                 generator, cancelled=cancelled)]
             else:
                 hyps = beam_search(self.model, src, lengths, limits, beam, alpha, nbest,
-                                   stopping or d.stopping, cancelled=cancelled)
+                                   stopping or d.stopping, cancelled=cancelled,
+                                   penalty=d.length_penalty)
             for j, sentence_hyps in zip(group, hyps):
                 results[todo[j]] = [Translation(self.vocabs.tgt.decode(h.tokens), h.score,
                                                 h.tokens) for h in sentence_hyps]
