@@ -103,6 +103,13 @@ def test_ctranslate2_engine_serves_the_same_api(exported):
         assert all(len(row) == 4 and abs(sum(row) - 1) < 1e-4 for row in body["weights"])
 
 
+def test_an_export_loaded_as_a_run_says_which_engine(exported):
+    import attnmt
+
+    with pytest.raises(UserError, match="use --engine ctranslate2"):
+        attnmt.load(exported)
+
+
 def test_an_export_without_its_config_is_a_clear_error(exported, tmp_path):
     import shutil
 

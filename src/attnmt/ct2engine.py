@@ -144,6 +144,9 @@ def load_translator(path: str | Path, engine: str = "attnmt", checkpoint: str = 
         return CT2Translator(path, device, threads)
     if engine != "attnmt":
         raise UserError(f"engine {engine!r} is unknown; use one of {', '.join(ENGINES)}")
+    if (Path(path) / "model.bin").is_file():
+        raise UserError(f"{path} is a model exported to CTranslate2; use --engine ctranslate2 "
+                        "(in Python: engine='ctranslate2')")
     from .translator import Translator
 
     return Translator.from_run(path, checkpoint, device, precision)
