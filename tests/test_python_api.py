@@ -20,6 +20,9 @@ def test_load_translate_attention_and_score(trained):
     best = m.translator.translate(["a b c d", "e f"], beam=1)
     scores = m.score(["a b c d", "e f"], [h[0].text for h in best])
     assert scores == pytest.approx([h[0].score for h in best], abs=1e-4)
+    averaged = m.translator.translate(["a b c d"], beam=3, alpha=1.0, penalty="average")[0][0]
+    logprob = m.score(["a b c d"], [averaged.text])[0]
+    assert averaged.score == pytest.approx(logprob / (len(averaged.tokens) + 1), abs=1e-4)
     worse = m.score(["a b c d"], ["a b c d"])[0]
     assert worse < scores[0] and math.isfinite(worse)
     with pytest.raises(UserError, match="one target per source"):

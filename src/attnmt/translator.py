@@ -137,8 +137,8 @@ class Translator:
                   nbest: int = 1, sample: bool = False, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 1.0, max_len_ratio: float | None = None,
                   seed: int | None = None, batch_size: int | None = None,
-                  stopping: str | None = None, cancelled: Callable[[], bool] | None = None
-                  ) -> list[list[Translation]]:
+                  stopping: str | None = None, cancelled: Callable[[], bool] | None = None,
+                  penalty: str | None = None) -> list[list[Translation]]:
         """``nbest`` translations per text (one when greedy or sampling). ``cancelled`` is
         asked before every decoding step; when it returns True, ``search.Cancelled`` is
         raised (the server's deadline)."""
@@ -167,7 +167,7 @@ class Translator:
             else:
                 hyps = beam_search(self.model, src, lengths, limits, beam, alpha, nbest,
                                    stopping or d.stopping, cancelled=cancelled,
-                                   penalty=d.length_penalty)
+                                   penalty=penalty or d.length_penalty)
             for j, sentence_hyps in zip(group, hyps):
                 results[todo[j]] = [Translation(self.vocabs.tgt.decode(h.tokens), h.score,
                                                 h.tokens) for h in sentence_hyps]

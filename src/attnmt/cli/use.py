@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..config import STOPPING
+from ..config import PENALTIES, STOPPING
 from ..errors import UserError
 from . import SEED, Finite, cli
 
@@ -39,16 +39,20 @@ from . import SEED, Finite, cli
               "AVX512-BF16 or AMX; faster, BLEU may move slightly)")
 @click.option("--stopping", default=None, type=click.Choice(STOPPING),
               help="when a sentence leaves the beam (default: the run's decode.stopping)")
+@click.option("--length-penalty", "penalty", default=None, type=click.Choice(PENALTIES),
+              help="gnmt or average (log-probability / length^alpha); default: the run's "
+              "decode.length_penalty")
 def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temperature, top_k,
               top_p, seed, max_len_ratio, checkpoint, device, engine, int8, bf16,
-              stopping) -> None:
+              stopping, penalty) -> None:
     """Translate line by line; output lines stay aligned with input lines."""
     from ..ct2engine import load_translator
 
     options = dict(sample=sample, temperature=temperature, top_k=top_k, top_p=top_p,
-                   seed=seed, stopping=stopping)
+                   seed=seed, stopping=stopping, penalty=penalty)
     if engine == "ctranslate2":
-        for flag, given in (("--stopping", stopping), ("--sample", sample)):
+        for flag, given in (("--stopping", stopping), ("--sample", sample),
+                            ("--length-penalty", penalty)):
             if given:
                 raise UserError(f"{flag} applies to the attnmt engine; CTranslate2 uses its "
                                 "own search")
