@@ -41,6 +41,9 @@ def test_tiny_study_writes_every_report_file_and_resumes_without_training(task, 
     assert set(runs) == {"s2s", "dot"} and runs["s2s"]["step"] == 20
     assert runs["dot"]["has_attention"] and not runs["s2s"]["has_attention"]
     assert sum(b["n"] for b in runs["dot"]["by_length"]) == 60
+    for bucket in runs["dot"]["by_length"]:          # sparse buckets merged, intervals given
+        low, high = bucket["ci95"]
+        assert bucket["n"] >= 30 and low <= bucket["exact"] <= high
     md = (out / "report.md").read_text()
     assert "| s2s |" in md and "nrefs:1" in md and "![score by length]" in md
     assert "data:image/png;base64," in (out / "report.html").read_text()
@@ -76,3 +79,48 @@ def test_shipped_studies_load():
     for path in sorted((Path(__file__).parents[1] / "studies").glob("*.yaml")):
         study = load_study(path)
         assert study["runs"]
+
+
+def test_overrides_apply_to_every_run_after_its_own_settings(tmp_path, task):
+    from attnmt.compare import run_config
+
+    study = load_study(study_file(tmp_path, task, runs=[
+        {"name": "a", "preset": "rnn-dot", "set": {"train.lr": 0.1}}]))
+    assert run_config(study, study["runs"][0], None).train.lr == 0.1
+    cfg = run_config(study, study["runs"][0], None, ["train.lr=0.5", "train.patience=2"])
+    assert cfg.train.lr == 0.5 and cfg.train.patience == 2
+
+
+def test_merge_sparse_buckets_leaves_no_small_bucket():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from attnmt.metrics import bucket_name, merge_sparse_buckets
+
+    @given(st.lists(st.integers(1, 60), min_size=1, max_size=200),
+           st.lists(st.integers(1, 60), max_size=6, unique=True), st.integers(1, 40))
+    def check(lengths, edges, min_count):
+        kept = merge_sparse_buckets(lengths, edges, min_count)
+        assert set(kept) <= set(edges)
+        counts: dict[str, int] = {}
+        for n in lengths:
+            counts[bucket_name(n, kept)] = counts.get(bucket_name(n, kept), 0) + 1
+        assert kept == [] or min(counts.get(bucket_name(e, kept), 0) for e in kept) >= min_count
+        assert len(counts) == 1 or min(counts.values()) >= min_count
+
+    check()
+    assert merge_sparse_buckets([3] * 50 + [12] * 40 + [22] * 10 + [30] * 2, [10, 20, 25], 30) \
+        == [10]
+
+
+def test_bootstrap_interval_brackets_the_score_and_is_repeatable():
+    from attnmt.metrics import bootstrap_interval, corpus_scores
+
+    refs = [f"sentence number {i} is here" for i in range(80)]
+    hyps = [r if i % 4 else r.replace("here", "there") for i, r in enumerate(refs)]
+    scores = corpus_scores(hyps, refs)
+    for metric in ("exact", "bleu", "chrf"):
+        low, high = bootstrap_interval(hyps, refs, metric)
+        assert low < scores[metric] < high and high - low < 40
+        assert bootstrap_interval(hyps, refs, metric) == (low, high)
+    assert bootstrap_interval(refs, refs, "exact") == (100.0, 100.0)

@@ -314,3 +314,19 @@ def test_one_query_attention_equals_sdpa():
     assert torch.allclose(sdpa(q, k, v, mask, 0.0), expected, atol=1e-6)
     assert torch.allclose(sdpa(q, k, v, None, 0.0),
                           F.scaled_dot_product_attention(q, k, v), atol=1e-6)
+
+
+def test_lstm_forget_gates_start_at_the_configured_bias():
+    cfg = load_config(raw={"model": {"preset": "seq2seq-lstm", "forget_bias": 1.0}})
+    model = build_model(cfg.model, 30, 30)
+    for lstm in (model.encoder.rnn, model.decoder):
+        h = lstm.hidden_size
+        for name, bias in lstm.named_parameters():
+            if name.startswith("bias_"):
+                expected = 1.0 if name.startswith("bias_ih") else 0.0
+                assert torch.all(bias[h:2 * h] == expected), name
+                assert bias[:h].abs().sum() > 0            # other gates keep their init
+    default = build_model(load_config(raw={"model": {"preset": "seq2seq-lstm",
+                                                     "forget_bias": 0.0}}).model, 30, 30)
+    h = default.decoder.hidden_size
+    assert torch.all(default.decoder.bias_ih_l0[h:2 * h] == 0)

@@ -13,7 +13,8 @@ Study file::
     name: bottleneck-numbers
     config: {data: {...}, train: {...}, decode: {...}}   # shared by every run
     budget: {minutes: 4}                                # or {steps: 2000}
-    eval: {beam: 5, metric: exact, length: items, edges: [2, 4, 6, 8], heatmaps: 2}
+    eval: {beam: 5, metric: exact, length: items, edges: [2, 4, 6, 8], heatmaps: 2,
+           min_bucket: 30}     # buckets with fewer test sentences merge with a neighbour
     runs:
       - {name: seq2seq-lstm, preset: seq2seq-lstm}
       - {name: rnn-dot, preset: rnn-dot, set: {model.input_feeding: false}}
@@ -36,7 +37,7 @@ from .data.registry import read_split, resolve_dir
 from .data.synthetic import ITEM_SEP
 from .data.tokenizers import Vocabs
 from .errors import ConfigError, UserError
-from .metrics import corpus_scores, scores_by_length
+from .metrics import corpus_scores, merge_sparse_buckets, scores_by_length
 from .plots import attention_grid, learning_curves, score_by_length
 from .presets import PRESETS
 from .tasks import VOCAB_REQUEST, vocab_request
@@ -45,7 +46,7 @@ from .translator import Translator
 
 STUDY_KEYS = {"name", "description", "config", "budget", "eval", "runs"}
 EVAL_DEFAULTS = {"beam": 5, "metric": "bleu", "length": "words", "edges": [10, 20, 30],
-                 "heatmaps": 2}
+                 "heatmaps": 2, "min_bucket": 30}
 
 
 def load_study(path: str | Path) -> dict:
@@ -84,9 +85,12 @@ def load_study(path: str | Path) -> dict:
     return study
 
 
-def run_config(study: dict, run: dict, budget_minutes: float | None):
-    """The resolved config of one run: shared config + preset + run overrides + budget."""
+def run_config(study: dict, run: dict, budget_minutes: float | None,
+               extra: list[str] | None = None):
+    """The resolved config of one run: shared config + preset + run overrides + ``extra``
+    (``key=value`` for every run, e.g. ``train.device=cuda``) + budget."""
     overrides = [f"{k}={json.dumps(v)}" for k, v in (run.get("set") or {}).items()]
+    overrides += list(extra or [])
     if run.get("preset"):
         overrides.insert(0, f"model.preset={run['preset']}")
     budget = dict(study["budget"])
@@ -124,13 +128,15 @@ def _decode_timed(translator: Translator, texts: list[str], beam: int) -> tuple[
 
 
 def compare(study_path: str | Path, out: str | Path | None = None,
-            budget_minutes: float | None = None, log=print) -> dict:
-    """Train (or resume), evaluate and report every run of a study."""
+            budget_minutes: float | None = None, log=print,
+            overrides: list[str] | None = None) -> dict:
+    """Train (or resume), evaluate and report every run of a study; ``overrides``
+    (``key=value``) apply to every run after its own settings."""
     study = load_study(study_path)
     out = Path(out or Path("studies/out") / study.get("name", Path(study_path).stem))
     out.mkdir(parents=True, exist_ok=True)
     ev = study["eval"]
-    base = run_config(study, study["runs"][0], budget_minutes)
+    base = run_config(study, study["runs"][0], budget_minutes, overrides)
     data_dir = resolve_dir(base.data, out / "data", log=log)
     base.data.dir = str(data_dir)
     test = read_split(data_dir, base.data.test, base.data.src, base.data.tgt, required=False)
@@ -145,10 +151,11 @@ def compare(study_path: str | Path, out: str | Path | None = None,
         atomic_write(vocab_dir / VOCAB_REQUEST, lambda tmp: tmp.write_text(
             json.dumps(vocab_request(base, data_dir), sort_keys=True)))
     lengths = _lengths(test.src, ev["length"])
+    ev["edges"] = merge_sparse_buckets(lengths, ev["edges"], ev["min_bucket"])
     results: dict[str, dict] = {}
     for spec in study["runs"]:
         name = spec["name"]
-        cfg = run_config(study, spec, budget_minutes)
+        cfg = run_config(study, spec, budget_minutes, overrides)
         cfg.data.dir = str(data_dir)
         run = RunDir(out / "runs" / name)
         if not (run.ckpt / "finished.json").is_file():
@@ -164,7 +171,8 @@ def compare(study_path: str | Path, out: str | Path | None = None,
               "study_file": str(study_path), "budget": budget_minutes and {"minutes":
                                                                            budget_minutes}
               or study["budget"], "data_dir": str(data_dir), "test_split": base.data.test,
-              "eval": ev, "runs": results}
+              "eval": ev, "config": study.get("config") or {}, "overrides": list(overrides or []),
+              "runs": results}
     _figures(out, report, test, lengths)
     _write_report(out, report)
     log(f"wrote {out / 'report.md'}, {out / 'report.html'} and {out / 'results.json'}")
@@ -177,6 +185,9 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
     if cached.is_file():
         result = json.loads(cached.read_text())
         if result.get("step") == finished["step"] and result.get("beam") == ev["beam"]:
+            hyps = (run.path / "eval" / "study.hyp").read_text().splitlines()
+            result["by_length"] = scores_by_length(hyps, test.tgt, lengths, ev["edges"],
+                                                   interval=ev["metric"])
             return result
     translator = Translator.from_run(run.path)
     greedy, greedy_speed = _decode_timed(translator, test.src, 1)
@@ -199,7 +210,8 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
         "bleu_signature": scores_b["bleu_signature"],
         "decode_sentences_per_s": {"greedy": round(greedy_speed, 1),
                                    "beam": round(beam_speed, 1)},
-        "by_length": scores_by_length(beam, test.tgt, lengths, ev["edges"]),
+        "by_length": scores_by_length(beam, test.tgt, lengths, ev["edges"],
+                                      interval=ev["metric"]),
         "valid_curve": [{k: r[k] for k in ("step", "elapsed", "loss", "bleu", "chrf", "exact")
                          if k in r} for r in _records(run) if r["type"] == "valid"],
     }
@@ -267,7 +279,7 @@ def _length_table(report: dict) -> list[str]:
     lines = ["| run | " + " | ".join(buckets) + " |", "|---|" + "---|" * len(buckets)]
     for name, r in report["runs"].items():
         by = {b["bucket"]: b for b in r["by_length"]}
-        cells = [f"{by[b][metric]:.1f}" if b in by else "–" for b in buckets]
+        cells = [_cell(by[b], metric) if b in by else "–" for b in buckets]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     counts = [str(next((b["n"] for r in report["runs"].values() for b in r["by_length"]
                         if b["bucket"] == name), 0)) for name in buckets]
@@ -275,11 +287,24 @@ def _length_table(report: dict) -> list[str]:
     return lines
 
 
+def _cell(row: dict, metric: str) -> str:
+    """A bucket's score, with its 95 % bootstrap interval where one was computed."""
+    if "ci95" not in row:
+        return f"{row[metric]:.1f}"
+    low, high = row["ci95"]
+    return f"{row[metric]:.1f} ({low:.0f}–{high:.0f})"
+
+
 def _markdown(report: dict) -> str:
     ev = report["eval"]
     budget = report["budget"]
     budget_text = (f"{budget['minutes']} minutes of training per run" if "minutes" in budget
                    else f"{budget['steps']} updates per run")
+    patience = ((report.get("config") or {}).get("train") or {}).get("patience")
+    if patience:
+        budget_text = (f"each run trained until validation {ev['metric']} stopped improving "
+                       f"for {patience} validations in a row (early stopping), at most "
+                       + budget_text)
     first = next(iter(report["runs"].values()))
     parts = [f"# Study: {report['study']}", "", report.get("description", "").strip(), "",
              f"Command: `attnmt compare {report['study_file']}` · budget: {budget_text} · "
@@ -289,6 +314,9 @@ def _markdown(report: dict) -> str:
              "run's figure includes the runs before it.", "",
              f"sacreBLEU: `{first['bleu_signature']}`", "",
              f"## {ev['metric']} by source length ({ev['length']})", "",
+             "In brackets: the 95 % bootstrap interval (1,000 resamples of the bucket's "
+             f"sentences); buckets under {ev.get('min_bucket', 0)} sentences are merged with "
+             "a neighbour.", "",
              *_length_table(report), "", "![score by length](score_by_length.png)", "",
              "## Learning curves", "", "![learning curves](learning_curves.png)", ""]
     if report.get("heatmaps"):

@@ -104,6 +104,10 @@ class ModelConfig:
     bidirectional: bool = _f(True, "bidirectional RNN encoder")
     input_feeding: bool = _f(True, "Luong input feeding: previous attentional state is "
                              "concatenated to the next decoder input")
+    forget_bias: float = _f(1.0, "LSTM forget-gate bias at initialisation (Gers et al. 2000; "
+                            "Jozefowicz et al. 2015): 1 keeps the cell's memory, and its "
+                            "gradient, alive across long sequences from the first update; "
+                            "0 is PyTorch's default")
     feed_context: bool = _f(False, "seq2seq only: context vector also fed to every decoder "
                             "step and to the output layer (Cho et al. 2014)")
     # Transformer

@@ -34,9 +34,46 @@ def bucket_name(length: int, edges: Sequence[int]) -> str:
     return f"{low}+"
 
 
+def merge_sparse_buckets(src_lengths: Sequence[int], edges: Sequence[int],
+                         min_count: int) -> list[int]:
+    """Drop bucket edges until every bucket holds at least ``min_count`` sentences (or one
+    bucket is left): a small bucket joins its right neighbour, the last one its left, so a
+    score is never drawn from a handful of sentences."""
+    edges = sorted(edges)
+    while edges:
+        counts = [0] * (len(edges) + 1)
+        for n in src_lengths:
+            counts[sum(n > e for e in edges)] += 1
+        small = [i for i, c in enumerate(counts) if c < min_count]
+        if not small:
+            break
+        i = small[0]
+        del edges[i if i < len(edges) else i - 1]
+    return edges
+
+
+def bootstrap_interval(hyps: Sequence[str], refs: Sequence[str], metric: str,
+                       samples: int = 1000) -> tuple[float, float]:
+    """A 95 % bootstrap interval of one corpus score: sacreBLEU's resampling (seeded by
+    ``SACREBLEU_SEED``, 12345 by default) for BLEU and chrF, the same percentile bootstrap
+    over sentences for exact match."""
+    if metric == "exact":
+        hits = np.array([h.strip() == r.strip() for h, r in zip(hyps, refs)], dtype=float)
+        rng = np.random.default_rng(12345)
+        means = 100.0 * hits[rng.integers(0, len(hits), (samples, len(hits)))].mean(1)
+        low, high = np.percentile(means, [2.5, 97.5])
+        return round(float(low), 2), round(float(high), 2)
+    scorer = sacrebleu.metrics.BLEU() if metric == "bleu" else sacrebleu.metrics.CHRF()
+    score = scorer.corpus_score(list(hyps), [list(refs)], n_bootstrap=samples)
+    return round(float(score._mean - score._ci), 2), round(float(score._mean + score._ci), 2)
+
+
 def scores_by_length(hyps: Sequence[str], refs: Sequence[str], src_lengths: Sequence[int],
-                     edges: Sequence[int] = DEFAULT_BUCKETS) -> list[dict]:
-    """Corpus scores per source-length bucket, in bucket order (Bahdanau et al. 2015, Fig. 2)."""
+                     edges: Sequence[int] = DEFAULT_BUCKETS, interval: str | None = None
+                     ) -> list[dict]:
+    """Corpus scores per source-length bucket, in bucket order (Bahdanau et al. 2015, Fig. 2);
+    with ``interval`` set to a metric, each row also holds that metric's 95 % bootstrap
+    interval as ``ci95``."""
     groups: dict[str, list[int]] = {}
     for i, n in enumerate(src_lengths):
         groups.setdefault(bucket_name(n, edges), []).append(i)
@@ -44,10 +81,14 @@ def scores_by_length(hyps: Sequence[str], refs: Sequence[str], src_lengths: Sequ
     rows = []
     for name in names:
         if name in groups:
-            idx = groups[name]
-            s = corpus_scores([hyps[i] for i in idx], [refs[i] for i in idx])
-            rows.append({"bucket": name, "n": s["n"], "bleu": s["bleu"], "chrf": s["chrf"],
-                         "exact": s["exact"]})
+            bucket_hyps = [hyps[i] for i in groups[name]]
+            bucket_refs = [refs[i] for i in groups[name]]
+            s = corpus_scores(bucket_hyps, bucket_refs)
+            row = {"bucket": name, "n": s["n"], "bleu": s["bleu"], "chrf": s["chrf"],
+                   "exact": s["exact"]}
+            if interval:
+                row["ci95"] = list(bootstrap_interval(bucket_hyps, bucket_refs, interval))
+            rows.append(row)
     return rows
 
 

@@ -63,20 +63,31 @@ def attention_grid(items: list[dict], out: str | Path) -> Path:
 
 def score_by_length(series: dict[str, list[dict]], out: str | Path, metric: str = "bleu",
                     title: str = "", xlabel: str = "source length (words)") -> Path:
-    """One line per model: ``metric`` per source-length bucket (Bahdanau et al. 2015, Fig. 2)."""
+    """One line per model: ``metric`` per source-length bucket (Bahdanau et al. 2015, Fig. 2),
+    with each bucket's sentence count under its label and, where the rows carry one, the
+    95 % bootstrap interval (``ci95``) as an error bar."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    buckets: list[str] = []
+    counts: dict[str, int] = {}
     for rows in series.values():
         for r in rows:
-            if r["bucket"] not in buckets:
-                buckets.append(r["bucket"])
-    buckets.sort(key=lambda b: int(b.split("-")[0].rstrip("+")))
-    for name, rows in series.items():
-        by = {r["bucket"]: r[metric] for r in rows}
+            counts.setdefault(r["bucket"], r["n"])
+    buckets = sorted(counts, key=lambda b: int(b.split("-")[0].rstrip("+")))
+    offsets = np.linspace(-0.12, 0.12, len(series)) if len(series) > 1 else [0.0]
+    for (name, rows), shift in zip(series.items(), offsets):
+        by = {r["bucket"]: r for r in rows}
         xs = [i for i, b in enumerate(buckets) if b in by]
-        ax.plot(xs, [by[buckets[i]] for i in xs], marker="o", label=name)
-    ax.set_xticks(range(len(buckets)), buckets)
-    ax.set_xlabel(xlabel)
+        ys = [by[buckets[i]][metric] for i in xs]
+        spans = [by[buckets[i]].get("ci95") for i in xs]
+        if all(spans):
+            err = [[y - lo for y, (lo, _) in zip(ys, spans)],
+                   [hi - y for y, (_, hi) in zip(ys, spans)]]
+            ax.errorbar([x + shift for x in xs], ys, yerr=np.clip(err, 0, None), marker="o",
+                        capsize=2, label=name)
+        else:
+            ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xticks(range(len(buckets)), [f"{b}\nn={counts[b]}" for b in buckets])
+    ax.set_xlabel(xlabel + (" · bars: 95 % bootstrap interval" if any(
+        r.get("ci95") for rows in series.values() for r in rows) else ""))
     ax.set_ylabel({"bleu": "BLEU", "chrf": "chrF", "exact": "exact match (%)"}.get(metric, metric))
     ax.set_title(title or f"{metric} by source length")
     return _finish(fig, ax, out)

@@ -33,11 +33,14 @@ def train(config, overrides, out, resume, quiet) -> None:
               help="override the study's budget: this many training minutes per run")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="report folder (default studies/out/<name>)")
-def compare(study, budget_minutes, out) -> None:
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="config override for every run, after the run's own (e.g. "
+                   "--set train.device=cuda); repeatable")
+def compare(study, budget_minutes, out, overrides) -> None:
     """Train, evaluate and compare every run of a STUDY file; write a report folder."""
     from ..compare import compare as run_study
 
-    run_study(study, out, budget_minutes, log=click.echo)
+    run_study(study, out, budget_minutes, log=click.echo, overrides=list(overrides))
 
 
 @cli.command()

@@ -52,7 +52,8 @@ def build_model(m: ModelConfig, src_vocab: int, tgt_vocab: int, joint_vocab: boo
         rnn = dict(emb_size=m.emb_size, enc_hidden=m.enc_hidden, dec_hidden=m.dec_hidden,
                    enc_layers=m.enc_layers, dec_layers=m.dec_layers,
                    bidirectional=m.bidirectional, dropout=m.dropout,
-                   tie_embeddings=m.tie_embeddings, share_src=share)
+                   tie_embeddings=m.tie_embeddings, share_src=share,
+                   forget_bias=m.forget_bias)
         if m.arch == "seq2seq":
             return Seq2Seq(src_vocab, tgt_vocab, m.rnn_type, feed_context=m.feed_context, **rnn)
         return AttentionSeq2Seq(src_vocab, tgt_vocab, m.rnn_type, m.attention,

@@ -23,6 +23,17 @@ from .base import EncoderOutput, Seq2SeqModel, State, padding_mask
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
+def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
+    """Start every forget gate at sigmoid(value): PyTorch orders an LSTM's gates input,
+    forget, cell, output, and adds two biases; the value goes into ``bias_ih``'s forget
+    slice and ``bias_hh``'s is zeroed, so their sum is ``value``."""
+    hidden = lstm.hidden_size
+    with torch.no_grad():
+        for name, bias in lstm.named_parameters():
+            if name.startswith("bias_"):
+                bias[hidden:2 * hidden] = value if name.startswith("bias_ih") else 0.0
+
+
 class RNNEncoder(nn.Module):
     """Embedding + (bi)RNN over packed sequences."""
 
@@ -61,7 +72,7 @@ class RNNModelBase(Seq2SeqModel):
     def __init__(self, src_vocab: int, tgt_vocab: int, rnn_type: str, emb_size: int,
                  enc_hidden: int, dec_hidden: int, enc_layers: int, dec_layers: int,
                  bidirectional: bool, dropout: float, dec_input_size: int, out_size: int,
-                 tie_embeddings: bool, share_src: bool):
+                 tie_embeddings: bool, share_src: bool, forget_bias: float = 1.0):
         super().__init__()
         self.rnn_type, self.dec_layers = rnn_type, dec_layers
         self.tgt_embed = nn.Embedding(tgt_vocab, emb_size, padding_idx=0)
@@ -78,6 +89,9 @@ class RNNModelBase(Seq2SeqModel):
         self.out = nn.Linear(out_size, tgt_vocab)
         if tie_embeddings:
             self.out.weight = self.tgt_embed.weight
+        if rnn_type == "lstm":
+            set_forget_bias(self.encoder.rnn, forget_bias)
+            set_forget_bias(self.decoder, forget_bias)
 
     def _initial_hidden(self, finals: tuple[Tensor, ...]) -> list[Tensor]:
         """Encoder final states -> decoder initial states, each (B, dec_layers, H)."""
@@ -117,12 +131,13 @@ class Seq2Seq(RNNModelBase):
                  emb_size: int = 256, enc_hidden: int = 256, dec_hidden: int = 512,
                  enc_layers: int = 1, dec_layers: int = 1, bidirectional: bool = True,
                  dropout: float = 0.2, feed_context: bool = False, tie_embeddings: bool = False,
-                 share_src: bool = False):
+                 share_src: bool = False, forget_bias: float = 1.0):
         self.feed_context = feed_context
         super().__init__(src_vocab, tgt_vocab, rnn_type, emb_size, enc_hidden, dec_hidden,
                          enc_layers, dec_layers, bidirectional, dropout,
                          emb_size + (dec_hidden if feed_context else 0),
-                         emb_size if tie_embeddings else dec_hidden, tie_embeddings, share_src)
+                         emb_size if tie_embeddings else dec_hidden, tie_embeddings, share_src,
+                         forget_bias=forget_bias)
         out_size = emb_size if tie_embeddings else dec_hidden
         pre_in = dec_hidden * (2 if feed_context else 1)
         self.pre_output = nn.Linear(pre_in, out_size) if (feed_context or tie_embeddings) \
@@ -178,7 +193,8 @@ class AttentionSeq2Seq(RNNModelBase):
                  attention: str = "dot", emb_size: int = 256, enc_hidden: int = 256,
                  dec_hidden: int = 512, enc_layers: int = 1, dec_layers: int = 1,
                  bidirectional: bool = True, dropout: float = 0.2, input_feeding: bool = True,
-                 tie_embeddings: bool = False, share_src: bool = False):
+                 tie_embeddings: bool = False, share_src: bool = False,
+                 forget_bias: float = 1.0):
         memory = enc_hidden * (2 if bidirectional else 1)
         self.bahdanau = attention == "additive"
         self.input_feeding = input_feeding and not self.bahdanau
@@ -186,7 +202,7 @@ class AttentionSeq2Seq(RNNModelBase):
         dec_in = emb_size + (memory if self.bahdanau else out_size if self.input_feeding else 0)
         super().__init__(src_vocab, tgt_vocab, rnn_type, emb_size, enc_hidden, dec_hidden,
                          enc_layers, dec_layers, bidirectional, dropout, dec_in, out_size,
-                         tie_embeddings, share_src)
+                         tie_embeddings, share_src, forget_bias=forget_bias)
         self.attention_type = attention
         self.attention = rnn_attention(attention, dec_hidden, memory)
         self.combine = nn.Linear(memory + dec_hidden, out_size, bias=False)   # W_c
