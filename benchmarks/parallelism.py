@@ -243,7 +243,7 @@ def main() -> None:
     if args.quick:
         return
     name = "parallelism" + (f"_{args.tag}" if args.tag else "")
-    print(f"wrote {save(name, result)}")
+    save(name, result)
     where = args.device if not result["gpu"] else result["gpu"]
     figure(rows, FIGURES / f"{name}.png",
            f"copy task, {args.budget} target tokens per training batch, {args.sentences} "

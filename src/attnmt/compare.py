@@ -188,6 +188,7 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
             hyps = (run.path / "eval" / "study.hyp").read_text().splitlines()
             result["by_length"] = scores_by_length(hyps, test.tgt, lengths, ev["edges"],
                                                    interval=ev["metric"])
+            result["stopped_by"] = finished.get("reason", "")
             return result
     translator = Translator.from_run(run.path)
     greedy, greedy_speed = _decode_timed(translator, test.src, 1)
@@ -200,6 +201,7 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
         "preset": cfg.model.preset, "arch": cfg.model.arch,
         "has_attention": translator.model.has_attention,
         "parameters": translator.model.num_parameters(), "step": finished["step"],
+        "stopped_by": finished.get("reason", ""),
         "train_minutes": round(finished["elapsed"] / 60, 2),
         "train_tokens_per_s": round(_median_rate(run) or finished["tokens"]
                                     / max(finished["elapsed"], 1e-9), 1),
@@ -256,12 +258,14 @@ def _figures(out: Path, report: dict, test, lengths: list[int]) -> None:
 
 def _table(report: dict) -> list[str]:
     ev = report["eval"]
-    lines = [f"| run | parameters | steps | train tok/s | peak RSS MiB¹ | decode sent/s greedy / "
-             f"beam {ev['beam']} | BLEU greedy / beam {ev['beam']} | chrF | exact % |",
+    lines = [f"| run | parameters | steps (stopped by) | train tok/s | peak RSS MiB¹ | "
+             f"decode sent/s greedy / beam {ev['beam']} | BLEU greedy / beam {ev['beam']} | "
+             "chrF | exact % |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["runs"].items():
         speed = r["decode_sentences_per_s"]
-        lines.append(f"| {name} | {r['parameters']:,} | {r['step']} | "
+        stopped = f" ({r['stopped_by']})" if r.get("stopped_by") else ""
+        lines.append(f"| {name} | {r['parameters']:,} | {r['step']}{stopped} | "
                      f"{r['train_tokens_per_s']:,.0f} | {r['peak_rss_mib']:,} | "
                      f"{speed['greedy']:.1f} / {speed['beam']:.1f} | "
                      f"{r['greedy']['bleu']:.2f} / {r['bleu']:.2f} | "
@@ -300,9 +304,10 @@ def _markdown(report: dict) -> str:
     budget = report["budget"]
     budget_text = (f"{budget['minutes']} minutes of training per run" if "minutes" in budget
                    else f"{budget['steps']} updates per run")
-    patience = ((report.get("config") or {}).get("train") or {}).get("patience")
-    if patience:
-        budget_text = (f"each run trained until validation {ev['metric']} stopped improving "
+    train_cfg = (report.get("config") or {}).get("train") or {}
+    if train_cfg.get("patience"):
+        patience, watched = train_cfg["patience"], train_cfg.get("best_metric", "bleu")
+        budget_text = (f"each run trained until validation {watched} stopped improving "
                        f"for {patience} validations in a row (early stopping), at most "
                        + budget_text)
     first = next(iter(report["runs"].values()))
