@@ -33,7 +33,7 @@ if [ "${QUICK:-0}" = 1 ]; then
   CURVE_ARGS=(--lengths 8,16 --steps 1 --rounds 1 --models rnn-dot,transformer-small --quick)
   STUDY_ARGS=(--budget-minutes 0.05 --set train.valid_every=10)
   M30K_ARGS=(--budget-minutes 0.05 --set train.valid_every=5 --set train.valid_max_sentences=20)
-  MINUTES=0.2
+  MINUTES=2
   STUDY_OUT=${GPU_OUT:-/tmp/attnmt-gpu-smoke}
 else
   TRAIN_ARGS=()
