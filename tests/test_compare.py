@@ -39,6 +39,8 @@ def test_tiny_study_writes_every_report_file_and_resumes_without_training(task, 
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     runs = report["runs"]
     assert set(runs) == {"s2s", "dot"} and runs["s2s"]["step"] == 20
+    assert runs["s2s"]["stopped_by"] == "max_steps" and "20 (max_steps)" in \
+        (out / "report.md").read_text()
     assert runs["dot"]["has_attention"] and not runs["s2s"]["has_attention"]
     assert sum(b["n"] for b in runs["dot"]["by_length"]) == 60
     for bucket in runs["dot"]["by_length"]:          # sparse buckets merged, intervals given
@@ -61,6 +63,10 @@ def test_bad_study_files(tmp_path, task):
     bad = study_file(tmp_path, task, runs=[{"name": "x", "preset": "rnn-dott"}])
     with pytest.raises(ConfigError, match="unknown preset 'rnn-dott'"):
         load_study(bad)
+    for bad_eval, message in (({"metric": "ter"}, "eval metric 'ter' is unknown"),
+                              ({"min_bucket": 0}, "min_bucket must be")):
+        with pytest.raises(ConfigError, match=message):
+            load_study(study_file(tmp_path, task, eval=bad_eval))
     with pytest.raises(ConfigError, match="does not exist"):
         load_study(tmp_path / "missing.yaml")
     missing_data = study_file(tmp_path, task)

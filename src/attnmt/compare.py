@@ -47,6 +47,7 @@ from .translator import Translator
 STUDY_KEYS = {"name", "description", "config", "budget", "eval", "runs"}
 EVAL_DEFAULTS = {"beam": 5, "metric": "bleu", "length": "words", "edges": [10, 20, 30],
                  "heatmaps": 2, "min_bucket": 30}
+EVAL_METRICS = ("bleu", "chrf", "exact")
 
 
 def load_study(path: str | Path) -> dict:
@@ -80,7 +81,13 @@ def load_study(path: str | Path) -> dict:
         if run["name"] in names:
             raise ConfigError(f"{path}: run name {run['name']!r} appears twice")
         names.add(run["name"])
-    study["eval"] = {**EVAL_DEFAULTS, **(study.get("eval") or {})}
+    study["eval"] = ev = {**EVAL_DEFAULTS, **(study.get("eval") or {})}
+    if ev["metric"] not in EVAL_METRICS:
+        raise ConfigError(f"{path}: eval metric {ev['metric']!r} is unknown; use one of "
+                          + ", ".join(EVAL_METRICS))
+    if not isinstance(ev["min_bucket"], int) or ev["min_bucket"] < 1:
+        raise ConfigError(f"{path}: eval min_bucket must be a whole number of sentences, 1 or "
+                          f"more (got {ev['min_bucket']!r})")
     study["_path"] = str(path)
     return study
 

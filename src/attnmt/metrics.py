@@ -63,6 +63,8 @@ def bootstrap_interval(hyps: Sequence[str], refs: Sequence[str], metric: str,
         means = 100.0 * hits[rng.integers(0, len(hits), (samples, len(hits)))].mean(1)
         low, high = np.percentile(means, [2.5, 97.5])
         return round(float(low), 2), round(float(high), 2)
+    if metric not in ("bleu", "chrf"):
+        raise ValueError(f"no bootstrap interval for metric {metric!r}")
     scorer = sacrebleu.metrics.BLEU() if metric == "bleu" else sacrebleu.metrics.CHRF()
     score = scorer.corpus_score(list(hyps), [list(refs)], n_bootstrap=samples)
     return round(float(score._mean - score._ci), 2), round(float(score._mean + score._ci), 2)
