@@ -112,3 +112,59 @@ def _finish(fig, ax, out: str | Path) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return Path(out)
+
+
+def explain_figure(data: dict, t: int, out: str | Path) -> Path:
+    """One output word's steps as a static figure (``attnmt explain --png``): the panels
+    of the five steps for an RNN with attention, the one context vector for the
+    fixed-context seq2seq, each layer's heads for the Transformer; the next words last."""
+    _font_for([*data["src_tokens"], *data["tgt_tokens"]])
+    src, step = data["src_tokens"], data["steps"][t]
+    panels = {"attention": 5, "fixed-context": 2}.get(data["family"], len(data["layers_kv"]) + 1)
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, max(3.2, 0.28 * len(src) + 1.5)),
+                             squeeze=False)
+    axes = list(axes[0])
+    if data["family"] == "attention":
+        _rnn_panels(data, step, axes)
+    elif data["family"] == "fixed-context":
+        contexts = np.array([s["context"] for s in data["steps"]], dtype=float)
+        axes[0].imshow(contexts, aspect="auto", cmap="RdBu_r")
+        axes[0].set_yticks(range(len(data["tgt_tokens"])), data["tgt_tokens"], fontsize=7)
+        axes[0].set_title("1. the one context vector c,\nthe same at every output word", fontsize=9)
+    else:
+        for ell, ax in enumerate(axes[:-1]):
+            w = np.array(step["layers"][ell]["cross"]["weights"], dtype=float)
+            ax.imshow(w, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+            ax.set_xticks(range(len(src)), src, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(w)), [f"head {h}" for h in range(len(w))], fontsize=7)
+            ax.set_title(f"layer {ell}: cross-attention weights", fontsize=9)
+    words, probs = zip(*step["top"])
+    axes[-1].barh(range(len(words))[::-1], probs,
+                  color=["#f79009" if w == step["chosen"] else "#2f6fde" for w in words])
+    axes[-1].set_yticks(range(len(words))[::-1], words, fontsize=8)
+    axes[-1].set_title(f"5. next word (greedy: {step['chosen']!r})", fontsize=9)
+    fig.suptitle(f"output word {t}: {data['tgt_tokens'][t]!r} · {data['formula']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return Path(out)
+
+
+def _rnn_panels(data: dict, step: dict, axes) -> None:
+    src, y = data["src_tokens"], range(len(data["src_tokens"]))
+    states = np.array(data["states"], dtype=float)
+    weights = np.array(step["weights"], dtype=float)
+    scores = np.array([np.nan if s is None else s for s in step["scores"]], dtype=float)
+    axes[0].imshow(states, aspect="auto", cmap="RdBu_r")
+    axes[0].set_title("1. encoder states h̄ₛ", fontsize=9)
+    axes[1].barh(list(y)[::-1], np.nan_to_num(scores, nan=0.0), color="#667085")
+    axes[1].set_title("2. scores", fontsize=9)
+    axes[2].barh(list(y)[::-1], weights, color="#2f6fde")
+    axes[2].set_title("3. softmax weights", fontsize=9)
+    contributions = np.vstack([weights[:, None] * states, np.array(step["context"])[None]])
+    axes[3].imshow(contributions, aspect="auto", cmap="RdBu_r")
+    axes[3].set_title("4. aₜ(s)·h̄ₛ, and their sum cₜ (last row)", fontsize=9)
+    for ax in axes[:4]:
+        labels = src + ["= cₜ"] if ax is axes[3] else src
+        positions = range(len(labels)) if ax in (axes[0], axes[3]) else list(y)[::-1]
+        ax.set_yticks(positions, labels, fontsize=7)

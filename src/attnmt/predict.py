@@ -8,6 +8,7 @@ the model has attention to show, returns it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from .errors import UserError
 from .metrics import classification_scores
 from .models.loss import token_loss
 from .search import generate
-from .symbols import BOS, EOS
+from .symbols import BOS
 
 
 def _load(run_dir: str | Path, task: str, checkpoint: str = "best"):
@@ -196,39 +197,32 @@ class TranslationModel:
                         f"chrF {r['chrf']:6.2f}  exact {r['exact']:5.1f}%"
                         for r in result["by_length"]]
 
-    @torch.inference_mode()
+    def explain(self, text: str, *, top_k: int = 5, masked: Sequence[int] = (),
+                zero_heads: Sequence[tuple[int, int]] = ()) -> dict:
+        """Every number of attention at every output word of the greedy translation of
+        ``text``, optionally with source positions masked out of attention or
+        Transformer heads silenced (see :mod:`attnmt.explain`); arrays are numpy."""
+        from .explain import explain
+
+        return explain(self.translator, text, top_k=top_k, masked=masked,
+                       zero_heads=zero_heads)
+
     def five_steps(self, text: str, top_k: int = 5) -> dict:
         """Attention's five steps at every output word of the greedy translation of
         ``text``, with the real numbers (RNN attention models; the fixed-context seq2seq
         gives its one context vector): per step ``query``, ``keys``, ``values``,
-        ``scores``, ``weights``, ``context``, ``combined`` as numpy arrays, the ``top``
-        next words with their probabilities and the word greedy search ``chosen``."""
-        tr = self.translator
-        if tr.engine != "attnmt":
-            raise UserError("the five steps need the attnmt engine (load the run itself)")
-        best = tr.translate([text], beam=1)[0][0]
-        src_ids = tr.encode_source(text)
-        src, lengths = tr.pad_batch([src_ids])
-        model = tr.model
-        state = model.init_state(model.encode(src, lengths))
-        prev, steps = BOS, []
-        for tok in [*best.tokens, EOS]:
-            logits, state, numbers = model.explain_step(torch.tensor([prev]), state)
-            if numbers is None:
-                raise UserError(f"{self.run_dir}: the five steps are shown for the RNN "
-                                "families; for the Transformer use attention()")
-            probs = logits[0].float().softmax(-1)
-            top = probs.topk(top_k)
-            step = {k: (v[0].float().numpy() if torch.is_tensor(v) else v)
-                    for k, v in numbers.items()}
-            step.update(top=[(tr.vocabs.tgt.piece(int(i)), float(p))
-                             for p, i in zip(top.values, top.indices)],
-                        chosen=tr.vocabs.tgt.piece(tok))
-            steps.append(step)
-            prev = tok
-        return {"translation": best.text, "scorer": steps[0]["scorer"],
-                "src_tokens": [tr.vocabs.src.piece(i) for i in src_ids],
-                "tgt_tokens": [tr.vocabs.tgt.piece(i) for i in best.tokens] + ["</s>"],
+        ``scores``, ``weights``, ``context``, ``combined`` as numpy arrays (one row per
+        query), the ``top`` next words with their probabilities and the word greedy
+        search ``chosen``."""
+        shown = self.explain(text, top_k=top_k)
+        if shown["family"] == "transformer":
+            raise UserError(f"{self.run_dir}: the five steps are shown for the RNN families; "
+                            "for the Transformer use explain()")
+        rows = ("query", "scores", "weights", "context")
+        steps = [{**{k: (v[None] if k in rows else v) for k, v in step.items()},
+                  "keys": shown.get("keys"), "values": shown.get("states"),
+                  "scorer": shown["scorer"]} for step in shown["steps"]]
+        return {**{k: shown[k] for k in ("translation", "scorer", "src_tokens", "tgt_tokens")},
                 "steps": steps}
 
     def attention(self, text: str, beam: int = 1) -> dict:

@@ -14,6 +14,7 @@
     attnmt generate RUN_DIR              continue a prompt (decoder-only LM)
     attnmt evaluate RUN_DIR              scores on a split, for any task
     attnmt plot attention RUN_DIR        attention heatmap of one sentence
+    attnmt explain RUN_DIR SENTENCE      attention's five steps, the model's own numbers
 
 A user's mistake prints one line (``error: ...``) and exits with status 2; anything
 unexpected also prints one line (exit 1) with a hint to rerun with ``--debug`` for
@@ -52,7 +53,7 @@ def cli(debug: bool) -> None:
     """attnmt — sequence-to-sequence learning built around attention."""
 
 
-from . import data, run, use  # noqa: E402,F401  (each module adds its commands to `cli`)
+from . import data, explain, run, use  # noqa: E402,F401  (each module adds its commands to `cli`)
 
 
 def _one_line(e: BaseException | str) -> str:

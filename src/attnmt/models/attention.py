@@ -63,8 +63,13 @@ class Attention(nn.Module):
         context = torch.bmm(weights, values)                             # 4. (B, T, D_mem)
         if trace is not None:
             trace.update(query=query, keys=keys, values=values, scores=scores,
-                         weights=weights, context=context)
+                         weights=weights, context=context, **self.score_parts(query, keys))
         return context, weights
+
+    def score_parts(self, query: Tensor, keys: Tensor) -> dict[str, Tensor]:
+        """The intermediate numbers of :meth:`score` (the explainer shows them); none for a
+        product of the query with the keys."""
+        return {}
 
 
 class DotAttention(Attention):
@@ -105,6 +110,12 @@ class ConcatAttention(Attention):
         q = self.w_q(query)                                              # (B, T, A)
         hidden = torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))          # (B, T, S, A)
         return self.v_a(hidden).squeeze(-1)                              # (B, T, S)
+
+    def score_parts(self, query: Tensor, keys: Tensor) -> dict[str, Tensor]:
+        """W_q hₜ, tanh(W_q hₜ + W_k h̄ₛ) for every s, and v_a."""
+        q = self.w_q(query)
+        return {"projected_query": q, "hidden": torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1)),
+                "v_a": self.v_a.weight[0].expand(query.size(0), -1)}
 
 
 class AdditiveAttention(ConcatAttention):
@@ -151,16 +162,20 @@ class MultiHeadAttention(nn.Module):
         return self._split(self.k_proj(x)), self._split(self.v_proj(x))
 
     def forward(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
-                causal: bool = False, need_weights: bool = False
+                causal: bool = False, need_weights: bool = False,
+                head_gate: Tensor | None = None, trace: dict | None = None
                 ) -> tuple[Tensor, Tensor | None]:
         """query (B, T, D); k, v (B, H, S, dh); mask (B, S) True at real keys.
 
-        Returns output (B, T, D) and, when asked, weights (B, H, T, S).
+        Returns output (B, T, D) and, when asked, weights (B, H, T, S). ``head_gate`` (H,)
+        multiplies each head's output before the heads are joined (0 silences a head: the
+        explainer's intervention); ``trace``, when given, receives every number of the
+        computation (the explainer's view of one attention).
         """
         q = self._split(self.q_proj(query))                              # (B, H, T, dh)
         t, s = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
-        if not need_weights:
+        if not need_weights and trace is None:
             if causal and mask is None and t == s:     # SDPA's own (top-left) causal mask
                 out = sdpa(q, k, v, None, p, causal=True)
             else:
@@ -169,13 +184,20 @@ class MultiHeadAttention(nn.Module):
         else:
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)    # (B, H, T, S)
             allowed = _allowed(mask, causal, t, s, q.device)              # (B|1, 1, T|1, S)
-            if allowed is not None:
-                scores = scores.masked_fill(~allowed, float("-inf"))
-            weights = torch.softmax(scores, dim=-1)
+            masked = scores if allowed is None else scores.masked_fill(~allowed, float("-inf"))
+            weights = torch.softmax(masked, dim=-1)
             out = F.dropout(weights, p) @ v
+            if trace is not None:
+                trace.update(query=q, keys=k, values=v, scores=scores, weights=weights,
+                             heads=out, allowed=allowed)
+        if head_gate is not None:
+            out = out * head_gate[:, None, None]
         b, _, t, _ = out.shape
-        out = out.transpose(1, 2).reshape(b, t, self.heads * self.d_head)
-        return self.out_proj(out), weights
+        joined = out.transpose(1, 2).reshape(b, t, self.heads * self.d_head)
+        projected = self.out_proj(joined)
+        if trace is not None:
+            trace.update(joined=joined, output=projected)
+        return projected, weights
 
 
 def _allowed(mask: Tensor | None, causal: bool, t: int, s: int, device: torch.device

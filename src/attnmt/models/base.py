@@ -12,7 +12,13 @@ branch on the architecture.
 - ``reorder_state(state, rows, source_rows) -> state``: beam search's reorder
 - ``forward(src, src_lengths, tgt_in) -> (logits, weights | None)`` (teacher forcing)
 - ``explain_step(prev_tokens, state) -> (logits, state, numbers | None)``: a decoding
-  step with the numbers of attention's five steps (RNN families)
+  step with the numbers of attention's five steps (RNN families) or of every layer's
+  attention (the Transformer)
+- ``explain_encoder(src, src_lengths) -> [numbers per layer] | None``: the encoder's
+  self-attention numbers (the Transformer)
+- ``zero_heads(state, [(layer, head), ...]) -> state``: silence cross-attention heads for
+  the rest of decoding (the explainer's intervention; ValueError where there are none);
+  ``attention_shape``: (layers, heads) of that attention, None for a single attention
 - ``attention_layers(src, src_lengths, tgt_in) -> (B, layers, heads, T, S) | None``:
   the attention of every layer and head, for models that have more than one
 - ``max_source_len`` / ``max_target_len``: the longest source (with ``</s>``) and the
@@ -82,6 +88,20 @@ class Seq2SeqModel(nn.Module):
         fixed-context seq2seq gives its one ``context``. None where not implemented."""
         logits, state, _ = self.decode_step(prev_tokens, state)
         return logits, state, None
+
+    def explain_encoder(self, src: Tensor, src_lengths: Tensor) -> list[dict] | None:
+        """The encoder's self-attention numbers, one dict per layer; None without it."""
+        return None
+
+    def zero_heads(self, state: State, heads: list[tuple[int, int]]) -> State:
+        """Silence attention heads (layer, head) in ``state``; models with a single
+        attention have no heads to silence."""
+        raise ValueError("this model has a single attention, not layers of heads")
+
+    @property
+    def attention_shape(self) -> tuple[int, int] | None:
+        """(layers, heads) of the decoder's attention over the source; None for one."""
+        return None
 
     def attention_layers(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor
                          ) -> Tensor | None:

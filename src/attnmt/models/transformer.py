@@ -142,11 +142,14 @@ class EncoderLayer(_Sublayers):
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.ffn = FeedForward(d_model, ffn, activation_dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, collect: list | None = None) -> Tensor:
-        """x (B, S, D), mask (B, S). Appends self-attention weights to ``collect`` if given."""
+    def forward(self, x: Tensor, mask: Tensor, collect: list | None = None,
+                trace: dict | None = None) -> Tensor:
+        """x (B, S, D), mask (B, S). Appends self-attention weights to ``collect`` if given;
+        ``trace`` receives the self-attention's numbers (the explainer)."""
         y = self.norm_in(0, x)
         k, v = self.self_attn.project_kv(y)                               # (B, H, S, dh)
-        out, weights = self.self_attn(y, k, v, mask, need_weights=collect is not None)
+        out, weights = self.self_attn(y, k, v, mask, need_weights=collect is not None,
+                                      trace=trace)
         x = self.add(0, x, out)
         if collect is not None:
             collect.append(weights)
@@ -166,20 +169,25 @@ class DecoderLayer(_Sublayers):
         self.ffn = FeedForward(d_model, ffn, activation_dropout)
 
     def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor] | None, src_mask: Tensor | None,
-                cache: LayerCache | None = None, need_weights: bool = False
+                cache: LayerCache | None = None, need_weights: bool = False,
+                head_gate: Tensor | None = None, trace: dict | None = None
                 ) -> tuple[Tensor, Tensor | None]:
         """x (B, T, D). With ``cache`` (keys, values of earlier positions, extended here in
         place), x is the new position(s) only. Returns x and the cross-attention weights
-        (B, H, T, S) when asked (None for the decoder-only LM)."""
+        (B, H, T, S) when asked (None for the decoder-only LM). ``head_gate`` (H,) scales
+        the cross-attention heads; ``trace`` gets ``self`` and ``cross`` numbers."""
         y = self.norm_in(0, x)
         k, v = self.self_attn.project_kv(y)                               # (B, H, T, dh)
         if cache is not None:
             k, v = cache.extend(k, v)
-        out, _ = self.self_attn(y, k, v, causal=y.size(1) > 1)            # one new token sees all
+        sub = None if trace is None else trace.setdefault("self", {})
+        out, _ = self.self_attn(y, k, v, causal=y.size(1) > 1, trace=sub)  # one new token sees all
         x, weights = self.add(0, x, out), None
         if self.cross_attn is not None:
+            sub = None if trace is None else trace.setdefault("cross", {})
             out, weights = self.cross_attn(self.norm_in(1, x), *memory_kv, mask=src_mask,
-                                           need_weights=need_weights)
+                                           need_weights=need_weights, head_gate=head_gate,
+                                           trace=sub)
             x = self.add(1, x, out)
         last = len(self.norms) - 1
         return self.add(last, x, self.ffn(self.norm_in(last, x))), weights
@@ -223,7 +231,8 @@ class Transformer(Seq2SeqModel):
         # contiguous once here, so no decoding step copies them for its matrix products
         memory_kv = [tuple(x.contiguous() for x in layer.cross_attn.project_kv(enc.memory))
                      for layer in self.decoder]
-        return {"memory_kv": memory_kv, "mask": enc.mask, "cache": None, "step": 0}
+        return {"memory_kv": memory_kv, "mask": enc.mask, "cache": None, "step": 0,
+                "head_gate": None}
 
     def reorder_state(self, state: State, rows: Tensor, source_rows: Tensor | None) -> State:
         """The projected encoder memory is the same for every beam of a sentence, so it is
@@ -233,22 +242,27 @@ class Transformer(Seq2SeqModel):
         if source_rows is not None:
             source = select_state(source, source_rows)
         return {**select_state({"cache": state["cache"]}, rows), **source,
-                "step": state["step"]}
+                "step": state["step"], "head_gate": state.get("head_gate")}
 
     def _decode(self, tokens: Tensor, state: State, need_weights: bool,
-                all_weights: list | None = None, keep_cache: bool = True
-                ) -> tuple[Tensor, State, Tensor | None]:
+                all_weights: list | None = None, keep_cache: bool = True,
+                traces: list | None = None) -> tuple[Tensor, State, Tensor | None]:
         """Decode ``tokens`` after the cached positions; ``keep_cache=False`` (teacher
-        forcing) keeps no cache."""
+        forcing) keeps no cache; ``traces`` receives each layer's numbers (explainer)."""
         x = self.tgt_embed(tokens, offset=state["step"])
         caches = state["cache"]
         if caches is None and keep_cache:
             caches = [LayerCache() for _ in self.decoder]
+        gates = state.get("head_gate") or [None] * len(self.decoder)
         weights = []
         for i, layer in enumerate(self.decoder):
+            trace = None if traces is None else {}
             x, w = layer(x, state["memory_kv"][i], state["mask"],
-                         caches[i] if caches is not None else None, need_weights)
+                         caches[i] if caches is not None else None, need_weights,
+                         head_gate=gates[i], trace=trace)
             weights.append(w)
+            if traces is not None:
+                traces.append(trace)
         state = {**state, "cache": caches, "step": state["step"] + tokens.size(1)}
         logits = self.out(self.dec_norm(x))
         if not need_weights:
@@ -256,6 +270,41 @@ class Transformer(Seq2SeqModel):
         if all_weights is not None:
             all_weights.extend(weights)
         return logits, state, torch.stack(weights, 1).mean(dim=(1, 2))      # (B, T, S)
+
+    def explain_step(self, prev_tokens: Tensor, state: State
+                     ) -> tuple[Tensor, State, dict]:
+        """A decoding step with every layer's ``self`` and ``cross`` attention numbers."""
+        traces: list[dict] = []
+        logits, state, _ = self._decode(prev_tokens[:, None], state, False, traces=traces)
+        return logits[:, 0], state, {"scorer": "multi-head", "layers": traces}
+
+    def explain_encoder(self, src: Tensor, src_lengths: Tensor) -> list[dict]:
+        """Every encoder layer's self-attention numbers (query, keys, values, scores,
+        weights, heads, joined, output)."""
+        mask = padding_mask(src, src_lengths)
+        x, traces = self.src_embed(src), []
+        for layer in self.encoder:
+            traces.append({})
+            x = layer(x, mask, trace=traces[-1])
+        return traces
+
+    def zero_heads(self, state: State, heads: list[tuple[int, int]]) -> State:
+        """Silence cross-attention heads (layer, head) for the rest of decoding."""
+        n, h = len(self.decoder), self.decoder[0].cross_attn.heads
+        for layer, head in heads:
+            if not (0 <= layer < n and 0 <= head < h):
+                raise ValueError(f"layer {layer}, head {head} does not exist: this model has "
+                                 f"layers 0..{n - 1} with heads 0..{h - 1}")
+        device = state["mask"].device
+        gates = [torch.ones(h, device=device) for _ in range(n)]
+        for layer, head in heads:
+            gates[layer][head] = 0.0
+        return {**state, "head_gate": gates}
+
+    @property
+    def attention_shape(self) -> tuple[int, int]:
+        """(layers, heads) of the decoder's cross-attention."""
+        return len(self.decoder), self.decoder[0].cross_attn.heads
 
     def decode_step(self, prev_tokens: Tensor, state: State, need_weights: bool = False
                     ) -> tuple[Tensor, State, Tensor | None]:

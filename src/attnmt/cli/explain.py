@@ -1,0 +1,178 @@
+"""``attnmt explain RUN "sentence"``: attention's five steps with the model's own numbers.
+
+Prints one output word's steps in the terminal and, on request, writes the whole
+explanation as a self-contained web page (``--html``), a figure (``--png``) or JSON.
+Positions, steps, layers and heads count from 0, as in the API.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import UserError
+from . import cli
+
+
+def _positions(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--mask {text!r}: give source positions as numbers, e.g. --mask 0,3"
+                        ) from None
+
+
+def _heads(values: tuple[str, ...]) -> list[tuple[int, int]]:
+    heads = []
+    for value in values:
+        try:
+            layer, head = (int(x) for x in value.split(":"))
+        except ValueError:
+            raise UserError(f"--zero-head {value!r}: give LAYER:HEAD, e.g. --zero-head 0:2"
+                            ) from None
+        heads.append((layer, head))
+    return heads
+
+
+def _bar(value: float, width: int = 20) -> str:
+    return "█" * round(max(0.0, min(1.0, value)) * width)
+
+
+def describe_rnn(data: dict, t: int) -> list[str]:
+    s, lines = data["steps"][t], []
+    states = data.get("states")
+    if data["family"] == "fixed-context":
+        c = s["context"]
+        return [f"1. the encoder's final state is the one context vector c ({len(c)} numbers); "
+                "every output word receives the same c",
+                "2-4. no scores, no weights: the decoder cannot look back at the source"]
+    lines.append(f"1. encoder states h̄ₛ: {len(states)} tokens × {len(states[0])} numbers")
+    lines.append(f"2. scores ({data['formula']}), 3. softmax weights "
+                 f"(sum {sum(s['weights']):.4f}):")
+    for tok, score, w in zip(data["src_tokens"], s["scores"], s["weights"]):
+        shown = "-inf (masked)" if score is None else f"{score:9.3f}"
+        lines.append(f"   {tok:>14}  score {shown:>13}  weight {w:.3f} {_bar(w)}")
+    top = max(range(len(s["weights"])), key=lambda i: s["weights"][i])
+    lines.append(f"4. context cₜ = Σₛ aₜ(s) h̄ₛ: {len(s['context'])} numbers, the largest "
+                 f"share from {data['src_tokens'][top]!r} ({s['weights'][top]:.3f})")
+    return lines
+
+
+def describe_transformer(data: dict, t: int, kind: str, layer: int | None,
+                         head: int | None) -> list[str]:
+    layers = range(len(data["layers_kv"])) if layer is None else [layer]
+    lines = [f"{kind} attention, the weights of each layer and head (top 3):"]
+    for ell in layers:
+        if kind == "encoder":
+            weights, labels = [h[t] for h in data["encoder_layers"][ell]["weights"]], \
+                data["src_tokens"]
+        else:
+            weights = data["steps"][t]["layers"][ell][kind]["weights"]
+            labels = data["src_tokens"] if kind == "cross" else \
+                ["<s>", *data["tgt_tokens"]][: t + 1]
+        for h, row in enumerate(weights):
+            if head is not None and h != head:
+                continue
+            best = sorted(range(len(row)), key=lambda i: -row[i])[:3]
+            silenced = " (silenced)" if [ell, h] in data["zeroed_heads"] else ""
+            lines.append(f"   layer {ell} head {h}{silenced}: " +
+                         ", ".join(f"{labels[i]} {row[i]:.2f}" for i in best))
+    return lines
+
+
+def describe(data: dict, t: int, kind: str = "cross", layer: int | None = None,
+             head: int | None = None) -> list[str]:
+    """The terminal's account of output word ``t``."""
+    lines = [f"{data['family']} · {data['scorer'] or 'no attention'} · {data['formula']}",
+             "source:      " + " ".join(f"{i}:{tok}" for i, tok in enumerate(data["src_tokens"])),
+             f"translation: {data['translation']}"]
+    if data["masked"] or data["zeroed_heads"]:
+        lines.append(f"interventions: masked source positions {data['masked']}, silenced "
+                     f"heads {data['zeroed_heads']}")
+    if kind == "encoder":
+        lines.append(f"encoder query position {t}: {data['src_tokens'][t]!r}")
+        return lines + describe_transformer(data, t, kind, layer, head)
+    lines.append(f"step {t} of 0..{len(data['steps']) - 1}: writing {data['tgt_tokens'][t]!r}")
+    lines += describe_transformer(data, t, kind, layer, head) \
+        if data["family"] == "transformer" else describe_rnn(data, t)
+    s = data["steps"][t]
+    lines.append("5. next word: " + ", ".join(f"{w} {p:.3f}" for w, p in s["top"]) +
+                 f"  -> greedy writes {s['chosen']!r}")
+    return lines
+
+
+def _check_view(data: dict, step: int, kind: str, layer: int | None, head: int | None) -> None:
+    n = len(data["src_tokens"]) if kind == "encoder" else len(data["steps"])
+    what = "source positions" if kind == "encoder" else "output steps"
+    if not 0 <= step < n:
+        raise UserError(f"--step {step} is out of range: this sentence has {what} 0..{n - 1}")
+    if data["family"] != "transformer":
+        if kind != "cross" or layer is not None or head is not None:
+            raise UserError("--attention, --layer and --head apply to Transformer runs; this "
+                            "model has one attention")
+        return
+    shape = len(data["layers_kv"]), len(data["steps"][0]["layers"][0]["cross"]["weights"])
+    if layer is not None and not 0 <= layer < shape[0]:
+        raise UserError(f"--layer {layer} is out of range: layers 0..{shape[0] - 1}")
+    if head is not None and not 0 <= head < shape[1]:
+        raise UserError(f"--head {head} is out of range: heads 0..{shape[1] - 1}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("sentence")
+@click.option("--step", default=0, show_default=True, type=int,
+              help="the output word to show (0 = the first; the source position with "
+                   "--attention encoder)")
+@click.option("--mask", default=None, help="source positions to mask out of the decoder's "
+              "attention before decoding, e.g. 0,3")
+@click.option("--zero-head", multiple=True, metavar="LAYER:HEAD",
+              help="Transformer: silence a cross-attention head (repeatable)")
+@click.option("--attention", "kind", default="cross", show_default=True,
+              type=click.Choice(["cross", "self", "encoder"]), help="Transformer: which attention")
+@click.option("--layer", default=None, type=int, help="Transformer: one layer")
+@click.option("--head", default=None, type=int, help="Transformer: one head")
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(1, 50))
+@click.option("--html", "html_path", default=None, type=click.Path(),
+              help="write a self-contained page (works offline)")
+@click.option("--png", "png_path", default=None, type=click.Path(), help="write a figure")
+@click.option("--json", "json_path", default=None, type=click.Path(), help="write the numbers")
+@click.option("--checkpoint", default="best", show_default=True)
+def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, html_path,
+            png_path, json_path, checkpoint) -> None:
+    """Attention's five steps, with the model's own numbers, while translating SENTENCE."""
+    from ..explain import to_json
+    from ..predict import load_predictor
+
+    model = load_predictor(run_dir, checkpoint)
+    if not hasattr(model, "explain"):
+        raise UserError(f"{run_dir} is not a translation run; explain shows translation models")
+    data = to_json(model.explain(sentence, top_k=top_k, masked=_positions(mask),
+                                 zero_heads=_heads(zero_head)))
+    _check_view(data, step, kind, layer, head)
+    for line in describe(data, step, kind, layer, head):
+        click.echo(line)
+    _write(data, run_dir, step, html_path, png_path, json_path)
+
+
+def _write(data: dict, run_dir: str, step: int, html_path, png_path, json_path) -> None:
+    if html_path:
+        from ..serve.explain_page import explain_html
+
+        page = explain_html(data, step=step, title=f"attnmt explain — {run_dir}",
+                            subtitle=f"{data['translation']}")
+        with open(html_path, "w", encoding="utf-8") as f:
+            f.write(page)
+        click.echo(f"wrote {html_path}")
+    if png_path:
+        from ..plots import explain_figure
+
+        explain_figure(data, step, png_path)
+        click.echo(f"wrote {png_path}")
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False)
+        click.echo(f"wrote {json_path}")
