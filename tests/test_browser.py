@@ -73,3 +73,51 @@ def test_page_translates_and_heatmap_highlights_on_hover(server, tmp_path):
         page.wait_for_selector("#heatmap td.cell")
         page.screenshot(path=str(tmp_path / "page.png"))
         browser.close()
+
+
+def _shown_weights(page) -> list[str]:
+    """The weights the Explain view shows in step 3 (one bar per source token)."""
+    return page.locator('section[data-step="3"] .bar-value').all_text_contents()
+
+
+def test_explain_view_steps_masks_and_silences_with_the_api_numbers(server):
+    if not __import__("os").path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test "
+                    "skipped")
+    playwright = pytest.importorskip("playwright.sync_api")
+    import httpx
+
+    def api(**body) -> dict:
+        return httpx.post(f"{server}/explain", json={"text": "a b c d", **body}).json()
+
+    def expected(data: dict, t: int) -> list[str]:          # layer 1, head 1 (the default)
+        return [f"{w:.3f}" for w in data["steps"][t]["layers"][0]["cross"]["weights"][0]]
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server)
+        page.wait_for_selector("#explain:not([hidden])")
+        page.fill("#source", "a b c d")
+        page.click("#explain")
+        page.wait_for_selector(".step-box")
+        assert page.text_content("#ex-position-label") == 'output word 1 of 5: "d"'
+        plain = api()
+        assert _shown_weights(page) == expected(plain, 0)
+        page.click("#ex-next")
+        assert page.text_content("#ex-position-label") == 'output word 2 of 5: "c"'
+        assert _shown_weights(page) == expected(plain, 1)
+        page.click(".ex-src >> nth=3")                       # mask source "d"
+        page.wait_for_selector(".ex-src.masked")
+        assert "masked \"d\"" in page.text_content("#explain-status")
+        masked = api(masked=[3])
+        assert _shown_weights(page) == expected(masked, 1) and expected(masked, 1)[3] == "0.000"
+        page.click('button.zero-head[data-layer="0"][data-head="0"]')
+        page.wait_for_function("document.getElementById('explain-status').textContent"
+                               ".includes('silenced layer 1 head 1')")
+        both = api(masked=[3], zero_heads=[[0, 0]])
+        assert page.locator(".ex-tgt").all_text_contents() == both["tgt_tokens"]
+        page.select_option("#ex-kind", "encoder")
+        page.wait_for_selector("#ex-position")
+        assert page.locator('section[data-step="5"]').count() == 0   # no next word there
+        browser.close()

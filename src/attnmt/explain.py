@@ -31,6 +31,16 @@ from .search import max_lengths
 from .symbols import BOS, EOS
 from .translator import Translator
 
+
+class ExplainError(UserError):
+    """Bad input to the explainer; ``field`` names the request field at fault (the API's
+    422 says which)."""
+
+    def __init__(self, message: str, field: str = "text"):
+        super().__init__(message)
+        self.field = field
+
+
 FORMULAS = {
     "dot": "score(hₜ, h̄ₛ) = hₜᵀ h̄ₛ",
     "general": "score(hₜ, h̄ₛ) = hₜᵀ W_a h̄ₛ",
@@ -77,17 +87,18 @@ def _encoder_layer(trace: dict) -> dict:
 def _check_interventions(model, n_src: int, masked: Sequence[int],
                          zero_heads: Sequence[tuple[int, int]]) -> None:
     if masked and not model.has_attention:
-        raise UserError("this model has no attention to mask: its decoder sees the source "
-                        "only through one fixed context vector")
+        raise ExplainError("this model has no attention to mask: its decoder sees the source "
+                           "only through one fixed context vector", "masked")
     for s in masked:
         if not 0 <= s < n_src:
-            raise UserError(f"mask position {s} is outside the source (positions 0..{n_src - 1}"
-                            ", </s> included)")
+            raise ExplainError(f"mask position {s} is outside the source (positions "
+                               f"0..{n_src - 1}, </s> included)", "masked")
     if len(set(masked)) >= n_src:
-        raise UserError("every source position is masked; leave at least one to attend to")
+        raise ExplainError("every source position is masked; leave at least one to attend to",
+                           "masked")
     if zero_heads and model.attention_shape is None:
-        raise UserError("this model has one attention, not heads; zero heads of a Transformer "
-                        "or mask source positions instead")
+        raise ExplainError("this model has one attention, not heads; zero heads of a "
+                           "Transformer or mask source positions instead", "zero_heads")
 
 
 def _start(translator: Translator, src_ids: list[int], masked: Sequence[int],
@@ -104,7 +115,7 @@ def _start(translator: Translator, src_ids: list[int], masked: Sequence[int],
         try:
             state = model.zero_heads(state, [tuple(x) for x in zero_heads])
         except ValueError as e:
-            raise UserError(str(e)) from None
+            raise ExplainError(str(e), "zero_heads") from None
     layers = model.explain_encoder(src, lengths)
     encoder = [_encoder_layer(t) for t in layers] if layers is not None else None
     limit = int(max_lengths(lengths, translator.cfg.decode.max_len_ratio, translator.tgt_cap)[0])
@@ -118,9 +129,10 @@ def explain(translator: Translator, text: str, *, top_k: int = 5, masked: Sequen
     module docstring); arrays are numpy. ``masked`` are source positions (``</s>``
     included), ``zero_heads`` (layer, head) pairs, both counted from 0."""
     if getattr(translator, "engine", None) != "attnmt":
-        raise UserError("the explainer needs the attnmt engine (load the run, not an export)")
+        raise ExplainError("the explainer needs the attnmt engine (load the run, not an "
+                           "export)", "engine")
     if not text.strip():
-        raise UserError("the text is empty; give a sentence to explain")
+        raise ExplainError("the text is empty; give a sentence to explain")
     model, vocabs = translator.model, translator.vocabs
     model.eval()
     src_ids = translator.encode_source(text)
@@ -197,8 +209,9 @@ def _rounded_list(array: np.ndarray, digits: int) -> list:
     down = np.where(shift < 0, 10.0 ** np.clip(-shift, 0, None), 1.0)
     with np.errstate(invalid="ignore"):
         rounded = np.round(v * up / down) * down / up   # integer / 10^k: a short repr
-    listed = rounded.tolist()
-    return listed if finite.all() else _none_for_nan(listed)
+    if finite.all():
+        return rounded.tolist()
+    return _none_for_nan(np.where(finite, rounded, np.nan).tolist())
 
 
 def _none_for_nan(value):

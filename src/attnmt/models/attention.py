@@ -187,11 +187,11 @@ class MultiHeadAttention(nn.Module):
             masked = scores if allowed is None else scores.masked_fill(~allowed, float("-inf"))
             weights = torch.softmax(masked, dim=-1)
             out = F.dropout(weights, p) @ v
-            if trace is not None:
-                trace.update(query=q, keys=k, values=v, scores=scores, weights=weights,
-                             heads=out, allowed=allowed)
         if head_gate is not None:
             out = out * head_gate[:, None, None]
+        if trace is not None:
+            trace.update(query=q, keys=k, values=v, scores=scores, weights=weights,
+                         heads=out, allowed=allowed)
         b, _, t, _ = out.shape
         joined = out.transpose(1, 2).reshape(b, t, self.heads * self.d_head)
         projected = self.out_proj(joined)

@@ -2,6 +2,8 @@
 
     POST /translate   {"text": "..."} or {"texts": [...]}, optional beam, alpha, nbest
     POST /attention   {"text": "..."} -> tokens and the attention matrix (per layer/head too)
+    POST /explain     {"text": "...", "masked": [...], "zero_heads": [[l, h]]} -> the numbers
+                      of attention's five steps at every output word (the Explain view)
     GET  /health, GET /info, GET /docs (OpenAPI, served offline), GET / (the page)
 
 Every limit (body size, characters per text, texts per request, beam size, and the
@@ -31,6 +33,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat,
 from ..checkpoint import RunDir
 from ..ct2engine import load_translator
 from ..errors import UserError
+from ..explain import explain, to_json
 from ..translator import Engine
 from .batcher import MicroBatcher
 from .limits import BodyLimit, Limits
@@ -89,7 +92,19 @@ def _request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
         beam: Integer = Field(1, ge=1, le=limits.max_beam, description="beam size used to "
                                 "find the translation")
 
-    return TranslateRequest, AttentionRequest
+    class ExplainRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        text: StrictStr = Field(..., description="the sentence to translate (greedy) and "
+                                "explain", pattern=NOT_BLANK, json_schema_extra=text_schema)
+        masked: list[Integer] = Field([], max_length=limits.max_chars, description="source "
+                                      "positions (from 0, </s> included) taken out of the "
+                                      "decoder's attention before decoding")
+        zero_heads: list[Annotated[list[Integer], Field(min_length=2, max_length=2)]] = Field(
+            [], max_length=256, description="[layer, head] pairs (from 0): Transformer "
+            "cross-attention heads silenced before decoding")
+        top_k: Integer = Field(5, ge=1, le=20, description="next words shown per step")
+
+    return TranslateRequest, AttentionRequest, ExplainRequest
 
 
 def _check_texts(texts: list[str], limits: Limits) -> None:
@@ -128,7 +143,7 @@ def _info(translator: Engine, run_dir, limits: Limits, max_batch: int,
             "arch": cfg.model.arch, "has_attention": translator.has_attention,
             "source_language": cfg.data.src, "target_language": cfg.data.tgt,
             "parameters": translator.num_parameters(),
-            "engine": translator.engine,
+            "engine": translator.engine, "explain": translator.engine == "attnmt",
             "decoding": {"beam": cfg.decode.beam, "alpha": translator.default_alpha},
             "limits": vars(limits), "micro_batch": {"max_batch": max_batch,
                                                     "max_wait_ms": max_wait_ms}}
@@ -183,7 +198,7 @@ async def _run(coro, limits: Limits, what: str):
                                      "stopped; try again or send less text",
                         retry_after=limits.timeout_s) from None
     except UserError as e:
-        raise HTTPError(422, "text", str(e).split(": ", 1)[-1]) from None
+        raise HTTPError(422, getattr(e, "field", "text"), str(e).split(": ", 1)[-1]) from None
     except Exception as e:        # logged with its traceback; the client gets one JSON line
         logging.getLogger("attnmt.serve").exception("%s failed", what)
         raise HTTPError(500, "server", f"internal error: {type(e).__name__}") from None
@@ -213,7 +228,7 @@ def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32
                max_wait_ms: float = 10.0, limits: Limits | None = None):
     limits = limits or Limits()
     batcher = MicroBatcher(translator, max_batch, max_wait_ms)
-    TranslateRequest, AttentionRequest = _request_models(limits)
+    TranslateRequest, AttentionRequest, ExplainRequest = _request_models(limits)
     app = _base_app(batcher, limits)
     info = _info(translator, run_dir, limits, max_batch, max_wait_ms)
 
@@ -250,11 +265,33 @@ def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32
             translator.attention, req.text, req.beam, lambda: time.monotonic() > deadline),
             limits, "attention")
 
+    @app.post("/explain")
+    async def explain_sentence(req: ExplainRequest) -> dict:
+        """Attention's five steps at every output word of the greedy translation, with the
+        model's own numbers (see ``attnmt.explain``); 422 names the field at fault."""
+        _check_texts([req.text], limits)
+        _work(translator, [req.text], 1, limits)
+        return await _run(batcher.run_in_model_thread(
+            _explained, translator, req.text, req.top_k, req.masked,
+            [tuple(x) for x in req.zero_heads]), limits, "explanation")
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> FileResponse:
+        if name not in ("explain.js", "explain.css"):
+            raise HTTPError(404, "path", f"no file {name!r}")
+        return FileResponse(STATIC / name)
+
     return app
+
+
+def _explained(translator: Engine, text: str, top_k: int, masked: list[int],
+               zero_heads: list[tuple[int, int]]) -> dict:
+    return to_json(explain(translator, text, top_k=top_k, masked=masked,
+                           zero_heads=zero_heads))
 
 
 class _HeaderTimeout:
