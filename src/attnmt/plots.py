@@ -120,7 +120,8 @@ def explain_figure(data: dict, t: int, out: str | Path) -> Path:
     fixed-context seq2seq, each layer's heads for the Transformer; the next words last."""
     _font_for([*data["src_tokens"], *data["tgt_tokens"]])
     src, step = data["src_tokens"], data["steps"][t]
-    panels = {"attention": 5, "fixed-context": 2}.get(data["family"], len(data["layers_kv"]) + 1)
+    panels = {"attention": 5, "fixed-context": 2}.get(data["family"]) or \
+        len(data["layers_kv"]) + 1
     fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, max(3.2, 0.28 * len(src) + 1.5)),
                              squeeze=False)
     axes = list(axes[0])
@@ -128,13 +129,13 @@ def explain_figure(data: dict, t: int, out: str | Path) -> Path:
         _rnn_panels(data, step, axes)
     elif data["family"] == "fixed-context":
         contexts = np.array([s["context"] for s in data["steps"]], dtype=float)
-        axes[0].imshow(contexts, aspect="auto", cmap="RdBu_r")
+        axes[0].imshow(contexts, aspect="auto", cmap="RdBu_r", interpolation="nearest")
         axes[0].set_yticks(range(len(data["tgt_tokens"])), data["tgt_tokens"], fontsize=7)
         axes[0].set_title("1. the one context vector c,\nthe same at every output word", fontsize=9)
     else:
         for ell, ax in enumerate(axes[:-1]):
             w = np.array(step["layers"][ell]["cross"]["weights"], dtype=float)
-            ax.imshow(w, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+            ax.imshow(w, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks(range(len(src)), src, rotation=90, fontsize=7)
             ax.set_yticks(range(len(w)), [f"head {h}" for h in range(len(w))], fontsize=7)
             ax.set_title(f"layer {ell}: cross-attention weights", fontsize=9)
@@ -155,14 +156,14 @@ def _rnn_panels(data: dict, step: dict, axes) -> None:
     states = np.array(data["states"], dtype=float)
     weights = np.array(step["weights"], dtype=float)
     scores = np.array([np.nan if s is None else s for s in step["scores"]], dtype=float)
-    axes[0].imshow(states, aspect="auto", cmap="RdBu_r")
+    axes[0].imshow(states, aspect="auto", cmap="RdBu_r", interpolation="nearest")
     axes[0].set_title("1. encoder states h̄ₛ", fontsize=9)
     axes[1].barh(list(y)[::-1], np.nan_to_num(scores, nan=0.0), color="#667085")
     axes[1].set_title("2. scores", fontsize=9)
     axes[2].barh(list(y)[::-1], weights, color="#2f6fde")
     axes[2].set_title("3. softmax weights", fontsize=9)
     contributions = np.vstack([weights[:, None] * states, np.array(step["context"])[None]])
-    axes[3].imshow(contributions, aspect="auto", cmap="RdBu_r")
+    axes[3].imshow(contributions, aspect="auto", cmap="RdBu_r", interpolation="nearest")
     axes[3].set_title("4. aₜ(s)·h̄ₛ, and their sum cₜ (last row)", fontsize=9)
     for ax in axes[:4]:
         labels = src + ["= cₜ"] if ax is axes[3] else src
