@@ -203,3 +203,89 @@ def test_api_explain_and_its_422s(trained, seq2seq_run):
     with TestClient(create_app(Translator.from_run(seq2seq_run), seq2seq_run)) as client:
         r = client.post("/explain", json={"text": "a b", "zero_heads": [[0, 0]]})
         assert r.status_code == 422 and "not heads" in r.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def kept_run(task, tmp_path_factory):
+    """A tiny Transformer that kept its weights every 40 updates (and at update 0)."""
+    from conftest import TINY_TRANSFORMER, config
+
+    from attnmt.config import load_config
+    from attnmt.train import train
+
+    tmp = tmp_path_factory.mktemp("kept")
+    cfg = config(task, tmp / "c.yaml", TINY_TRANSFORMER, max_steps=150, valid_every=50,
+                 keep_every=40, keep_last=1)
+    train(load_config(cfg), tmp / "run", quiet=True)
+    return tmp / "run"
+
+
+def test_keep_every_keeps_a_checkpoint_per_multiple_that_loads(kept_run):
+    from attnmt.checkpoint import RunDir
+
+    run = RunDir(kept_run)
+    assert run.kept_steps() == [0, 50, 100, 150]      # first save at or past 0, 40, 80, 120
+    assert run.steps() == [150]                       # keep_last still prunes the others
+    first = attnmt.load(kept_run, checkpoint="0").translate("a b c", beam=1)
+    assert first != attnmt.load(kept_run, checkpoint="150").translate("a b c", beam=1)
+
+
+def test_timeline_shows_the_attention_under_every_kept_checkpoint(kept_run, trained):
+    from attnmt.explain import timeline
+
+    shown = timeline(kept_run, "a b c")
+    assert [f["step"] for f in shown["frames"]] == [0, 50, 100, 150]
+    last = attnmt.load(kept_run, checkpoint="150")
+    assert shown["frames"][-1]["translation"] == last.translate("a b c", beam=1)
+    for frame in shown["frames"]:
+        assert frame["weights"].shape == (len(frame["tgt_tokens"]), len(shown["src_tokens"]))
+        assert np.allclose(frame["weights"].sum(1), 1.0, atol=1e-5)
+    assert shown["frames"][0]["valid"] == {} and "loss" in shown["frames"][1]["valid"]
+    with pytest.raises(ExplainError, match="keep_every") as e:
+        timeline(trained, "a b c")
+    assert e.value.field == "run"
+
+
+def _study_folder(tmp_path, runs: dict):
+    for name, path in runs.items():
+        (tmp_path / "runs").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "runs" / name).symlink_to(path)
+    return tmp_path
+
+
+def test_cli_timeline_and_study_pages(kept_run, trained, seq2seq_run, tmp_path, capsys):
+    from attnmt.cli import main
+
+    main(["explain", str(kept_run), "a b c", "--timeline", "--html", str(tmp_path / "t.html"),
+          "--png", str(tmp_path / "t.png")])
+    out = capsys.readouterr().out
+    assert "update       0:" in out and "update     150:" in out
+    assert "AttnExplain.timeline" in (tmp_path / "t.html").read_text()
+    study = _study_folder(tmp_path / "study", {"attention": trained, "fixed": seq2seq_run})
+    main(["explain", str(study), "a b c", "--html", str(tmp_path / "s.html")])
+    out = capsys.readouterr().out
+    assert "attention: c b a" in out and "fixed:" in out
+    page = (tmp_path / "s.html").read_text()
+    assert "AttnExplain.study" in page and "https://" not in page
+
+
+def test_api_timeline_and_study(kept_run, trained, seq2seq_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from attnmt.serve.app import create_app
+    from attnmt.translator import Translator
+
+    with TestClient(create_app(Translator.from_run(kept_run), kept_run)) as client:
+        assert client.get("/info").json()["kept_steps"] == [0, 50, 100, 150]
+        frames = client.post("/timeline", json={"text": "a b"}).json()["frames"]
+        assert [f["step"] for f in frames] == [0, 50, 100, 150]
+        r = client.post("/study", json={"text": "a b"})
+        assert r.status_code == 422 and r.json()["field"] == "run"
+    study = {"attention": Translator.from_run(trained), "fixed": Translator.from_run(seq2seq_run)}
+    with TestClient(create_app(study["attention"], trained, study=study)) as client:
+        assert client.get("/info").json()["study"] == ["attention", "fixed"]
+        runs = client.post("/study", json={"text": "a b c"}).json()["runs"]
+        assert runs["attention"]["translation"] == "c b a"
+        assert runs["fixed"]["alignment"] is None and len(runs["attention"]["alignment"]) == 4
+        r = client.post("/timeline", json={"text": "a b"})
+        assert r.status_code == 422 and "keep_every" in r.json()["error"]

@@ -6,6 +6,8 @@ A run directory holds everything needed to translate:
     vocab/                 the tokenizers (joint.model, or src.* and tgt.*)
     checkpoints/           step-NNNNNNN.safetensors (weights) + .train.pt (optimizer, RNG,
                            data position), best.safetensors, latest.json, best.json
+    checkpoints/kept/      step-NNNNNNN.safetensors every ``train.keep_every`` updates
+                           (weights only, never deleted: the training timeline)
     metrics.jsonl          one JSON object per log line
 
 Weights are safetensors (no pickle). Every file is written atomically: to a
@@ -185,10 +187,15 @@ class RunDir:
         return config_from_dict(yaml.safe_load(self.config_file.read_text()))
 
     def save_checkpoint(self, model: Seq2SeqModel, train_state: dict, step: int,
-                        keep_last: int, best: dict | None = None) -> None:
+                        keep_last: int, best: dict | None = None, keep_every: int = 0) -> None:
         """One checkpoint transaction: weights, training state, the best copy (when ``best``
-        is given: what made it best) and, last, ``latest.json``; then old steps go."""
+        is given: what made it best) and, last, ``latest.json``; then old steps go. With
+        ``keep_every``, the first checkpoint at or past each multiple is also kept."""
         atomic_write(self.weights(step), lambda tmp: save_model(model, str(tmp)))
+        kept = self.kept_steps()
+        if keep_every and (not kept or step // keep_every > max(kept) // keep_every):
+            atomic_write(self.kept_weights(step),
+                         lambda tmp: shutil.copyfile(self.weights(step), tmp))
         atomic_write(self.train_state(step), lambda tmp: save_torch(train_state, tmp))
         if best is not None:
             self.mark_best(step, best)
@@ -197,13 +204,25 @@ class RunDir:
             self.weights(old).unlink(missing_ok=True)
             self.train_state(old).unlink(missing_ok=True)
 
+    def kept_weights(self, step: int) -> Path:
+        return self.ckpt / "kept" / f"step-{step:07d}.safetensors"
+
+    def kept_steps(self) -> list[int]:
+        """Steps whose weights were kept for the training timeline, oldest first."""
+        return sorted(int(p.name[5:12]) for p in (self.ckpt / "kept").glob("step-*.safetensors")
+                      if p.name[5:12].isdigit())
+
+    def keep_weights(self, model: Seq2SeqModel, step: int) -> None:
+        atomic_write(self.kept_weights(step), lambda tmp: save_model(model, str(tmp)))
+
     def mark_best(self, step: int, info: dict) -> None:
         atomic_write(self.ckpt / "best.safetensors",
                      lambda tmp: shutil.copyfile(self.weights(step), tmp))
         write_json(self.ckpt / "best.json", {"step": step, **info})
 
     def checkpoint_file(self, which: str = "best") -> Path:
-        """``best``, ``last``, ``averaged``, or a step number. ``best`` and ``last`` fall
+        """``best``, ``last``, ``averaged``, or a step number (a recent checkpoint or a
+        kept one). ``best`` and ``last`` fall
         back to each other when their file is missing or does not load (said on stderr)."""
         if which in ("best", "last"):
             order = [self._best_weights, self._last_weights]
@@ -216,8 +235,10 @@ class RunDir:
                 print(f"warning: the {which} checkpoint of {self.path} does not load; using "
                       f"{found.name}", file=sys.stderr)
         else:
-            f = self.weights(int(which)) if which.isdigit() else \
-                self.ckpt / f"{which}.safetensors"
+            f = self.ckpt / f"{which}.safetensors"
+            if which.isdigit():
+                f = self.weights(int(which))
+                f = f if f.is_file() else self.kept_weights(int(which))
             found = f if f.is_file() and _loads(f) else None
         if found is None:
             raise UserError(f"{self.path} has no checkpoint {which!r} that loads; train it "
@@ -316,3 +337,13 @@ def _record_step(line: str) -> float:
         return float(json.loads(line).get("step", 0))
     except (ValueError, AttributeError):
         return float("inf")     # an unreadable (torn) line goes
+
+
+def study_runs(folder: str | Path) -> dict[str, Path]:
+    """The run directories of a study folder (what ``attnmt compare`` writes: ``runs/NAME``
+    with a ``config.yaml`` each), by name; empty for anything else."""
+    runs = Path(folder) / "runs"
+    if (Path(folder) / "config.yaml").is_file() or not runs.is_dir():
+        return {}
+    return {p.name: p for p in sorted(runs.iterdir()) if (p / "config.yaml").is_file()}
+

@@ -161,6 +161,9 @@ class TrainConfig:
                           choices=("bleu", "chrf", "exact", "loss", "ppl", "accuracy",
                                    "macro_f1"))
     keep_last: int = _f(2, "number of recent checkpoints to keep", min=1)
+    keep_every: int = _f(0, "also keep the weights every this many updates (the first "
+                         "checkpoint at or past each multiple, and step 0) for the explainer's "
+                         "training timeline; 0 = off", min=0)
     patience: int = _f(0, "stop after this many validations without improvement (0 = off)",
                        min=0)
     log_every: int = _f(50, "write training metrics every this many updates", min=1)

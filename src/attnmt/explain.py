@@ -21,11 +21,14 @@ is decoded again under them. :func:`to_json` turns the result into plain lists.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from .checkpoint import RunDir
 from .errors import UserError
 from .search import max_lengths
 from .symbols import BOS, EOS
@@ -165,7 +168,19 @@ def explain(translator: Translator, text: str, *, top_k: int = 5, masked: Sequen
            "steps": steps, **kv}
     if encoder is not None:
         out["encoder_layers"] = encoder
+    out["alignment"] = _alignment(out)
     return out
+
+
+def _alignment(shown: dict) -> np.ndarray | None:
+    """(T, S) attention over the source at every output word: the weights of an RNN, the
+    mean of every layer's and head's cross-attention for a Transformer; None without."""
+    if shown["family"] == "attention":
+        return np.stack([s["weights"] for s in shown["steps"]])
+    if shown["family"] == "transformer":
+        return np.stack([np.mean([layer["cross"]["weights"] for layer in s["layers"]], (0, 1))
+                         for s in shown["steps"]])
+    return None
 
 
 def _collect(numbers: dict, step: dict, kv: dict | None) -> dict:
@@ -218,3 +233,40 @@ def _none_for_nan(value):
     if isinstance(value, list):
         return [_none_for_nan(v) for v in value]
     return None if value != value else value
+
+
+def explain_runs(translators: dict[str, Translator], text: str, top_k: int = 5) -> dict:
+    """:func:`explain` under every run of a study: the same sentence side by side."""
+    return {"text": text, "runs": {name: explain(tr, text, top_k=top_k)
+                                   for name, tr in translators.items()}}
+
+
+def timeline(run_dir: str | Path, text: str, device: str = "cpu") -> dict:
+    """The attention of ``text``'s greedy translation under every checkpoint the run kept
+    (``train.keep_every``), oldest first: the alignment forming as the model learns. Each
+    frame has the ``step``, its ``translation``, ``tgt_tokens``, the (T, S) ``weights``
+    (mean of layers and heads for a Transformer) and the validation record of that step."""
+    if not text.strip():
+        raise ExplainError("the text is empty; give a sentence to explain")
+    run = RunDir(run_dir)
+    steps = run.kept_steps()
+    if not steps:
+        raise ExplainError(f"{run_dir} kept no checkpoints along the way; train it with "
+                           "train.keep_every: N (e.g. 200) to see the alignment form", "run")
+    valid = {r["step"]: r for r in _records(run) if r.get("type") == "valid"}
+    frames, shown = [], {}
+    for step in steps:
+        shown = Translator.from_run(run_dir, str(step), device=device).attention(text, beam=1)
+        frames.append({"step": step, "translation": shown["translation"],
+                       "tgt_tokens": shown["tgt_tokens"],
+                       "weights": np.asarray(shown["weights"], dtype=np.float32),
+                       "valid": {k: v for k, v in valid.get(step, {}).items()
+                                 if k not in ("type", "step", "elapsed")}})
+    return {"text": text, "src_tokens": shown["src_tokens"], "frames": frames}
+
+
+def _records(run: RunDir) -> list[dict]:
+    if not run.metrics_file.is_file():
+        return []
+    return [json.loads(line) for line in run.metrics_file.read_text().splitlines()
+            if line.strip()]

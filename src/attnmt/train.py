@@ -1,11 +1,10 @@
 """The training loop — one loop for one process or many (``torchrun`` + DDP).
 
-Under ``torchrun`` every rank builds the same batch plan and takes its own
-share of each update's batches (rank r takes batch r, r + world, ...); the loss
-is normalised by the target tokens of the *whole* update, so N ranks compute
-the same update as one process accumulating N batches. Only rank 0 validates
-and writes; stop decisions (budget, early stopping, signals) are agreed with an
-all-reduce so every rank stops at the same step.
+Under ``torchrun`` every rank builds the same batch plan and takes its own share of each
+update's batches (rank r takes batch r, r + world, ...); the loss is normalised by the target
+tokens of the *whole* update, so N ranks compute the same update as one process accumulating
+N batches. Only rank 0 validates and writes; stop decisions (budget, early stopping,
+signals) are agreed with an all-reduce so every rank stops at the same step.
 """
 
 from __future__ import annotations
@@ -52,8 +51,7 @@ class Trainer:
         self._plan_epoch: int | None = None
         self._plan_batches: list[np.ndarray] = []
         self._window_tokens, self._window_start = 0, 0.0
-        self._tty = sys.stderr.isatty()     # else: a plain line every LOG_SECONDS, no bar
-        self._last_line = float("-inf")
+        self._tty, self._last_line = sys.stderr.isatty(), float("-inf")   # no tty: no bar
         self._setup_process()
         self._check_run_dir(resume)
         torch.manual_seed(cfg.train.seed)
@@ -78,6 +76,8 @@ class Trainer:
             if cfg.data.dir:          # absolute, so the run can be used from anywhere
                 cfg.data.dir = str(Path(cfg.data.dir).resolve())
             self.run.save_config(cfg)
+            if cfg.train.keep_every and not resume:   # the training timeline's first frame
+                self.run.keep_weights(self.model, 0)
             write_json(self.run.path / "prepared.json", self.task.prepared_folders)
 
     def _setup_process(self) -> None:
@@ -191,7 +191,7 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state()
         try:
             self.run.save_checkpoint(self.model, state, self.progress.step,
-                                     self.cfg.train.keep_last, best)
+                                     self.cfg.train.keep_last, best, self.cfg.train.keep_every)
         except DiskFullError as e:
             safe = self.run.resume_step()
             kept = f"step {safe} is intact" if safe else "no checkpoint was completed"

@@ -140,13 +140,24 @@ def _check_view(data: dict, step: int, kind: str, layer: int | None, head: int |
               help="write a self-contained page (works offline)")
 @click.option("--png", "png_path", default=None, type=click.Path(), help="write a figure")
 @click.option("--json", "json_path", default=None, type=click.Path(), help="write the numbers")
+@click.option("--timeline", is_flag=True, help="the attention under every checkpoint the "
+              "run kept (train.keep_every), oldest first")
 @click.option("--checkpoint", default="best", show_default=True)
 def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, html_path,
-            png_path, json_path, checkpoint) -> None:
-    """Attention's five steps, with the model's own numbers, while translating SENTENCE."""
+            png_path, json_path, timeline, checkpoint) -> None:
+    """Attention's five steps, with the model's own numbers, while translating SENTENCE.
+
+    RUN_DIR may also be a study folder (the output of `attnmt compare`): every run of the
+    study explains the same sentence, side by side."""
+    from ..checkpoint import study_runs
     from ..explain import to_json
     from ..predict import load_predictor
 
+    runs = study_runs(run_dir)
+    if runs:
+        return _study(runs, sentence, top_k, html_path, png_path, json_path)
+    if timeline:
+        return _timeline(run_dir, sentence, html_path, png_path, json_path)
     model = load_predictor(run_dir, checkpoint)
     if not hasattr(model, "explain"):
         raise UserError(f"{run_dir} is not a translation run; explain shows translation models")
@@ -158,12 +169,48 @@ def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, 
     _write(data, run_dir, step, html_path, png_path, json_path)
 
 
-def _write(data: dict, run_dir: str, step: int, html_path, png_path, json_path) -> None:
+def _study(runs: dict, sentence: str, top_k: int, html_path, png_path, json_path) -> None:
+    from ..explain import explain_runs, to_json
+    from ..plots import attention_grid
+    from ..predict import load_predictor
+
+    data = to_json(explain_runs({name: load_predictor(path).translator
+                                 for name, path in runs.items()}, sentence, top_k))
+    for name, shown in data["runs"].items():
+        click.echo(f"{name:>24}: {shown['translation']}")
+    if png_path:
+        attention_grid([{"weights": r["alignment"], "src_tokens": r["src_tokens"],
+                         "tgt_tokens": r["tgt_tokens"], "title": name}
+                        for name, r in data["runs"].items() if r["alignment"] is not None],
+                       png_path)
+        click.echo(f"wrote {png_path}")
+    _write(data, "study", 0, html_path, None, json_path, view="study")
+
+
+def _timeline(run_dir: str, sentence: str, html_path, png_path, json_path) -> None:
+    from ..explain import timeline, to_json
+    from ..plots import attention_grid
+
+    data = to_json(timeline(run_dir, sentence))
+    for frame in data["frames"]:
+        click.echo(f"update {frame['step']:>7}: {frame['translation']}")
+    if png_path:
+        frames = data["frames"]
+        picked = sorted({round(i * (len(frames) - 1) / 5) for i in range(6)})
+        attention_grid([{"weights": frames[i]["weights"], "src_tokens": data["src_tokens"],
+                         "tgt_tokens": frames[i]["tgt_tokens"],
+                         "title": f"update {frames[i]['step']}"} for i in picked], png_path)
+        click.echo(f"wrote {png_path}")
+    _write(data, run_dir, 0, html_path, None, json_path, view="timeline")
+
+
+def _write(data: dict, run_dir: str, step: int, html_path, png_path, json_path,
+           view: str = "explain") -> None:
     if html_path:
         from ..serve.explain_page import explain_html
 
-        page = explain_html(data, step=step, title=f"attnmt explain — {run_dir}",
-                            subtitle=f"{data['translation']}")
+        page = explain_html(data, view=view, step=step, title=f"attnmt explain — {run_dir}",
+                            subtitle=data.get("translation") or data.get("text", ""))
         with open(html_path, "w", encoding="utf-8") as f:
             f.write(page)
         click.echo(f"wrote {html_path}")

@@ -4,6 +4,8 @@
     POST /attention   {"text": "..."} -> tokens and the attention matrix (per layer/head too)
     POST /explain     {"text": "...", "masked": [...], "zero_heads": [[l, h]]} -> the numbers
                       of attention's five steps at every output word (the Explain view)
+    POST /timeline    {"text": "..."} -> its attention under every checkpoint the run kept
+    POST /study       {"text": "..."} -> explained under every run (serving a study folder)
     GET  /health, GET /info, GET /docs (OpenAPI, served offline), GET / (the page)
 
 Every limit (body size, characters per text, texts per request, beam size, and the
@@ -30,10 +32,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictStr
 
-from ..checkpoint import RunDir
+from ..checkpoint import RunDir, study_runs
 from ..ct2engine import load_translator
 from ..errors import UserError
-from ..explain import explain, to_json
+from ..explain import explain, explain_runs, timeline, to_json
 from ..translator import Engine
 from .batcher import MicroBatcher
 from .limits import BodyLimit, Limits
@@ -104,7 +106,12 @@ def _request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
             "cross-attention heads silenced before decoding")
         top_k: Integer = Field(5, ge=1, le=20, description="next words shown per step")
 
-    return TranslateRequest, AttentionRequest, ExplainRequest
+    class SentenceRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        text: StrictStr = Field(..., description="the sentence to translate (greedy) and "
+                                "show", pattern=NOT_BLANK, json_schema_extra=text_schema)
+
+    return TranslateRequest, AttentionRequest, ExplainRequest, SentenceRequest
 
 
 def _check_texts(texts: list[str], limits: Limits) -> None:
@@ -150,6 +157,7 @@ def _info(translator: Engine, run_dir, limits: Limits, max_batch: int,
     if run_dir:
         best = RunDir(run_dir).best() or RunDir(run_dir).latest() or {}
         info["checkpoint_step"] = best.get("step")
+        info["kept_steps"] = RunDir(run_dir).kept_steps()
     return info
 
 
@@ -225,12 +233,18 @@ def _base_app(batcher: MicroBatcher, limits: Limits):
 
 
 def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32,
-               max_wait_ms: float = 10.0, limits: Limits | None = None):
+               max_wait_ms: float = 10.0, limits: Limits | None = None,
+               study: dict[str, Engine] | None = None):
+    """The app serving ``translator`` (from ``run_dir``); with ``study`` (every run of a
+    study folder by name, ``translator`` among them) ``POST /study`` explains a sentence
+    under all of them."""
     limits = limits or Limits()
     batcher = MicroBatcher(translator, max_batch, max_wait_ms)
-    TranslateRequest, AttentionRequest, ExplainRequest = _request_models(limits)
+    TranslateRequest, AttentionRequest, ExplainRequest, SentenceRequest = \
+        _request_models(limits)
     app = _base_app(batcher, limits)
     info = _info(translator, run_dir, limits, max_batch, max_wait_ms)
+    info["study"] = list(study or {})
 
     @app.get("/health")
     async def health() -> dict:
@@ -274,6 +288,29 @@ def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32
         return await _run(batcher.run_in_model_thread(
             _explained, translator, req.text, req.top_k, req.masked,
             [tuple(x) for x in req.zero_heads]), limits, "explanation")
+
+    @app.post("/timeline")
+    async def training_timeline(req: SentenceRequest) -> dict:
+        """The attention of the sentence's greedy translation under every checkpoint the
+        run kept (``train.keep_every``); 422 when it kept none."""
+        _check_texts([req.text], limits)
+        _work(translator, [req.text], 1, limits)
+        if not run_dir or translator.engine != "attnmt":
+            raise HTTPError(422, "run", "the timeline needs a run directory served with the "
+                                        "attnmt engine")
+        return await _run(batcher.run_in_model_thread(
+            lambda: to_json(timeline(run_dir, req.text))), limits, "timeline")
+
+    @app.post("/study")
+    async def side_by_side(req: SentenceRequest) -> dict:
+        """The sentence explained under every run of the served study, side by side."""
+        _check_texts([req.text], limits)
+        _work(translator, [req.text], 1, limits)
+        if not study:
+            raise HTTPError(422, "run", "this server serves one run; start `attnmt serve` on "
+                                        "a study folder (the output of `attnmt compare`)")
+        return await _run(batcher.run_in_model_thread(
+            lambda: to_json(explain_runs(study, req.text))), limits, "study")
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -339,11 +376,17 @@ def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_batch: in
           max_wait_ms: float = 10.0, limits: Limits | None = None, device: str = "cpu",
           engine: str = "attnmt") -> None:
     """Load a run directory (or, with ``engine="ctranslate2"``, an exported CTranslate2
-    folder) and serve it with uvicorn until interrupted (idle keep-alive connections close
-    after 5 s, unfinished headers after 10 s; 256 connections at most)."""
+    folder, or a study folder: every run, the first one translating) and serve it with
+    uvicorn until interrupted (idle keep-alive connections close after 5 s, unfinished
+    headers after 10 s; 256 connections at most)."""
     import uvicorn
 
-    translator = load_translator(run_dir, engine, device=device)
-    app = create_app(translator, run_dir, max_batch, max_wait_ms, limits)
+    runs = study_runs(run_dir)
+    study = {name: load_translator(path, engine, device=device) for name, path in runs.items()}
+    if study:                      # a study folder: /translate serves its first run
+        run_dir = str(next(iter(runs.values())))
+    translator = study[next(iter(study))] if study else load_translator(run_dir, engine,
+                                                                           device=device)
+    app = create_app(translator, run_dir, max_batch, max_wait_ms, limits, study=study or None)
     uvicorn.run(app, host=host, port=port, log_level="info", http=_HeaderTimeout.protocol(),
                 timeout_keep_alive=5, limit_concurrency=256)

@@ -1,9 +1,10 @@
 """`attnmt explain --html`: one self-contained page (no network) with the explainer view.
 
 The page inlines the same ``explain.js`` and ``explain.css`` the server's Explain view
-loads, and the numbers of :func:`attnmt.explain.explain` as JSON; it can step through
-the output words and switch layers and heads. Interventions need a model, so they are
-offered by ``attnmt serve`` only.
+loads, and the numbers of :mod:`attnmt.explain` as JSON. Views: ``explain`` (step
+through the output words, switch layers and heads), ``timeline`` (a slider over the
+checkpoints a run kept) and ``study`` (every run of a study side by side). Interventions
+need a model, so they are offered by ``attnmt serve`` only.
 """
 
 from __future__ import annotations
@@ -25,16 +26,21 @@ main {{ max-width: 1000px; margin: 0 auto; }} h1 {{ font: 600 20px system-ui, sa
 <p class="muted">{subtitle}</p><div id="explain"></div></main>
 <script>{js}</script>
 <script>const EXPLAIN = {data};
-AttnExplain.render(document.getElementById("explain"), EXPLAIN, {{step: {step}}});</script>
+AttnExplain.{call}(document.getElementById("explain"), EXPLAIN, {{step: {step}}});</script>
 </body></html>
 """
 
 
-def explain_html(data: dict, *, step: int = 0, title: str = "", subtitle: str = "") -> str:
-    """The page for ``data`` (:func:`attnmt.explain.to_json` of an explanation)."""
+VIEWS = {"explain": "render", "timeline": "timeline", "study": "study"}
+
+
+def explain_html(data: dict, *, view: str = "explain", step: int = 0, title: str = "",
+                 subtitle: str = "") -> str:
+    """The page for ``data`` (:func:`attnmt.explain.to_json` of an explanation, a timeline
+    or a study's explanations, as ``view`` says)."""
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return PAGE.format(title=html.escape(title or "attnmt explain"),
                        subtitle=html.escape(subtitle),
                        css=(STATIC / "explain.css").read_text(encoding="utf-8"),
                        js=(STATIC / "explain.js").read_text(encoding="utf-8"),
-                       data=payload.replace("</", "<\\/"), step=int(step))
+                       data=payload.replace("</", "<\\/"), step=int(step), call=VIEWS[view])

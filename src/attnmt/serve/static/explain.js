@@ -223,5 +223,56 @@
     redraw();
   }
 
-  window.AttnExplain = { render };
+  function heatmap(src, tgt, W) {
+    const blue = (w) => `rgb(${Math.round(255 - 200 * w)},${Math.round(255 - 140 * w)},255)`;
+    return el("table", { class: "heatmap" },
+      el("tr", {}, el("th"), ...src.map((tok) => el("th", { class: "col", text: tok }))),
+      ...tgt.map((tok, t) => el("tr", {}, el("th", { class: "row", text: tok }),
+        ...src.map((s, i) => el("td", { class: "cell", "data-t": t, "data-s": i,
+                                         title: `${tok} → ${s}: ${fmt(W[t][i])}`,
+                                         style: `background:${blue(W[t][i])}` })))));
+  }
+
+  /* The training timeline: one frame per kept checkpoint, chosen with a slider. */
+  function timeline(container, d) {
+    const frame = el("div", { id: "tl-frame" });
+    const label = el("span", { id: "tl-step" });
+    const draw = (i) => {
+      const f = d.frames[i], v = f.valid || {};
+      label.textContent = `update ${f.step} (${i + 1} of ${d.frames.length})`;
+      frame.innerHTML = "";
+      frame.append(el("div", { id: "tl-translation", class: "tl-translation",
+                               text: f.translation || "(empty translation)" }),
+        el("div", { class: "muted", text: Object.keys(v).length ? "validation at this update: " +
+          Object.entries(v).map(([k, x]) => `${k} ${typeof x === "number" ? x.toFixed(2) : x}`).join(", ")
+          : "the weights before training" }),
+        heatmap(d.src_tokens, f.tgt_tokens, f.weights));
+    };
+    const slider = el("input", { type: "range", id: "tl-slider", min: 0, max: d.frames.length - 1,
+                                 value: d.frames.length - 1,
+                                 on: { input: (e) => draw(+e.target.value) } });
+    container.innerHTML = "";
+    container.append(el("div", { class: "explain-nav" }, el("span", { text: "training" }), slider,
+                        label), frame);
+    draw(d.frames.length - 1);
+  }
+
+  /* Every run of a study on the same sentence, side by side; any run's steps below. */
+  function study(container, d) {
+    const detail = el("div", { id: "study-detail" });
+    const cards = el("div", { class: "study-cards" }, ...Object.entries(d.runs).map(([name, r]) =>
+      el("div", { class: "study-card", "data-run": name },
+        el("h3", { text: name }),
+        el("div", { class: "muted", text: `${r.family} · ${r.scorer || "no attention"}` }),
+        el("div", { class: "tl-translation", text: r.translation }),
+        r.alignment ? heatmap(r.src_tokens, r.tgt_tokens, r.alignment)
+          : note("no attention: every output word gets the same context vector"),
+        el("button", { class: "study-open", text: "explain step by step",
+                       on: { click: () => { detail._explainUI = null; render(detail, r, {});
+                                             detail.scrollIntoView(); } } }))));
+    container.innerHTML = "";
+    container.append(cards, detail);
+  }
+
+  window.AttnExplain = { render, timeline, study };
 })();

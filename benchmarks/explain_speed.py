@@ -1,0 +1,74 @@
+"""How long the explainer takes: `attnmt.explain` on validation sentences of one length.
+
+    python benchmarks/explain_speed.py runs/m30k-tsmall [--tokens 30] [--sentences 5]
+
+For each of the first ``--sentences`` validation sentences with exactly ``--tokens``
+source tokens (``</s>`` included), times the numbers of every output word
+(``explain``: greedy decoding through ``explain_step`` with every layer and head kept)
+and, apart, their conversion to JSON (``to_json`` + ``json.dumps``, what ``POST
+/explain`` adds), median of ``--repeats`` after one warm-up; with the plain greedy
+translation of the same sentence as the baseline measured in the same run. Writes
+``results/explain_speed_<run>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from common import MULTI30K, save
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run")
+    ap.add_argument("--tokens", type=int, default=30)
+    ap.add_argument("--sentences", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from attnmt.data.corpus import read_lines
+    from attnmt.explain import explain, to_json
+    from attnmt.translator import Translator
+
+    tr = Translator.from_run(args.run)
+    lines = read_lines(MULTI30K / f"val.{tr.cfg.data.src}")
+    chosen = [s for s in lines if len(tr.encode_source(s)) == args.tokens][: args.sentences]
+    rows = []
+    for text in chosen:
+        data = explain(tr, text)
+        rows.append({"source_tokens": args.tokens, "output_words": len(data["steps"]),
+                     "greedy_ms": _median_ms(lambda: tr.translate([text], beam=1), args.repeats),
+                     "explain_ms": _median_ms(lambda: explain(tr, text), args.repeats),
+                     "json_ms": _median_ms(lambda: json.dumps(to_json(data)), args.repeats),
+                     "json_mb": len(json.dumps(to_json(data))) / 1e6})
+    print(f"{'words':>5} {'greedy ms':>10} {'explain ms':>11} {'ratio':>6} {'json ms':>8} "
+          f"{'json MB':>8}")
+    for r in rows:
+        print(f"{r['output_words']:>5} {r['greedy_ms']:>10.1f} {r['explain_ms']:>11.1f} "
+              f"{r['explain_ms'] / r['greedy_ms']:>6.2f} {r['json_ms']:>8.1f} {r['json_mb']:>8.2f}")
+    summary = {k: statistics.median(r[k] for r in rows)
+               for k in ("greedy_ms", "explain_ms", "json_ms", "json_mb")}
+    print("median: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.items()))
+    save(f"explain_speed_{Path(args.run).name}",
+         {"run": args.run, "command": "python benchmarks/explain_speed.py " + args.run,
+          "threads": args.threads, "sentences": rows, "median": summary})
+
+
+if __name__ == "__main__":
+    main()
