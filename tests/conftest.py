@@ -86,3 +86,16 @@ def seq2seq_run(task, tmp_path_factory) -> Path:
     cfg = config(task, tmp / "c.yaml", model, max_steps=3, valid_every=3)
     train(load_config(cfg), tmp / "run", quiet=True)
     return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def kept_run(task, tmp_path_factory):
+    """A tiny Transformer that kept its weights every 40 updates (and at update 0)."""
+    from attnmt.config import load_config
+    from attnmt.train import train
+
+    tmp = tmp_path_factory.mktemp("kept")
+    cfg = config(task, tmp / "c.yaml", TINY_TRANSFORMER, max_steps=150, valid_every=50,
+                 keep_every=40, keep_last=1)
+    train(load_config(cfg), tmp / "run", quiet=True)
+    return tmp / "run"

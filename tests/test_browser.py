@@ -10,6 +10,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -24,15 +25,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(trained):
+@contextmanager
+def _serving(app):
     import uvicorn
 
-    from attnmt.serve.app import create_app
-    from attnmt.translator import Translator
-
     port = _free_port()
-    app = create_app(Translator.from_run(trained), trained)
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -42,6 +39,27 @@ def server(trained):
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(trained):
+    from attnmt.serve.app import create_app
+    from attnmt.translator import Translator
+
+    with _serving(create_app(Translator.from_run(trained), trained)) as url:
+        yield url
+
+
+@pytest.fixture
+def study_server(kept_run, seq2seq_run):
+    """A study of two runs: the first kept checkpoints (the timeline), the second has no
+    attention."""
+    from attnmt.serve.app import create_app
+    from attnmt.translator import Translator
+
+    study = {"kept": Translator.from_run(kept_run), "fixed": Translator.from_run(seq2seq_run)}
+    with _serving(create_app(study["kept"], kept_run, study=study)) as url:
+        yield url
 
 
 def test_page_translates_and_heatmap_highlights_on_hover(server, tmp_path):
@@ -120,4 +138,38 @@ def test_explain_view_steps_masks_and_silences_with_the_api_numbers(server):
         page.select_option("#ex-kind", "encoder")
         page.wait_for_selector("#ex-position")
         assert page.locator('section[data-step="5"]').count() == 0   # no next word there
+        browser.close()
+
+
+def test_timeline_slider_and_study_side_by_side(study_server):
+    if not __import__("os").path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test "
+                    "skipped")
+    playwright = pytest.importorskip("playwright.sync_api")
+    import httpx
+
+    frames = httpx.post(f"{study_server}/timeline", json={"text": "a b c"}).json()["frames"]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(study_server)
+        page.wait_for_selector("#timeline:not([hidden])")
+        page.fill("#source", "a b c")
+        page.click("#timeline")
+        page.wait_for_selector("#tl-slider")
+        assert page.text_content("#tl-step") == "update 150 (4 of 4)"
+        assert page.text_content("#tl-translation") == frames[-1]["translation"]
+        page.locator("#tl-slider").fill("0")
+        assert page.text_content("#tl-step") == "update 0 (1 of 4)"
+        assert page.text_content("#tl-translation") == (frames[0]["translation"] or
+                                                          "(empty translation)")
+        assert page.locator("table.heatmap td.cell").count() == \
+            len(frames[0]["tgt_tokens"]) * 4
+        page.click("#study")
+        page.wait_for_selector(".study-card")
+        assert page.locator(".study-card").count() == 2
+        assert page.locator('.study-card[data-run="fixed"] table.heatmap').count() == 0
+        page.click('.study-card[data-run="fixed"] .study-open')
+        page.wait_for_selector("#study-detail .step-box")
+        assert "bottleneck" in page.text_content("#study-detail")
         browser.close()

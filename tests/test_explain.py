@@ -205,21 +205,6 @@ def test_api_explain_and_its_422s(trained, seq2seq_run):
         assert r.status_code == 422 and "not heads" in r.json()["error"]
 
 
-@pytest.fixture(scope="module")
-def kept_run(task, tmp_path_factory):
-    """A tiny Transformer that kept its weights every 40 updates (and at update 0)."""
-    from conftest import TINY_TRANSFORMER, config
-
-    from attnmt.config import load_config
-    from attnmt.train import train
-
-    tmp = tmp_path_factory.mktemp("kept")
-    cfg = config(task, tmp / "c.yaml", TINY_TRANSFORMER, max_steps=150, valid_every=50,
-                 keep_every=40, keep_last=1)
-    train(load_config(cfg), tmp / "run", quiet=True)
-    return tmp / "run"
-
-
 def test_keep_every_keeps_a_checkpoint_per_multiple_that_loads(kept_run):
     from attnmt.checkpoint import RunDir
 
