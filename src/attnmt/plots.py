@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -144,7 +145,8 @@ def explain_figure(data: dict, t: int, out: str | Path) -> Path:
                   color=["#f79009" if w == step["chosen"] else "#2f6fde" for w in words])
     axes[-1].set_yticks(range(len(words))[::-1], words, fontsize=8)
     axes[-1].set_title(f"5. next word (greedy: {step['chosen']!r})", fontsize=9)
-    fig.suptitle(f"output word {t}: {data['tgt_tokens'][t]!r} · {data['formula']}", fontsize=10)
+    title = f"output word {t}: {data['tgt_tokens'][t]!r} · {data['formula']}"
+    fig.suptitle("\n".join(textwrap.wrap(title, 22 * panels + 20)), fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
