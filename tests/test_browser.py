@@ -173,3 +173,28 @@ def test_timeline_slider_and_study_side_by_side(study_server):
         page.wait_for_selector("#study-detail .step-box")
         assert "bottleneck" in page.text_content("#study-detail")
         browser.close()
+
+
+def test_explain_html_file_works_with_the_network_cut(trained, tmp_path):
+    """`attnmt explain --html` writes a page that needs nothing but itself."""
+    if not __import__("os").path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test "
+                    "skipped")
+    playwright = pytest.importorskip("playwright.sync_api")
+    from attnmt.cli import main
+
+    page_file = tmp_path / "explain.html"
+    main(["explain", str(trained), "a b c", "--html", str(page_file)])
+    requests, errors = [], []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+            "file:") else (requests.append(route.request.url), route.abort()))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_file.as_uri())
+        page.wait_for_selector(".step-box")
+        page.click("#ex-next")
+        assert page.text_content("#ex-position-label") == 'output word 2 of 4: "b"'
+        browser.close()
+    assert requests == [] and errors == []
