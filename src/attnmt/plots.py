@@ -50,12 +50,17 @@ def attention_heatmap(weights, src_tokens: Sequence[str], tgt_tokens: Sequence[s
     return None
 
 
-def attention_grid(items: list[dict], out: str | Path) -> Path:
-    """Several heatmaps side by side; each item has weights, src_tokens, tgt_tokens, title."""
-    fig, axes = plt.subplots(1, len(items), figsize=(5.5 * len(items), 5.5), squeeze=False)
-    for ax, item in zip(axes[0], items):
+def attention_grid(items: list[dict], out: str | Path, columns: int | None = None) -> Path:
+    """Several heatmaps side by side (``columns`` per row; all in one row by default); each
+    item has weights, src_tokens, tgt_tokens, title."""
+    columns = columns or len(items)
+    rows = -(-len(items) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 5.5 * rows), squeeze=False)
+    for ax, item in zip(axes.flat, items):
         attention_heatmap(item["weights"], item["src_tokens"], item["tgt_tokens"], out,
                           item.get("title", ""), ax=ax)
+    for ax in list(axes.flat)[len(items):]:
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

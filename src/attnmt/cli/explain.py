@@ -195,11 +195,16 @@ def _timeline(run_dir: str, sentence: str, html_path, png_path, json_path) -> No
     for frame in data["frames"]:
         click.echo(f"update {frame['step']:>7}: {frame['translation']}")
     if png_path:
-        frames = data["frames"]
-        picked = sorted({round(i * (len(frames) - 1) / 5) for i in range(6)})
+        frames = data["frames"]                # where the translation changed, and the last
+        changed = [i for i, f in enumerate(frames)
+                   if i == 0 or f["translation"] != frames[i - 1]["translation"]]
+        if len(changed) > 5:
+            changed = [changed[round(k * (len(changed) - 1) / 4)] for k in range(5)]
+        picked = sorted({*changed, len(frames) - 1})
         attention_grid([{"weights": frames[i]["weights"], "src_tokens": data["src_tokens"],
                          "tgt_tokens": frames[i]["tgt_tokens"],
-                         "title": f"update {frames[i]['step']}"} for i in picked], png_path)
+                         "title": f"update {frames[i]['step']}"} for i in picked], png_path,
+                       columns=3)
         click.echo(f"wrote {png_path}")
     _write(data, run_dir, 0, html_path, None, json_path, view="timeline")
 
