@@ -33,6 +33,15 @@ def _median_ms(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _measure(tr, text: str, tokens: int, repeats: int, explain, to_json) -> dict:
+    data = explain(tr, text)
+    return {"source_tokens": tokens, "output_words": len(data["steps"]),
+            "greedy_ms": _median_ms(lambda: tr.translate([text], beam=1), repeats),
+            "explain_ms": _median_ms(lambda: explain(tr, text), repeats),
+            "json_ms": _median_ms(lambda: json.dumps(to_json(data)), repeats),
+            "json_mb": len(json.dumps(to_json(data))) / 1e6}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
@@ -49,14 +58,7 @@ def main() -> None:
     tr = Translator.from_run(args.run)
     lines = read_lines(MULTI30K / f"val.{tr.cfg.data.src}")
     chosen = [s for s in lines if len(tr.encode_source(s)) == args.tokens][: args.sentences]
-    rows = []
-    for text in chosen:
-        data = explain(tr, text)
-        rows.append({"source_tokens": args.tokens, "output_words": len(data["steps"]),
-                     "greedy_ms": _median_ms(lambda: tr.translate([text], beam=1), args.repeats),
-                     "explain_ms": _median_ms(lambda: explain(tr, text), args.repeats),
-                     "json_ms": _median_ms(lambda: json.dumps(to_json(data)), args.repeats),
-                     "json_mb": len(json.dumps(to_json(data))) / 1e6})
+    rows = [_measure(tr, text, args.tokens, args.repeats, explain, to_json) for text in chosen]
     print(f"{'words':>5} {'greedy ms':>10} {'explain ms':>11} {'ratio':>6} {'json ms':>8} "
           f"{'json MB':>8}")
     for r in rows:

@@ -265,7 +265,7 @@ def test_api_timeline_and_study(kept_run, trained, seq2seq_run, tmp_path):
         frames = client.post("/timeline", json={"text": "a b"}).json()["frames"]
         assert [f["step"] for f in frames] == [0, 50, 100, 150]
         r = client.post("/study", json={"text": "a b"})
-        assert r.status_code == 422 and r.json()["field"] == "run"
+        assert r.status_code == 404 and r.json()["field"] == "run"
     study = {"attention": Translator.from_run(trained), "fixed": Translator.from_run(seq2seq_run)}
     with TestClient(create_app(study["attention"], trained, study=study)) as client:
         assert client.get("/info").json()["study"] == ["attention", "fixed"]
@@ -273,4 +273,4 @@ def test_api_timeline_and_study(kept_run, trained, seq2seq_run, tmp_path):
         assert runs["attention"]["translation"] == "c b a"
         assert runs["fixed"]["alignment"] is None and len(runs["attention"]["alignment"]) == 4
         r = client.post("/timeline", json={"text": "a b"})
-        assert r.status_code == 422 and "keep_every" in r.json()["error"]
+        assert r.status_code == 404 and "keep_every" in r.json()["error"]

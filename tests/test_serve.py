@@ -274,8 +274,9 @@ def test_schemathesis_finds_no_disagreement(trained):
                   derandomize=True)
         def check(case):
             response = case.call()
-            if response.status_code == 422 and response.json().get("field") == "nbest":
-                return                   # the one cross-field rule: nbest <= beam
+            if response.status_code == 422 and response.json().get("field") in (
+                    "nbest", "masked", "zero_heads"):
+                return     # rules no schema states: nbest <= beam; positions and heads exist
             case.validate_response(response)
 
         check()

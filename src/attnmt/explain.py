@@ -36,12 +36,12 @@ from .translator import Translator
 
 
 class ExplainError(UserError):
-    """Bad input to the explainer; ``field`` names the request field at fault (the API's
-    422 says which)."""
+    """Bad input to the explainer; ``field`` names the request field at fault and
+    ``status`` is the API's answer (422; 404 for what the served run does not have)."""
 
-    def __init__(self, message: str, field: str = "text"):
+    def __init__(self, message: str, field: str = "text", status: int = 422):
         super().__init__(message)
-        self.field = field
+        self.field, self.status = field, status
 
 
 FORMULAS = {
@@ -252,7 +252,8 @@ def timeline(run_dir: str | Path, text: str, device: str = "cpu") -> dict:
     steps = run.kept_steps()
     if not steps:
         raise ExplainError(f"{run_dir} kept no checkpoints along the way; train it with "
-                           "train.keep_every: N (e.g. 200) to see the alignment form", "run")
+                           "train.keep_every: N (e.g. 200) to see the alignment form", "run",
+                           status=404)
     valid = {r["step"]: r for r in _records(run) if r.get("type") == "valid"}
     frames, shown = [], {}
     for step in steps:

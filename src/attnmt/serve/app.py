@@ -42,7 +42,9 @@ from .limits import BodyLimit, Limits
 
 __all__ = ["Limits", "create_app", "serve"]
 STATIC = Path(__file__).parent / "static"
-NOT_BLANK = r"\S"                       # the schema's and the server's rule for a real text
+# The schema's and the server's rule for a real text: a character that is whitespace for
+# neither JSON Schema (ECMA \s) nor Python (str.isspace adds \x1c-\x1f and \x85).
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
 
 
 class HTTPError(Exception):
@@ -67,6 +69,7 @@ def _json_integer(value: Any) -> Any:
 
 
 Integer = Annotated[int, BeforeValidator(_json_integer)]
+Position = Annotated[int, Field(ge=0), BeforeValidator(_json_integer)]     # 0, 1, 2, ...
 
 
 def _request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
@@ -98,12 +101,13 @@ def _request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
         model_config = ConfigDict(extra="forbid")
         text: StrictStr = Field(..., description="the sentence to translate (greedy) and "
                                 "explain", pattern=NOT_BLANK, json_schema_extra=text_schema)
-        masked: list[Integer] = Field([], max_length=limits.max_chars, description="source "
-                                      "positions (from 0, </s> included) taken out of the "
-                                      "decoder's attention before decoding")
-        zero_heads: list[Annotated[list[Integer], Field(min_length=2, max_length=2)]] = Field(
+        masked: list[Position] = Field(
+            [], max_length=limits.max_chars, description="source positions (from 0, </s> "
+            "included) taken out of the decoder's attention before decoding; 422 for a "
+            "position past the sentence")
+        zero_heads: list[Annotated[list[Position], Field(min_length=2, max_length=2)]] = Field(
             [], max_length=256, description="[layer, head] pairs (from 0): Transformer "
-            "cross-attention heads silenced before decoding")
+            "cross-attention heads silenced before decoding; 422 for one the model lacks")
         top_k: Integer = Field(5, ge=1, le=20, description="next words shown per step")
 
     class SentenceRequest(BaseModel):
@@ -206,7 +210,8 @@ async def _run(coro, limits: Limits, what: str):
                                      "stopped; try again or send less text",
                         retry_after=limits.timeout_s) from None
     except UserError as e:
-        raise HTTPError(422, getattr(e, "field", "text"), str(e).split(": ", 1)[-1]) from None
+        raise HTTPError(getattr(e, "status", 422), getattr(e, "field", "text"),
+                        str(e).split(": ", 1)[-1]) from None
     except Exception as e:        # logged with its traceback; the client gets one JSON line
         logging.getLogger("attnmt.serve").exception("%s failed", what)
         raise HTTPError(500, "server", f"internal error: {type(e).__name__}") from None
@@ -289,25 +294,28 @@ def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32
             _explained, translator, req.text, req.top_k, req.masked,
             [tuple(x) for x in req.zero_heads]), limits, "explanation")
 
-    @app.post("/timeline")
+    missing = {404: {"description": "what the served run or folder does not have (kept "
+                                    "checkpoints, a study): {error, field}"}}
+
+    @app.post("/timeline", responses=missing)
     async def training_timeline(req: SentenceRequest) -> dict:
         """The attention of the sentence's greedy translation under every checkpoint the
         run kept (``train.keep_every``); 422 when it kept none."""
         _check_texts([req.text], limits)
         _work(translator, [req.text], 1, limits)
         if not run_dir or translator.engine != "attnmt":
-            raise HTTPError(422, "run", "the timeline needs a run directory served with the "
+            raise HTTPError(404, "run", "the timeline needs a run directory served with the "
                                         "attnmt engine")
         return await _run(batcher.run_in_model_thread(
             lambda: to_json(timeline(run_dir, req.text))), limits, "timeline")
 
-    @app.post("/study")
+    @app.post("/study", responses=missing)
     async def side_by_side(req: SentenceRequest) -> dict:
         """The sentence explained under every run of the served study, side by side."""
         _check_texts([req.text], limits)
         _work(translator, [req.text], 1, limits)
         if not study:
-            raise HTTPError(422, "run", "this server serves one run; start `attnmt serve` on "
+            raise HTTPError(404, "run", "this server serves one run; start `attnmt serve` on "
                                         "a study folder (the output of `attnmt compare`)")
         return await _run(batcher.run_in_model_thread(
             lambda: to_json(explain_runs(study, req.text))), limits, "study")
