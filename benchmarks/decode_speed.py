@@ -18,6 +18,8 @@ exported into ``--export-dir``) — and then prints how many greedy lines CTrans
 float32 and attnmt agree on (they must all agree), and times CTranslate2's own
 ``translate_batch`` on the same export called directly (pieces in, pieces out, one call,
 ``max_batch_size=64``) — the anchor attnmt's wrapper is held against.
+``--fairseq-ct2`` adds CTranslate2 on fairseq's transformer-small of the same shape
+(``peers.py fairseq-ct2`` trains and converts it) and the ratios of our export to it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from common import MULTI30K, save
 
 MODES = {"greedy": 1, "beam5": 5}
 EXPORTS = Path(os.environ.get("ATTNMT_BENCH", Path.home() / ".cache/attnmt/bench"))
+PEERS = Path(os.environ.get("ATTNMT_PEERS", Path.home() / ".cache/attnmt/peers"))
 
 
 def measure(translate: Callable[[list[str], int], list[str]], src: list[str], refs: list[str],
@@ -71,6 +74,8 @@ def worker(spec: dict) -> dict:
     split = spec["split"]
     if spec["engine"] == "ct2-direct":
         return ct2_direct(spec)
+    if spec["engine"] == "ct2-fairseq":
+        return ct2_fairseq(spec)
     from attnmt.ct2engine import load_translator
 
     tr = load_translator(spec["path"], spec["engine"], precision=spec["precision"],
@@ -109,6 +114,28 @@ def ct2_direct(spec: dict) -> dict:
                 for r in out]
 
     return measure(translate, corpus.src, corpus.tgt, lambda h: len(vocabs.tgt.encode(h)),
+                   spec["repeats"], spec["modes"])
+
+
+def ct2_fairseq(spec: dict) -> dict:
+    """The anchor: CTranslate2 on fairseq's transformer-small of the same shape (made by
+    ``peers.py fairseq-ct2``), called as :func:`ct2_direct` calls it, with fairseq's own
+    joint SentencePiece model."""
+    import ctranslate2
+    import sentencepiece as spm
+
+    from attnmt.data.corpus import read_parallel
+
+    sp = spm.SentencePieceProcessor(model_file=str(Path(spec["path"]) / "spm8k.model"))
+    corpus = read_parallel(MULTI30K / f"{spec['split']}.de", MULTI30K / f"{spec['split']}.en")
+    ct2 = ctranslate2.Translator(spec["path"], device="cpu", intra_threads=spec["threads"])
+
+    def translate(src: list[str], beam: int) -> list[str]:
+        out = ct2.translate_batch(sp.encode(src, out_type=str), max_batch_size=64,
+                                  beam_size=beam)
+        return [sp.decode(r.hypotheses[0]) for r in out]
+
+    return measure(translate, corpus.src, corpus.tgt, lambda h: len(sp.encode(h)),
                    spec["repeats"], spec["modes"])
 
 
@@ -178,6 +205,9 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="also time `--bf16` (bfloat16)")
     ap.add_argument("--stopping", default="", help="comma-separated stopping rules to time "
                     "beam 5 under as well (bound, current, beam)")
+    ap.add_argument("--fairseq-ct2", action="store_true",
+                    help="also time CTranslate2 on fairseq's transformer-small (float32 and "
+                    "int8; make it with `peers.py fairseq-ct2`)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=1, help="processes per engine, run "
                     "round-robin; speeds are the median of all their repeats")
@@ -192,6 +222,7 @@ def main() -> None:
         rows["ctranslate2"]["greedy_agreement"] = same
         print(f"greedy lines equal, CTranslate2 float32 and attnmt: {same} / "
               f"{len(hyps['attnmt']['greedy'])}")
+    rows["anchor_ratios"] = anchor_ratios(rows)
     save(f"decode_speed_{args.run.rstrip('/').split('/')[-1]}",
          {"run": args.run, "split": args.split, "threads": args.threads,
           "repeats": args.repeats, "rounds": args.rounds, "separate_processes": True,
@@ -220,7 +251,35 @@ def run_all(args: argparse.Namespace) -> dict:
             engines[f"ctranslate2_direct{suffix}"] = dict(engine="ct2-direct", path=folder,
                                                           precision="fp32", modes=both,
                                                           **common)
+    if args.fairseq_ct2:
+        for quant, suffix in (("float32", ""), ("int8", "_int8")):
+            folder = PEERS / f"fs-ct2-{quant}"
+            if not (folder / "model.bin").is_file():
+                raise SystemExit(f"{folder} is missing; make it with `python "
+                                 "benchmarks/peers.py fairseq-ct2`")
+            engines[f"ctranslate2_fairseq{suffix}"] = dict(engine="ct2-fairseq",
+                                                           path=str(folder), modes=both,
+                                                           precision="fp32", **common)
     return time_engines(engines, args.rounds)
+
+
+def anchor_ratios(rows: dict) -> dict:
+    """Our export through CTranslate2 (attnmt's wrapper, and called directly) against
+    CTranslate2 on fairseq's model, in target tokens/s (the two models write sentences of
+    different lengths) and sentences/s."""
+    out = {}
+    for suffix in ("", "_int8"):
+        anchor = rows.get(f"ctranslate2_fairseq{suffix}")
+        for ours in (f"ctranslate2{suffix}", f"ctranslate2_direct{suffix}"):
+            if anchor is None or ours not in rows:
+                continue
+            for mode in anchor:
+                key = f"{ours}_vs_fairseq_{mode}"
+                out[key] = {unit: round(rows[ours][mode][unit] / anchor[mode][unit], 3)
+                            for unit in ("tokens_per_s", "sentences_per_s")}
+                print(f"{key}: {out[key]['tokens_per_s']:.3f}x tokens/s, "
+                      f"{out[key]['sentences_per_s']:.3f}x sentences/s")
+    return out
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/peers.py install                      # peer venvs (~10 minutes, once)
     python benchmarks/peers.py run --minutes 15 --window 4 --attnmt-run RUN
+    python benchmarks/peers.py fairseq-ct2 --minutes 15     # decode_speed.py's fairseq anchor
 
 Same spec for everyone (`transformer-small`, Multi30k de->en, joint SentencePiece
 unigram 8k, ~4096-token batches, inverse-sqrt lr 5e-4 with 250 warm-up updates,
@@ -259,6 +260,30 @@ def fairseq_decode(repeats: int) -> dict:
     return rows
 
 
+def fairseq_ct2(minutes: float) -> None:
+    """The anchor of ``decode_speed.py --fairseq-ct2``: fairseq's transformer-small (the
+    spec above) trained for ``minutes`` (kept in ``fs-run`` and reused), converted with
+    CTranslate2's own fairseq converter (the version this project's venv has) to
+    ``fs-ct2-float32`` and ``fs-ct2-int8``, with the SentencePiece model beside it."""
+    from importlib.metadata import version
+
+    prepare_data()
+    checkpoint = PEERS / "fs-run/checkpoint_best.pt"
+    if not checkpoint.is_file():
+        trained = fairseq_train(minutes)
+        (PEERS / "fs-run/train.json").write_text(json.dumps({"minutes": minutes, **trained}))
+    pip(PEERS / "fs", f"ctranslate2=={version('ctranslate2')}")
+    for quant in ("float32", "int8"):
+        out = PEERS / f"fs-ct2-{quant}"
+        subprocess.run([str(PEERS / "fs/bin/ct2-fairseq-converter"), "--model_path",
+                        str(checkpoint), "--data_dir", str(PEERS / "fsbin"), "--source_lang",
+                        "de", "--target_lang", "en", "--output_dir", str(out),
+                        "--quantization", quant, "--force"],
+                       check=True, env={**os.environ, **FS_ENV})
+        shutil.copy(PEERS / "data/spm/spm8k.model", out / "spm8k.model")
+        print(f"wrote {out}")
+
+
 # ---- JoeyNMT ----------------------------------------------------------------------------------
 def joey_window(name: str, config: str, minutes: float) -> dict:
     """Train JoeyNMT for ``minutes`` with validation pushed past the window."""
@@ -477,7 +502,12 @@ def main() -> None:
                    help="measure every step again instead of reusing saved step results")
     r.add_argument("--redo", default="", help="comma-separated steps to measure again "
                    "(names of the files in $ATTNMT_PEERS/steps, without .json)")
+    f = sub.add_parser("fairseq-ct2", help="train fairseq transformer-small and convert it "
+                       "to CTranslate2 (decode_speed.py --fairseq-ct2's anchor)")
+    f.add_argument("--minutes", type=float, default=15)
     args = ap.parse_args()
+    if args.command == "fairseq-ct2":
+        return fairseq_ct2(args.minutes)
     REDO.update(filter(None, getattr(args, "redo", "").split(",")))
     if REDO - set(STEPS):
         ap.error(f"--redo: unknown step(s) {', '.join(sorted(REDO - set(STEPS)))}; steps are "
