@@ -40,6 +40,7 @@ from common import MULTI30K, save
 MODES = {"greedy": 1, "beam5": 5}
 EXPORTS = Path(os.environ.get("ATTNMT_BENCH", Path.home() / ".cache/attnmt/bench"))
 PEERS = Path(os.environ.get("ATTNMT_PEERS", Path.home() / ".cache/attnmt/peers"))
+FAIRSEQ_MAX_OUT = 99    # the peers' fairseq spec has 100 target positions
 
 
 def measure(translate: Callable[[list[str], int], list[str]], src: list[str], refs: list[str],
@@ -120,7 +121,7 @@ def ct2_direct(spec: dict) -> dict:
 def ct2_fairseq(spec: dict) -> dict:
     """The anchor: CTranslate2 on fairseq's transformer-small of the same shape (made by
     ``peers.py fairseq-ct2``), called as :func:`ct2_direct` calls it, with fairseq's own
-    joint SentencePiece model."""
+    joint SentencePiece model; outputs stop at its 100 target positions."""
     import ctranslate2
     import sentencepiece as spm
 
@@ -132,7 +133,7 @@ def ct2_fairseq(spec: dict) -> dict:
 
     def translate(src: list[str], beam: int) -> list[str]:
         out = ct2.translate_batch(sp.encode(src, out_type=str), max_batch_size=64,
-                                  beam_size=beam)
+                                  beam_size=beam, max_decoding_length=FAIRSEQ_MAX_OUT)
         return [sp.decode(r.hypotheses[0]) for r in out]
 
     return measure(translate, corpus.src, corpus.tgt, lambda h: len(sp.encode(h)),
