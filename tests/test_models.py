@@ -278,8 +278,9 @@ def test_transformer_variants_keep_the_contract(extra):
 
 
 def test_packed_inference_model_computes_what_the_model_computes():
-    """PackedLinear (prepacked oneDNN weights) and the one-query attention path change
-    how decoding is computed, not what: logits agree with the plain model's."""
+    """PackedLinear (prepacked oneDNN weights), the fused self-attention projections and
+    the one-query attention path change how decoding is computed, not what: logits agree
+    with the plain model's."""
     import copy
 
     from attnmt.models.backend import PackedLinear, can_pack, pack_linear_layers
@@ -290,6 +291,10 @@ def test_packed_inference_model_computes_what_the_model_computes():
     packed = pack_linear_layers(copy.deepcopy(model))
     assert any(isinstance(m, PackedLinear) for m in packed.modules())
     assert packed.num_parameters() == model.num_parameters()
+    # self-attention's q, k, v are one product, kept out of the weights that are saved
+    assert all("qkv" in layer.self_attn.fused for layer in [*packed.encoder, *packed.decoder])
+    assert not any(layer.cross_attn.fused for layer in packed.decoder)
+    assert packed.state_dict().keys() == model.state_dict().keys()
     src, lengths, tgt = inputs()
     with torch.no_grad():
         assert torch.allclose(packed(src, lengths, tgt)[0], model(src, lengths, tgt)[0],

@@ -152,6 +152,7 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(d_model, d_model)
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
+        self.fused: dict[str, nn.Module] = {}     # inference only, not parameters: fuse_qkv
 
     def _split(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -161,18 +162,41 @@ class MultiHeadAttention(nn.Module):
         """x (B, S, D) -> keys, values (B, H, S, dh)."""
         return self._split(self.k_proj(x)), self._split(self.v_proj(x))
 
+    def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention: x (B, T, D) -> queries, keys, values (B, H, T, dh); one matrix
+        product after :meth:`fuse_qkv`."""
+        if "qkv" not in self.fused:
+            return (self._split(self.q_proj(x)), *self.project_kv(x))
+        q, k, v = self.fused["qkv"](x).chunk(3, dim=-1)
+        return self._split(q), self._split(k), self._split(v)
+
+    def fuse_qkv(self, wrap=lambda linear: linear) -> None:
+        """For inference: the three projections as one (B, T, 3D) product, their weights
+        side by side (``wrap`` may prepack it). A copy kept outside the parameters, so
+        ``state_dict`` and parameter counts do not see it: fuse after the weights are final."""
+        d = self.q_proj.in_features
+        fused = nn.Linear(d, 3 * d, device=self.q_proj.weight.device,
+                          dtype=self.q_proj.weight.dtype)
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat([self.q_proj.weight, self.k_proj.weight,
+                                          self.v_proj.weight]))
+            fused.bias.copy_(torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))
+        self.fused["qkv"] = wrap(fused).requires_grad_(False)
+
     def forward(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
                 causal: bool = False, need_weights: bool = False,
-                head_gate: Tensor | None = None, trace: dict | None = None
-                ) -> tuple[Tensor, Tensor | None]:
-        """query (B, T, D); k, v (B, H, S, dh); mask (B, S) True at real keys.
+                head_gate: Tensor | None = None, trace: dict | None = None,
+                q: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """query (B, T, D), or its projection ``q`` (B, H, T, dh) from :meth:`project_qkv`;
+        k, v (B, H, S, dh); mask (B, S) True at real keys.
 
         Returns output (B, T, D) and, when asked, weights (B, H, T, S). ``head_gate`` (H,)
         multiplies each head's output before the heads are joined (0 silences a head: the
         explainer's intervention); ``trace``, when given, receives every number of the
         computation (the explainer's view of one attention).
         """
-        q = self._split(self.q_proj(query))                              # (B, H, T, dh)
+        if q is None:
+            q = self._split(self.q_proj(query))                          # (B, H, T, dh)
         t, s = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
         if not need_weights and trace is None:

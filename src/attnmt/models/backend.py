@@ -12,7 +12,8 @@ CPU, where they beat the flash kernel.
 ``nn.Linear`` becomes a :class:`PackedLinear`, whose weight oneDNN reorders once into
 its blocked layout instead of on every call — what CTranslate2 does with its own
 weights. Decoding multiplies small batches by the same weights hundreds of times,
-where that reorder is a large part of each product.
+where that reorder is a large part of each product. A Transformer layer's three
+self-attention projections also become one product (``fuse_qkv``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def pack_linear_layers(model: nn.Module) -> nn.Module:
     model is then for inference only. Unchanged where :func:`can_pack` says no."""
     if not can_pack(model):
         return model
+    for module in list(model.modules()):
+        if hasattr(module, "fuse_for_inference"):       # Transformer layers: q, k, v fused
+            module.fuse_for_inference(PackedLinear)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:

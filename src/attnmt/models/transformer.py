@@ -134,6 +134,10 @@ class _Sublayers(nn.Module):
         x = x + self.dropout(out)
         return x if self.pre_norm else self.norms[i](x)
 
+    def fuse_for_inference(self, wrap=lambda linear: linear) -> None:
+        """Self-attention's q, k, v projections as one product (see ``fuse_qkv``)."""
+        self.self_attn.fuse_qkv(wrap)
+
 
 class EncoderLayer(_Sublayers):
     def __init__(self, *, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
@@ -147,9 +151,9 @@ class EncoderLayer(_Sublayers):
         """x (B, S, D), mask (B, S). Appends self-attention weights to ``collect`` if given;
         ``trace`` receives the self-attention's numbers (the explainer)."""
         y = self.norm_in(0, x)
-        k, v = self.self_attn.project_kv(y)                               # (B, H, S, dh)
+        q, k, v = self.self_attn.project_qkv(y)                           # (B, H, S, dh)
         out, weights = self.self_attn(y, k, v, mask, need_weights=collect is not None,
-                                      trace=trace)
+                                      trace=trace, q=q)
         x = self.add(0, x, out)
         if collect is not None:
             collect.append(weights)
@@ -177,11 +181,11 @@ class DecoderLayer(_Sublayers):
         (B, H, T, S) when asked (None for the decoder-only LM). ``head_gate`` (H,) scales
         the cross-attention heads; ``trace`` gets ``self`` and ``cross`` numbers."""
         y = self.norm_in(0, x)
-        k, v = self.self_attn.project_kv(y)                               # (B, H, T, dh)
+        q, k, v = self.self_attn.project_qkv(y)                           # (B, H, T, dh)
         if cache is not None:
             k, v = cache.extend(k, v)
         sub = None if trace is None else trace.setdefault("self", {})
-        out, _ = self.self_attn(y, k, v, causal=y.size(1) > 1, trace=sub)  # one new token sees all
+        out, _ = self.self_attn(y, k, v, causal=y.size(1) > 1, trace=sub, q=q)  # one sees all
         x, weights = self.add(0, x, out), None
         if self.cross_attn is not None:
             sub = None if trace is None else trace.setdefault("cross", {})
