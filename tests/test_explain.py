@@ -274,3 +274,4 @@ def test_api_timeline_and_study(kept_run, trained, seq2seq_run, tmp_path):
         assert runs["fixed"]["alignment"] is None and len(runs["attention"]["alignment"]) == 4
         r = client.post("/timeline", json={"text": "a b"})
         assert r.status_code == 404 and "keep_every" in r.json()["error"]
+

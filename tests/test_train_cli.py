@@ -224,3 +224,36 @@ def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(task,
     losses = [json.loads(x)["loss"] for x in (tmp_path / "two/metrics.jsonl").read_text()
               .splitlines() if '"train"' in x]
     assert len(losses) >= 2 and losses[-1] < losses[0]  # training progressed
+
+
+def test_checkpoints_at_training_time_marks_are_kept_and_resume(task, tmp_path):
+    """``train.save_every_minutes``: a kept checkpoint and a ``mark`` record at every mark
+    of training time; a resumed run continues the marks where it stopped."""
+    import attnmt
+    from attnmt.checkpoint import RunDir
+    from attnmt.config import load_config
+    from attnmt.train import train
+
+    def marks() -> list[dict]:
+        lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        return [r for r in map(json.loads, lines) if r["type"] == "mark"]
+
+    cfg = config(task, tmp_path / "c.yaml", TINY_TRANSFORMER, max_steps=100000,
+                 max_minutes=0.04, valid_every=100000, save_every_minutes=0.01)
+    train(load_config(cfg), tmp_path / "run", quiet=True)
+    first = marks()
+    assert len(first) >= 2
+    assert [m["minutes"] for m in first] == pytest.approx([0.01 * (i + 1) for i in
+                                                           range(len(first))])
+    assert all(m["elapsed"] >= m["minutes"] * 60 for m in first)
+    run = RunDir(tmp_path / "run")
+    assert {m["step"] for m in first} <= set(run.kept_steps())
+    assert isinstance(attnmt.load(tmp_path / "run", checkpoint=str(first[0]["step"]))
+                      .translate("a b"), str)                  # a mark's weights load
+    longer = config(task, tmp_path / "c2.yaml", TINY_TRANSFORMER, max_steps=100000,
+                    max_minutes=0.07, valid_every=100000, save_every_minutes=0.01)
+    train(load_config(longer), tmp_path / "run", resume=True, quiet=True)
+    after = marks()
+    assert len(after) > len(first) and after[: len(first)] == first
+    minutes = [m["minutes"] for m in after]
+    assert minutes == sorted(set(minutes))                  # no mark twice across the resume

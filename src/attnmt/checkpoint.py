@@ -347,3 +347,17 @@ def study_runs(folder: str | Path) -> dict[str, Path]:
         return {}
     return {p.name: p for p in sorted(runs.iterdir()) if (p / "config.yaml").is_file()}
 
+
+def load_matching_weights(model: torch.nn.Module, run_dir: str | Path) -> str:
+    """Load the best weights of ``run_dir`` whose names and shapes match ``model``'s
+    (``train.init_from``); says how many, or a one-line error when none fit."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(RunDir(run_dir).checkpoint_file("best")))
+    own = model.state_dict()
+    matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise UserError(f"train.init_from: no weights of {run_dir} fit this model")
+    model.load_state_dict(matched, strict=False)
+    return f"initialised {len(matched)} of {len(own)} tensors from {run_dir}"
+

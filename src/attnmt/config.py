@@ -161,6 +161,10 @@ class TrainConfig:
                           choices=("bleu", "chrf", "exact", "loss", "ppl", "accuracy",
                                    "macro_f1"))
     keep_last: int = _f(2, "number of recent checkpoints to keep", min=1)
+    save_every_minutes: float = _f(0.0, "also write a checkpoint, kept for good, each time "
+                                   "this many minutes of training have passed (saving does "
+                                   "not count; a 'mark' record in metrics.jsonl): a "
+                                   "time-to-quality curve; 0 = off", min=0.0)
     keep_every: int = _f(0, "also keep the weights every this many updates (the first "
                          "checkpoint at or past each multiple, and step 0) for the explainer's "
                          "training timeline; 0 = off", min=0)

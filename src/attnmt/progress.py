@@ -26,6 +26,7 @@ class Progress:
     best: float | None = None
     bad_validations: int = 0
     lr_scale: float = 1.0
+    marks: int = 0          # time marks passed (train.save_every_minutes)
     history: list = field(default_factory=list)
 
 

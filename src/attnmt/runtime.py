@@ -57,3 +57,18 @@ def bound_onednn_cache(capacity: int = 8) -> None:
     cost in speed (the numbers are in ``benchmarks/README.md``). Must run before the first
     bf16 matmul; a user's setting wins."""
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
+
+
+def check_in_sync(model: torch.nn.Module, world: int) -> str:
+    """DDP keeps replicas identical; verify it (a parameter checksum per rank, compared
+    across ranks) and say so, or raise when they diverged."""
+    import torch.distributed as dist
+
+    total = torch.stack([q.detach().double().sum() for q in model.parameters()]).sum()
+    lo, hi = total.clone().view(1), total.clone().view(1)
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    if float(hi - lo) > 1e-6 * max(1.0, abs(float(total))):
+        raise RuntimeError(f"ranks diverged: parameter checksums {float(lo)} .. {float(hi)}")
+    return f"ranks in sync: {world} replicas with parameter checksum {float(total):.6f}"
+

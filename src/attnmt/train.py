@@ -21,13 +21,14 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .checkpoint import DiskFullError, RunDir, write_json
+from .checkpoint import DiskFullError, RunDir, load_matching_weights, write_json
 from .config import Config
 from .data.batching import token_batches
 from .errors import ConfigError, UserError
 from .progress import SAFE_ON_RESUME, Progress, changed_keys, lr_at
 from .runtime import (
     bound_onednn_cache,
+    check_in_sync,
     peak_rss_mib,
     pick_device,
     rank_and_world,
@@ -58,8 +59,8 @@ class Trainer:
         self.task = make_task(cfg, self.run, log=self.log, barrier=self._barrier)
         self._check_lengths()
         self.model = self.task.build_model()
-        if cfg.train.init_from and not resume:
-            self._init_from(cfg.train.init_from)
+        if cfg.train.init_from and not resume:     # e.g. an MLM encoder into a classifier
+            self.log(load_matching_weights(self.model, cfg.train.init_from))
         self.model.to(self.device)
         self.log(f"model: {cfg.model.preset or cfg.model.arch} ({self.task.name}), "
                  f"{self.model.num_parameters():,} parameters")
@@ -149,19 +150,6 @@ class Trainer:
                                                  record["step"])
             self._tensorboard.flush()
 
-    def _init_from(self, run_dir: str) -> None:
-        """Load the weights whose names and shapes match (e.g. an MLM encoder into a classifier)."""
-        from safetensors.torch import load_file
-
-        source = RunDir(run_dir)
-        weights = load_file(str(source.checkpoint_file("best")))
-        own = self.model.state_dict()
-        matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
-        if not matched:
-            raise UserError(f"train.init_from: no weights of {run_dir} fit this model")
-        self.model.load_state_dict(matched, strict=False)
-        self.log(f"initialised {len(matched)} of {len(own)} tensors from {run_dir}")
-
     def _restore(self) -> None:
         """Weights, optimizer, progress and RNG of the newest checkpoint that loads; the
         metrics log is cut back to that step so a resumed run does not repeat records."""
@@ -181,8 +169,9 @@ class Trainer:
             self.run.truncate_metrics(step)
         self.log(f"resumed from step {step}")
 
-    def _save(self, best: dict | None = None) -> None:
-        """Write a checkpoint (and the best copy when ``best`` says why it is best)."""
+    def _save(self, best: dict | None = None, keep: bool = False) -> None:
+        """Write a checkpoint (and the best copy when ``best`` says why it is best; a kept
+        copy of the weights with ``keep``)."""
         if self.rank != 0:
             return
         state = {"optimizer": self.optimizer.state_dict(), "progress": vars(self.progress),
@@ -191,7 +180,8 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state()
         try:
             self.run.save_checkpoint(self.model, state, self.progress.step,
-                                     self.cfg.train.keep_last, best, self.cfg.train.keep_every)
+                                     self.cfg.train.keep_last, best,
+                                     1 if keep else self.cfg.train.keep_every)
         except DiskFullError as e:
             safe = self.run.resume_step()
             kept = f"step {safe} is intact" if safe else "no checkpoint was completed"
@@ -330,6 +320,7 @@ class Trainer:
                     p.tokens += tokens
                     self._window_tokens += tokens
                     p.elapsed = time.time() - start
+                    start = self._time_mark(start)
                     bar.update(1)
                     if p.step % cfg.log_every == 0 or p.step == 1:
                         self._log_update(bar, loss_sum, tokens)
@@ -357,17 +348,21 @@ class Trainer:
                        {"reason": reason, "step": p.step, "elapsed": p.elapsed,
                         "tokens": p.tokens, "peak_rss_mib": peak_rss_mib()})
         if self.world > 1:
-            self._check_in_sync()
+            self.log(check_in_sync(self.model, self.world))
 
-    def _check_in_sync(self) -> None:
-        """DDP keeps replicas identical; verify it once at the end (a checksum per rank)."""
-        total = torch.stack([q.detach().double().sum() for q in self.model.parameters()]).sum()
-        lo, hi = total.clone().view(1), total.clone().view(1)
-        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-        if float(hi - lo) > 1e-6 * max(1.0, abs(float(total))):
-            raise RuntimeError(f"ranks diverged: parameter checksums {float(lo)} .. {float(hi)}")
-        self.log(f"ranks in sync: {self.world} replicas with parameter checksum {float(total):.6f}")
+    def _time_mark(self, start: float) -> float:
+        """``train.save_every_minutes``: at each mark of training time a checkpoint, also
+        kept for good, and a ``mark`` record; the time spent saving is taken off the clock
+        (the clock's new start is returned)."""
+        every, p = self.cfg.train.save_every_minutes * 60, self.progress
+        if not every or p.elapsed < (p.marks + 1) * every:
+            return start
+        begin, p.marks = time.time(), int(p.elapsed // every)
+        self._save(keep=True)
+        if self.rank == 0:
+            self._write_metrics({"type": "mark", "step": p.step, "elapsed": p.elapsed,
+                                 "minutes": round(p.marks * every / 60, 4)})
+        return start + time.time() - begin
 
     def _validate_and_save(self) -> bool:
         stop = False
