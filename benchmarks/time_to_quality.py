@@ -1,0 +1,133 @@
+"""Time to quality: test2016 BLEU against minutes of training on this CPU.
+
+    python benchmarks/time_to_quality.py [--minutes 25] [--mark 2.5] [--out runs/ttq]
+
+Trains attnmt's shipped ``configs/multi30k_transformer_small.yaml`` for ``--minutes`` with
+a kept checkpoint at every ``--mark`` minutes of training time (``train.save_every_minutes``:
+the time spent saving is taken off the clock; validation during training is switched off,
+so evaluation costs the training nothing), then scores every mark's checkpoint on val and
+test2016, greedy and beam 5 with the config's decoding settings, sacreBLEU cased 13a and
+lowercased 13a (``-lc``, the form published Multi30k results use). Reports the minute at
+which attnmt first reaches fairseq's 25-minute test2016 BLEU (beam 5) from
+``results/peers.json`` (measured by ``peers.py run`` on this machine) and writes
+``results/time_to_quality.json`` and ``docs/figures/time_to_quality.png``.
+
+fairseq's own curve (its checkpoints at the same marks) is not measured by this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from common import MULTI30K, RESULTS, save
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs/multi30k_transformer_small.yaml"
+
+
+def train(out: Path, minutes: float, mark: float, threads: int) -> None:
+    """The shipped config, budget ``minutes``, a kept checkpoint every ``mark`` minutes."""
+    if (out / "checkpoints/finished.json").is_file():
+        print(f"{out} has finished training; scoring its marks")
+        return
+    sets = {"train.max_minutes": minutes, "train.save_every_minutes": mark,
+            "train.valid_every": 10**9, "train.max_steps": 10**9, "train.threads": threads}
+    cmd = [sys.executable, "-m", "attnmt.cli", "train", str(CONFIG), "--out", str(out)]
+    for key, value in sets.items():
+        cmd += ["--set", f"{key}={value}"]
+    env = {**os.environ, "ATTNMT_DATA_DIR": str(MULTI30K)}
+    subprocess.run(cmd, check=True, env=env)
+
+
+def marks(out: Path) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, filter(None, lines)) if r.get("type") == "mark"]
+
+
+def score(out: Path, step: int, splits: dict[str, tuple[list[str], list[str]]]) -> dict:
+    """BLEU (cased and lowercased 13a) of one checkpoint, greedy and beam 5."""
+    import sacrebleu
+
+    from attnmt.translator import Translator
+
+    tr = Translator.from_run(out, str(step))
+    row = {}
+    for split, (src, refs) in splits.items():
+        for name, beam in (("greedy", 1), ("beam5", 5)):
+            hyps = [h[0].text for h in tr.translate(src, beam=beam, batch_size=64)]
+            row[f"{split}_{name}"] = round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)
+            row[f"{split}_{name}_lc"] = round(
+                sacrebleu.corpus_bleu(hyps, [refs], lowercase=True).score, 2)
+    return row
+
+
+def first_minute(rows: list[dict], key: str, target: float) -> float | None:
+    return next((r["minutes"] for r in rows if r[key] >= target), None)
+
+
+def figure(rows: list[dict], fairseq: float | None, path: Path) -> None:
+    from attnmt.plots import plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    minutes = [r["minutes"] for r in rows]
+    for key, label in (("test_beam5", "test2016, beam 5"), ("test_greedy", "test2016, greedy"),
+                       ("val_beam5", "val, beam 5")):
+        ax.plot(minutes, [r[key] for r in rows], marker="o", label=f"attnmt {label}")
+    if fairseq is not None:
+        ax.axhline(fairseq, color="grey", linestyle="--",
+                   label=f"fairseq after 25 min, test2016 beam 5 ({fairseq:.2f})")
+    ax.set_xlabel("training minutes (2 CPU cores)")
+    ax.set_ylabel("sacreBLEU (cased, 13a)")
+    ax.set_title("Multi30k de→en, transformer-small: BLEU against training time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=25.0)
+    ap.add_argument("--mark", type=float, default=2.5)
+    ap.add_argument("--out", default="runs/ttq")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sentences", type=int, default=0, help="score only the first N "
+                    "sentences of each split (a smoke test; 0 = all)")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from attnmt.data.corpus import read_lines
+
+    out = Path(args.out)
+    train(out, args.minutes, args.mark, args.threads)
+    n = args.sentences or None
+    splits = {s: (read_lines(MULTI30K / f"{f}.de")[:n], read_lines(MULTI30K / f"{f}.en")[:n])
+              for s, f in (("val", "val"), ("test", "test_2016_flickr"))}
+    rows = []
+    for m in marks(out):
+        rows.append({"minutes": m["minutes"], "step": m["step"], **score(out, m["step"], splits)})
+        print(json.dumps(rows[-1]), flush=True)
+    peers = RESULTS / "peers.json"
+    fairseq = (json.loads(peers.read_text())["decode"]["fairseq"]["beam5"]["bleu"]
+               if peers.is_file() else None)
+    reached = first_minute(rows, "test_beam5", fairseq) if fairseq is not None else None
+    print(f"fairseq's 25-minute test2016 BLEU (beam 5): {fairseq}; attnmt first reaches it at "
+          f"{reached if reached is not None else 'no mark'} minutes")
+    if n:                                   # a smoke test leaves the published files alone
+        return
+    figure(rows, fairseq, REPO / "docs/figures/time_to_quality.png")
+    save("time_to_quality", {"config": str(CONFIG.relative_to(REPO)), "minutes": args.minutes,
+                             "mark": args.mark, "threads": args.threads, "marks": rows,
+                             "fairseq_25min_test_beam5": fairseq,
+                             "attnmt_first_minute_at_fairseq_bleu": reached})
+
+
+if __name__ == "__main__":
+    main()
