@@ -252,6 +252,11 @@ def test_cli_timeline_and_study_pages(kept_run, trained, seq2seq_run, tmp_path, 
     assert "attention: c b a" in out and "fixed:" in out
     page = (tmp_path / "s.html").read_text()
     assert "AttnExplain.study" in page and "https://" not in page
+    for where, flags in [([str(study), "a b c"], ["--mask", "0"]),
+                         ([str(kept_run), "a b c", "--timeline"], ["--step", "1"])]:
+        with pytest.raises(SystemExit) as e:           # options that would be ignored
+            main(["explain", *where, *flags])
+        assert e.value.code == 2 and f"{flags[0]} apply to one run" in capsys.readouterr().err
 
 
 def test_api_timeline_and_study(kept_run, trained, seq2seq_run, tmp_path):

@@ -192,7 +192,7 @@ class RunDir:
         is given: what made it best) and, last, ``latest.json``; then old steps go. With
         ``keep_every``, the first checkpoint at or past each multiple is also kept."""
         atomic_write(self.weights(step), lambda tmp: save_model(model, str(tmp)))
-        kept = self.kept_steps()
+        kept = self.kept_steps() if keep_every else []
         if keep_every and (not kept or step // keep_every > max(kept) // keep_every):
             atomic_write(self.kept_weights(step),
                          lambda tmp: shutil.copyfile(self.weights(step), tmp))

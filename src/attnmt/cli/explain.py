@@ -154,6 +154,13 @@ def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, 
     from ..predict import load_predictor
 
     runs = study_runs(run_dir)
+    one_run = [name for name, used in (("--step", step), ("--mask", mask),
+                                       ("--zero-head", zero_head), ("--attention", kind != "cross"),
+                                       ("--layer", layer is not None), ("--head", head is not None),
+                                       ("--checkpoint", checkpoint != "best")) if used]
+    if (runs or timeline) and one_run:
+        raise UserError(f"{', '.join(one_run)} apply to one run's explanation, not to "
+                        f"{'a study folder' if runs else '--timeline'}; leave them out")
     if runs:
         return _study(runs, sentence, top_k, html_path, png_path, json_path)
     if timeline:
