@@ -6,6 +6,7 @@ can); without it this test is skipped and says why.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -23,6 +24,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def page():
+    """A headless Chromium page; without Chromium or Playwright the test is skipped and
+    says why."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test "
+                    "skipped")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser.new_page(viewport={"width": 1280, "height": 900})
+        browser.close()
 
 
 @contextmanager
@@ -62,35 +77,27 @@ def study_server(kept_run, seq2seq_run):
         yield url
 
 
-def test_page_translates_and_heatmap_highlights_on_hover(server, tmp_path):
-    if not shutil.which("chromium") and not __import__("os").path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test "
-                    "skipped")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(server)
-        page.wait_for_function("document.getElementById('model-info').textContent"
-                               ".includes('parameters')")
-        page.fill("#source", "a b c d")
-        page.select_option("#beam", "2")
-        page.click("#translate")
-        page.wait_for_selector("#heatmap td.cell")
-        assert page.text_content("#translation") == "d c b a"
-        cells = page.locator("#heatmap td.cell")
-        assert cells.count() == 5 * 5              # (4 tokens + </s>) x (4 tokens + </s>)
-        page.hover(".tgt-token >> nth=0")           # the first output token, "d"
-        highlighted = page.locator(".src-token.hl").all_text_contents()
-        assert highlighted and "d" in highlighted
-        assert page.locator('#heatmap td.hl[data-t="0"]').count() == 5
-        page.hover(".src-token >> nth=0")           # source "a" -> output "a" (4th)
-        assert "a" in page.locator(".tgt-token.hl").all_text_contents()
-        assert page.locator("#view option").count() == 1 + 2 * (1 + 4)   # layers and heads
-        page.select_option("#view", "1:0")
-        page.wait_for_selector("#heatmap td.cell")
-        page.screenshot(path=str(tmp_path / "page.png"))
-        browser.close()
+def test_page_translates_and_heatmap_highlights_on_hover(page, server, tmp_path):
+    page.goto(server)
+    page.wait_for_function("document.getElementById('model-info').textContent"
+                           ".includes('parameters')")
+    page.fill("#source", "a b c d")
+    page.select_option("#beam", "2")
+    page.click("#translate")
+    page.wait_for_selector("#heatmap td.cell")
+    assert page.text_content("#translation") == "d c b a"
+    cells = page.locator("#heatmap td.cell")
+    assert cells.count() == 5 * 5              # (4 tokens + </s>) x (4 tokens + </s>)
+    page.hover(".tgt-token >> nth=0")           # the first output token, "d"
+    highlighted = page.locator(".src-token.hl").all_text_contents()
+    assert highlighted and "d" in highlighted
+    assert page.locator('#heatmap td.hl[data-t="0"]').count() == 5
+    page.hover(".src-token >> nth=0")           # source "a" -> output "a" (4th)
+    assert "a" in page.locator(".tgt-token.hl").all_text_contents()
+    assert page.locator("#view option").count() == 1 + 2 * (1 + 4)   # layers and heads
+    page.select_option("#view", "1:0")
+    page.wait_for_selector("#heatmap td.cell")
+    page.screenshot(path=str(tmp_path / "page.png"))
 
 
 def _shown_weights(page) -> list[str]:
@@ -98,11 +105,7 @@ def _shown_weights(page) -> list[str]:
     return page.locator('section[data-step="3"] .bar-value').all_text_contents()
 
 
-def test_explain_view_steps_masks_and_silences_with_the_api_numbers(server):
-    if not __import__("os").path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test "
-                    "skipped")
-    playwright = pytest.importorskip("playwright.sync_api")
+def test_explain_view_steps_masks_and_silences_with_the_api_numbers(page, server):
     import httpx
 
     def api(**body) -> dict:
@@ -111,90 +114,70 @@ def test_explain_view_steps_masks_and_silences_with_the_api_numbers(server):
     def expected(data: dict, t: int) -> list[str]:          # layer 1, head 1 (the default)
         return [f"{w:.3f}" for w in data["steps"][t]["layers"][0]["cross"]["weights"][0]]
 
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(server)
-        page.wait_for_selector("#explain:not([hidden])")
-        page.fill("#source", "a b c d")
-        page.click("#explain")
-        page.wait_for_selector(".step-box")
-        assert page.text_content("#ex-position-label") == 'output word 1 of 5: "d"'
-        plain = api()
-        assert _shown_weights(page) == expected(plain, 0)
-        page.click("#ex-next")
-        assert page.text_content("#ex-position-label") == 'output word 2 of 5: "c"'
-        assert _shown_weights(page) == expected(plain, 1)
-        page.click(".ex-src >> nth=3")                       # mask source "d"
-        page.wait_for_selector(".ex-src.masked")
-        assert "masked \"d\"" in page.text_content("#explain-status")
-        masked = api(masked=[3])
-        assert _shown_weights(page) == expected(masked, 1) and expected(masked, 1)[3] == "0.000"
-        page.click('button.zero-head[data-layer="0"][data-head="0"]')
-        page.wait_for_function("document.getElementById('explain-status').textContent"
-                               ".includes('silenced layer 1 head 1')")
-        both = api(masked=[3], zero_heads=[[0, 0]])
-        assert page.locator(".ex-tgt").all_text_contents() == both["tgt_tokens"]
-        page.select_option("#ex-kind", "encoder")
-        page.wait_for_selector("#ex-position")
-        assert page.locator('section[data-step="5"]').count() == 0   # no next word there
-        browser.close()
+    page.goto(server)
+    page.wait_for_selector("#explain:not([hidden])")
+    page.fill("#source", "a b c d")
+    page.click("#explain")
+    page.wait_for_selector(".step-box")
+    assert page.text_content("#ex-position-label") == 'output word 1 of 5: "d"'
+    plain = api()
+    assert _shown_weights(page) == expected(plain, 0)
+    page.click("#ex-next")
+    assert page.text_content("#ex-position-label") == 'output word 2 of 5: "c"'
+    assert _shown_weights(page) == expected(plain, 1)
+    page.click(".ex-src >> nth=3")                       # mask source "d"
+    page.wait_for_selector(".ex-src.masked")
+    assert "masked \"d\"" in page.text_content("#explain-status")
+    masked = api(masked=[3])
+    assert _shown_weights(page) == expected(masked, 1) and expected(masked, 1)[3] == "0.000"
+    page.click('button.zero-head[data-layer="0"][data-head="0"]')
+    page.wait_for_function("document.getElementById('explain-status').textContent"
+                           ".includes('silenced layer 1 head 1')")
+    both = api(masked=[3], zero_heads=[[0, 0]])
+    assert page.locator(".ex-tgt").all_text_contents() == both["tgt_tokens"]
+    page.select_option("#ex-kind", "encoder")
+    page.wait_for_selector("#ex-position")
+    assert page.locator('section[data-step="5"]').count() == 0   # no next word there
 
 
-def test_timeline_slider_and_study_side_by_side(study_server):
-    if not __import__("os").path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test "
-                    "skipped")
-    playwright = pytest.importorskip("playwright.sync_api")
+def test_timeline_slider_and_study_side_by_side(page, study_server):
     import httpx
 
     frames = httpx.post(f"{study_server}/timeline", json={"text": "a b c"}).json()["frames"]
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(study_server)
-        page.wait_for_selector("#timeline:not([hidden])")
-        page.fill("#source", "a b c")
-        page.click("#timeline")
-        page.wait_for_selector("#tl-slider")
-        assert page.text_content("#tl-step") == "update 150 (4 of 4)"
-        assert page.text_content("#tl-translation") == frames[-1]["translation"]
-        page.locator("#tl-slider").fill("0")
-        assert page.text_content("#tl-step") == "update 0 (1 of 4)"
-        assert page.text_content("#tl-translation") == (frames[0]["translation"] or
-                                                          "(empty translation)")
-        assert page.locator("table.heatmap td.cell").count() == \
-            len(frames[0]["tgt_tokens"]) * 4
-        page.click("#study")
-        page.wait_for_selector(".study-card")
-        assert page.locator(".study-card").count() == 2
-        assert page.locator('.study-card[data-run="fixed"] table.heatmap').count() == 0
-        page.click('.study-card[data-run="fixed"] .study-open')
-        page.wait_for_selector("#study-detail .step-box")
-        assert "bottleneck" in page.text_content("#study-detail")
-        browser.close()
+    page.goto(study_server)
+    page.wait_for_selector("#timeline:not([hidden])")
+    page.fill("#source", "a b c")
+    page.click("#timeline")
+    page.wait_for_selector("#tl-slider")
+    assert page.text_content("#tl-step") == "update 150 (4 of 4)"
+    assert page.text_content("#tl-translation") == frames[-1]["translation"]
+    page.locator("#tl-slider").fill("0")
+    assert page.text_content("#tl-step") == "update 0 (1 of 4)"
+    assert page.text_content("#tl-translation") == (frames[0]["translation"] or
+                                                      "(empty translation)")
+    assert page.locator("table.heatmap td.cell").count() == \
+        len(frames[0]["tgt_tokens"]) * 4
+    page.click("#study")
+    page.wait_for_selector(".study-card")
+    assert page.locator(".study-card").count() == 2
+    assert page.locator('.study-card[data-run="fixed"] table.heatmap').count() == 0
+    page.click('.study-card[data-run="fixed"] .study-open')
+    page.wait_for_selector("#study-detail .step-box")
+    assert "bottleneck" in page.text_content("#study-detail")
 
 
-def test_explain_html_file_works_with_the_network_cut(trained, tmp_path):
+def test_explain_html_file_works_with_the_network_cut(page, trained, tmp_path):
     """`attnmt explain --html` writes a page that needs nothing but itself."""
-    if not __import__("os").path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test "
-                    "skipped")
-    playwright = pytest.importorskip("playwright.sync_api")
     from attnmt.cli import main
 
     page_file = tmp_path / "explain.html"
     main(["explain", str(trained), "a b c", "--html", str(page_file)])
     requests, errors = [], []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page()
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
-            "file:") else (requests.append(route.request.url), route.abort()))
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(page_file.as_uri())
-        page.wait_for_selector(".step-box")
-        page.click("#ex-next")
-        assert page.text_content("#ex-position-label") == 'output word 2 of 4: "b"'
-        browser.close()
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+        "file:") else (requests.append(route.request.url), route.abort()))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(page_file.as_uri())
+    page.wait_for_selector(".step-box")
+    page.click("#ex-next")
+    assert page.text_content("#ex-position-label") == 'output word 2 of 4: "b"'
     assert requests == [] and errors == []

@@ -68,26 +68,29 @@ def add_explain_routes(app, *, translator: Engine, run_dir, study: dict[str, Eng
             _explained, translator, req.text, req.top_k, req.masked,
             [tuple(x) for x in req.zero_heads]), limits, "explanation")
 
+    async def numbers(text: str, missing: str | None, compute, what: str) -> dict:
+        """Admit ``text``, answer 404 with ``missing`` when it says what is absent, else run
+        ``compute`` in the model thread and return its numbers as JSON."""
+        admit(text)
+        if missing:
+            raise HTTPError(404, "run", missing)
+        return await run_model(batcher.run_in_model_thread(lambda: to_json(compute())),
+                               limits, what)
+
     @app.post("/timeline", responses=MISSING)
     async def training_timeline(req: SentenceRequest) -> dict:
         """The attention of the sentence's greedy translation under every checkpoint the
         run kept (``train.keep_every``); 404 when it kept none."""
-        admit(req.text)
-        if not run_dir or translator.engine != "attnmt":
-            raise HTTPError(404, "run", "the timeline needs a run directory served with the "
-                                        "attnmt engine")
-        return await run_model(batcher.run_in_model_thread(
-            lambda: to_json(timeline(run_dir, req.text))), limits, "timeline")
+        absent = None if run_dir and translator.engine == "attnmt" else \
+            "the timeline needs a run directory served with the attnmt engine"
+        return await numbers(req.text, absent, lambda: timeline(run_dir, req.text), "timeline")
 
     @app.post("/study", responses=MISSING)
     async def side_by_side(req: SentenceRequest) -> dict:
         """The sentence explained under every run of the served study, side by side."""
-        admit(req.text)
-        if not study:
-            raise HTTPError(404, "run", "this server serves one run; start `attnmt serve` on "
-                                        "a study folder (the output of `attnmt compare`)")
-        return await run_model(batcher.run_in_model_thread(
-            lambda: to_json(explain_runs(study, req.text))), limits, "study")
+        absent = None if study else ("this server serves one run; start `attnmt serve` on a "
+                                     "study folder (the output of `attnmt compare`)")
+        return await numbers(req.text, absent, lambda: explain_runs(study, req.text), "study")
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> FileResponse:
