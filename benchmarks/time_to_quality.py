@@ -12,6 +12,11 @@ which attnmt first reaches fairseq's 25-minute test2016 BLEU (beam 5) from
 ``results/peers.json`` (measured by ``peers.py run`` on this machine) and writes
 ``results/time_to_quality.json`` and ``docs/figures/time_to_quality.png``.
 
+An ablation row (``--row NAME --set KEY=VALUE ...``) trains the config with those
+settings and scores every mark on **val only** (the recipe is chosen on val, never on
+test2016), plus the average of the last 2 and 3 marks' weights at the end; rows go to
+``results/time_to_quality_ablation.json`` and ``--table`` prints them as the README's table.
+
 fairseq's own curve (its checkpoints at the same marks) is not measured by this script.
 """
 
@@ -30,8 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/multi30k_transformer_small.yaml"
 
 
-def train(out: Path, minutes: float, mark: float, threads: int) -> None:
-    """The shipped config, budget ``minutes``, a kept checkpoint every ``mark`` minutes."""
+def train(out: Path, minutes: float, mark: float, threads: int, extra: list[str]) -> None:
+    """The shipped config (with ``extra`` settings), budget ``minutes``, a kept checkpoint
+    every ``mark`` minutes."""
     if (out / "checkpoints/finished.json").is_file():
         print(f"{out} has finished training; scoring its marks")
         return
@@ -40,6 +46,8 @@ def train(out: Path, minutes: float, mark: float, threads: int) -> None:
     cmd = [sys.executable, "-m", "attnmt.cli", "train", str(CONFIG), "--out", str(out)]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
+    for setting in extra:
+        cmd += ["--set", setting]
     env = {**os.environ, "ATTNMT_DATA_DIR": str(MULTI30K)}
     subprocess.run(cmd, check=True, env=env)
 
@@ -49,13 +57,13 @@ def marks(out: Path) -> list[dict]:
     return [r for r in map(json.loads, filter(None, lines)) if r.get("type") == "mark"]
 
 
-def score(out: Path, step: int, splits: dict[str, tuple[list[str], list[str]]]) -> dict:
+def score(out: Path, which: str, splits: dict[str, tuple[list[str], list[str]]]) -> dict:
     """BLEU (cased and lowercased 13a) of one checkpoint, greedy and beam 5."""
     import sacrebleu
 
     from attnmt.translator import Translator
 
-    tr = Translator.from_run(out, str(step))
+    tr = Translator.from_run(out, which)
     row = {}
     for split, (src, refs) in splits.items():
         for name, beam in (("greedy", 1), ("beam5", 5)):
@@ -91,29 +99,79 @@ def figure(rows: list[dict], fairseq: float | None, path: Path) -> None:
     plt.close(fig)
 
 
+def averaged(out: Path, last: int, splits: dict) -> dict:
+    """Scores of the mean of the last ``last`` marks' weights."""
+    from attnmt.checkpoint import RunDir, average_checkpoints
+
+    average_checkpoints(RunDir(out), last, kept=True)
+    return score(out, "averaged", splits)
+
+
+def ablation(name: str, settings: list[str], rows: list[dict], extra: dict) -> None:
+    path = RESULTS / "time_to_quality_ablation.json"
+    table = json.loads(path.read_text())["rows"] if path.is_file() else {}
+    table[name] = {"settings": settings, "marks": rows, **extra}
+    save("time_to_quality_ablation", {"config": str(CONFIG.relative_to(REPO)),
+                                      "rows": table})
+
+
+def print_table() -> None:
+    """The ablation rows as a markdown table: val BLEU (beam 5) at 12.5 and 25 minutes."""
+    rows = json.loads((RESULTS / "time_to_quality_ablation.json").read_text())["rows"]
+    print("| row | settings | updates | val @12.5 | val @25 | avg last 2 / 3 marks @25 |")
+    print("|---|---|---|---|---|---|")
+    for name, row in rows.items():
+        at = {m["minutes"]: m for m in row["marks"]}
+        half, end = at.get(12.5, {}), at.get(25.0, {})
+        print(f"| {name} | {' '.join(row['settings']) or '(shipped config)'} | "
+              f"{end.get('step', '')} | {half.get('val_beam5', '')} | "
+              f"{end.get('val_beam5', '')} | {row.get('avg2', {}).get('val_beam5', '')} / "
+              f"{row.get('avg3', {}).get('val_beam5', '')} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=25.0)
     ap.add_argument("--mark", type=float, default=2.5)
     ap.add_argument("--out", default="runs/ttq")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", dest="settings", action="append", default=[],
+                    metavar="KEY=VALUE", help="a setting on top of the shipped config")
+    ap.add_argument("--row", help="an ablation row of this name: val only, into "
+                    "results/time_to_quality_ablation.json")
+    ap.add_argument("--table", action="store_true", help="print the ablation table and stop")
     ap.add_argument("--sentences", type=int, default=0, help="score only the first N "
                     "sentences of each split (a smoke test; 0 = all)")
     args = ap.parse_args()
+    if args.table:
+        return print_table()
     import torch
 
     torch.set_num_threads(args.threads)
     from attnmt.data.corpus import read_lines
 
     out = Path(args.out)
-    train(out, args.minutes, args.mark, args.threads)
+    train(out, args.minutes, args.mark, args.threads, args.settings)
     n = args.sentences or None
+    names = (("val", "val"),) if args.row else (("val", "val"), ("test", "test_2016_flickr"))
     splits = {s: (read_lines(MULTI30K / f"{f}.de")[:n], read_lines(MULTI30K / f"{f}.en")[:n])
-              for s, f in (("val", "val"), ("test", "test_2016_flickr"))}
+              for s, f in names}
     rows = []
     for m in marks(out):
-        rows.append({"minutes": m["minutes"], "step": m["step"], **score(out, m["step"], splits)})
+        rows.append({"minutes": m["minutes"], "step": m["step"],
+                     **score(out, str(m["step"]), splits)})
         print(json.dumps(rows[-1]), flush=True)
+    if args.row:
+        extra = {f"avg{k}": averaged(out, k, splits) for k in (2, 3)}
+        print(json.dumps(extra))
+        if not n:
+            ablation(args.row, args.settings, rows, extra)
+        return
+    report(args, rows, n)
+
+
+def report(args: argparse.Namespace, rows: list[dict], n: int | None) -> None:
+    """fairseq's 25-minute score, the minute attnmt reaches it, the figure, the JSON."""
     peers = RESULTS / "peers.json"
     fairseq = (json.loads(peers.read_text())["decode"]["fairseq"]["beam5"]["bleu"]
                if peers.is_file() else None)
@@ -123,8 +181,9 @@ def main() -> None:
     if n:                                   # a smoke test leaves the published files alone
         return
     figure(rows, fairseq, REPO / "docs/figures/time_to_quality.png")
-    save("time_to_quality", {"config": str(CONFIG.relative_to(REPO)), "minutes": args.minutes,
-                             "mark": args.mark, "threads": args.threads, "marks": rows,
+    save("time_to_quality", {"config": str(CONFIG.relative_to(REPO)), "settings": args.settings,
+                             "minutes": args.minutes, "mark": args.mark,
+                             "threads": args.threads, "marks": rows,
                              "fairseq_25min_test_beam5": fairseq,
                              "attnmt_first_minute_at_fairseq_bleu": reached})
 

@@ -196,10 +196,23 @@ def test_average_checkpoints(trained):
     a = load_file(trained / "checkpoints/step-0000300.safetensors")
     b = load_file(trained / "checkpoints/step-0000450.safetensors")
     avg = load_file(trained / "checkpoints/averaged.safetensors")
-    k = next(iter(avg))
-    assert ((a[k] + b[k]) / 2 - avg[k]).abs().max() < 1e-6
+    assert avg.keys() == a.keys()
+    assert all(((a[k] + b[k]) / 2 - avg[k]).abs().max() < 1e-6 for k in avg)
     out = attnmt("translate", trained, "--checkpoint", "averaged", input="a b c\n").stdout
     assert len(out.splitlines()) == 1
+
+
+def test_average_the_last_kept_checkpoints(kept_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(kept_run, run)
+    kept = sorted((run / "checkpoints/kept").glob("step-*.safetensors"))[-3:]
+    r = attnmt("average", run, "--last", "3", "--kept")
+    assert f"averaged 3 checkpoints ({kept[0].name} .. {kept[-1].name})" in r.stdout
+    inputs = [load_file(f) for f in kept]
+    avg = load_file(run / "checkpoints/averaged.safetensors")
+    assert all((sum(w[k] for w in inputs) / 3 - avg[k]).abs().max() < 1e-6 for k in avg)
 
 
 def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(task, tmp_path):

@@ -282,14 +282,16 @@ class RunDir:
         return cfg, vocabs, model.to(device).eval()
 
 
-def average_checkpoints(run: RunDir, last: int) -> tuple[list[Path], Path]:
-    """Average the weights of the run's last ``last`` step checkpoints into
+def average_checkpoints(run: RunDir, last: int, kept: bool = False) -> tuple[list[Path], Path]:
+    """Average the weights of the run's last ``last`` step checkpoints (with ``kept``: its
+    last kept ones, e.g. the time marks of ``train.save_every_minutes``) into
     ``checkpoints/averaged.safetensors``; returns the inputs and the output file."""
     from safetensors.torch import load_file, save_file
 
-    files = sorted(run.ckpt.glob("step-*.safetensors"))[-last:]
+    folder = run.ckpt / "kept" if kept else run.ckpt
+    files = sorted(folder.glob("step-*.safetensors"))[-last:]
     if not files:
-        raise UserError(f"{run.path} has no step checkpoints to average")
+        raise UserError(f"{folder} has no step checkpoints to average")
     total = None
     for f in files:
         weights = load_file(str(f))

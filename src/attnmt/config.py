@@ -144,13 +144,19 @@ class TrainConfig:
     lr: float = _f(5e-4, "peak learning rate", min=0.0, max=10.0)
     betas: list = _f([0.9, 0.98], "Adam betas", check=_check_betas)
     weight_decay: float = _f(0.0, "decoupled weight decay (adamw)", min=0.0)
-    schedule: str = _f("inverse_sqrt", "learning-rate schedule",
-                       choices=("inverse_sqrt", "constant", "cosine", "plateau"))
+    schedule: str = _f("inverse_sqrt", "learning-rate schedule after the linear warm-up: "
+                       "inverse_sqrt; cosine or linear decay to zero over the run's budget "
+                       "(max_steps or max_minutes, whichever ends it first); constant; "
+                       "plateau (validation-driven)",
+                       choices=("inverse_sqrt", "constant", "cosine", "linear", "plateau"))
     warmup: int = _f(1000, "linear warm-up steps", min=0)
     plateau_factor: float = _f(0.5, "plateau: multiply lr by this when validation stalls",
                                min=0.0, max=1.0)
     plateau_patience: int = _f(2, "plateau: validations without improvement before decay",
                                min=0)
+    ema: float = _f(0.0, "decay of an exponential moving average of the weights (e.g. "
+                    "0.995: about the last 200 updates); validation, checkpoints and "
+                    "translation use the average; 0 = off", min=0.0, max=0.99999)
     label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy", min=0.0, max=0.99)
     clip_norm: float = _f(1.0, "gradient clipping max norm (0 = off)", min=0.0)
     valid_every: int = _f(500, "validate every this many updates", min=1)

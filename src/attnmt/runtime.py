@@ -1,4 +1,4 @@
-"""Where training runs: device, precision, process rank, memory, and TensorBoard.
+"""Where training runs: device, precision, process rank, memory, TensorBoard, signals.
 
 Small facts about the machine and the process, kept out of the training loop so the
 loop reads top to bottom.
@@ -7,6 +7,9 @@ loop reads top to bottom.
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -72,3 +75,18 @@ def check_in_sync(model: torch.nn.Module, world: int) -> str:
         raise RuntimeError(f"ranks diverged: parameter checksums {float(lo)} .. {float(hi)}")
     return f"ranks in sync: {world} replicas with parameter checksum {float(total):.6f}"
 
+
+
+@contextmanager
+def stop_on_signals(request_stop: Callable[[], None]) -> Iterator[None]:
+    """Inside the block SIGINT and SIGTERM call ``request_stop`` instead of killing the
+    process (training finishes its update and writes a checkpoint); the previous handlers
+    come back after it."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in handlers:
+        signal.signal(s, lambda signum, frame: request_stop())
+    try:
+        yield
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)

@@ -10,10 +10,9 @@ signals) are agreed with an all-reduce so every rank stops at the same step.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +31,12 @@ from .runtime import (
     peak_rss_mib,
     pick_device,
     rank_and_world,
+    stop_on_signals,
     tensorboard_writer,
     uses_bf16,
 )
 from .tasks import make_task
+from .weight_average import WeightAverage
 
 LOG_SECONDS = 30.0   # without a terminal: one progress line at most this often
 
@@ -71,6 +72,7 @@ class Trainer:
         opt = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt(self.model.parameters(), lr=cfg.train.lr,
                              betas=tuple(cfg.train.betas), weight_decay=cfg.train.weight_decay)
+        self.average = WeightAverage(self.model, cfg.train.ema) if cfg.train.ema else None
         if resume:
             self._restore()
         if self.rank == 0:            # every check passed: now the run directory is written
@@ -161,6 +163,8 @@ class Trainer:
         load_model(self.model, str(self.run.weights(step)), device=str(self.device))
         state = torch.load(self.run.train_state(step), weights_only=True, map_location="cpu")
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.average:      # the weights file holds the average; the model's own are here
+            self.average.restore(state["training_weights"])
         self.progress = Progress(**state["progress"])
         torch.set_rng_state(state["rng"])
         if torch.cuda.is_available() and "cuda_rng" in state:
@@ -178,15 +182,26 @@ class Trainer:
                  "rng": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state()
+        if self.average:
+            state["training_weights"] = self.average.training_weights()
         try:
-            self.run.save_checkpoint(self.model, state, self.progress.step,
-                                     self.cfg.train.keep_last, best,
-                                     1 if keep else self.cfg.train.keep_every)
+            with self._averaged():
+                self.run.save_checkpoint(self.model, state, self.progress.step,
+                                         self.cfg.train.keep_last, best,
+                                         1 if keep else self.cfg.train.keep_every)
         except DiskFullError as e:
             safe = self.run.resume_step()
             kept = f"step {safe} is intact" if safe else "no checkpoint was completed"
             raise DiskFullError(f"{str(e).split(': ', 1)[1]}; {kept} (free space, then "
                                 "--resume)") from None
+
+    def _request_stop(self) -> None:
+        self.stop_requested = True
+        self.log("stop requested: finishing this update and writing a checkpoint")
+
+    def _averaged(self):
+        """Inside: the model holds the averaged weights (``train.ema``), if any."""
+        return self.average.applied() if self.average else nullcontext()
 
     # ---- the loop --------------------------------------------------------------------
     def _next_group(self) -> list[np.ndarray]:
@@ -220,7 +235,7 @@ class Trainer:
         total = sum(self.task.units(b) for b in group)
         mine = group[self.rank:: self.world]
         step = self.progress.step + 1
-        lr = lr_at(self.cfg, step, self.progress.lr_scale)
+        lr = lr_at(self.cfg, step, self.progress.lr_scale, self.progress.elapsed)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         self.model.train()
@@ -237,6 +252,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.average:
+            self.average.update(step)
         self.progress.step = step
         return loss_sum, total
 
@@ -254,23 +271,6 @@ class Trainer:
                 p.lr_scale *= cfg.plateau_factor
         self._save(best={cfg.best_metric: metric} if better else None)
         return bool(cfg.patience) and p.bad_validations >= cfg.patience
-
-    @contextmanager
-    def _stop_on_signals(self):
-        """SIGINT/SIGTERM finish the current update and write a checkpoint."""
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-        def request_stop(signum, frame):
-            self.stop_requested = True
-            self.log("stop requested: finishing this update and writing a checkpoint")
-
-        for s in handlers:
-            signal.signal(s, request_stop)
-        try:
-            yield
-        finally:
-            for s, h in handlers.items():
-                signal.signal(s, h)
 
     def _log_update(self, bar: tqdm, loss_sum: float, tokens: int) -> None:
         """Every ``log_every`` updates: the progress line and a metrics record."""
@@ -313,7 +313,7 @@ class Trainer:
                    unit="step")
         start, self._window_tokens, self._window_start = time.time() - p.elapsed, 0, time.time()
         reason = "max_steps"
-        with self._stop_on_signals():
+        with stop_on_signals(self._request_stop):
             try:
                 while p.step < cfg.max_steps:
                     loss_sum, tokens = self._update()
@@ -367,7 +367,8 @@ class Trainer:
     def _validate_and_save(self) -> bool:
         stop = False
         if self.rank == 0:
-            result = self.task.validate(self.model, self.device)
+            with self._averaged():
+                result = self.task.validate(self.model, self.device)
             self.progress.history.append({"step": self.progress.step,
                                           "elapsed": self.progress.elapsed, **result})
             self._write_metrics({"type": "valid", "step": self.progress.step,

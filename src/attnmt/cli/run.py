@@ -47,11 +47,13 @@ def compare(study, budget_minutes, out, overrides) -> None:
 @click.argument("run_dir", type=click.Path())
 @click.option("--last", default=5, show_default=True, type=click.IntRange(min=1),
               help="average the last N step checkpoints")
-def average(run_dir, last) -> None:
+@click.option("--kept", is_flag=True, help="average the last N kept checkpoints instead "
+              "(checkpoints/kept: train.save_every_minutes or train.keep_every)")
+def average(run_dir, last, kept) -> None:
     """Average the last N checkpoints into checkpoints/averaged.safetensors."""
     from ..checkpoint import RunDir, average_checkpoints
 
-    files, out = average_checkpoints(RunDir(run_dir), last)
+    files, out = average_checkpoints(RunDir(run_dir), last, kept=kept)
     click.echo(f"averaged {len(files)} checkpoints ({files[0].name} .. {files[-1].name}) into "
                f"{out}; use --checkpoint averaged")
 

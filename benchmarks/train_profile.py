@@ -1,0 +1,106 @@
+"""Where one training update's time goes: data, forward + loss, backward, clipping, optimizer.
+
+    python benchmarks/train_profile.py [--steps 30] [--set KEY=VALUE ...]
+
+Builds the real trainer for the shipped transformer-small config (bf16 autocast, as it
+trains) and runs ``--steps`` updates the way ``Trainer._update`` does, timing each phase
+(on a CPU every op is synchronous, so wall-clock per phase is exact); the first
+``--warmup`` updates are dropped. The optimizer is timed three ways on the same gradients:
+PyTorch's default AdamW (``foreach``), ``fused=True`` and the per-parameter loop, so the
+saving of a fused step is measured, not assumed. Writes ``results/train_profile.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import MULTI30K, save
+
+
+def phases(trainer, steps: int, warmup: int) -> dict[str, float]:
+    """Median milliseconds per phase over ``steps`` updates after ``warmup``."""
+    cfg, model, task = trainer.cfg.train, trainer.model, trainer.task
+    times: dict[str, list[float]] = {k: [] for k in
+                                     ("data", "forward+loss", "backward", "clip", "optimizer")}
+    model.train()
+    for step in range(steps + warmup):
+        marks = [time.perf_counter()]
+        group = trainer._next_group()
+        batches = [task.train.batch(ids) for ids in group]
+        marks.append(time.perf_counter())
+        total = sum(task.units(ids) for ids in group)
+        forward = backward = 0.0
+        for batch in batches:
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", torch.bfloat16, enabled=trainer.bf16):
+                loss = task.loss(model, batch, cfg.label_smoothing)
+            t1 = time.perf_counter()
+            (loss / total).backward()
+            forward, backward = forward + t1 - t0, backward + time.perf_counter() - t1
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+        t3 = time.perf_counter()
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        t4 = time.perf_counter()
+        if step >= warmup:
+            for key, value in (("data", marks[1] - marks[0]), ("forward+loss", forward),
+                               ("backward", backward), ("clip", t3 - t2),
+                               ("optimizer", t4 - t3)):
+                times[key].append(1000 * value)
+    return {k: round(statistics.median(v), 1) for k, v in times.items()}
+
+
+def optimizer_variants(model: torch.nn.Module, lr: float, repeats: int = 20) -> dict:
+    """Milliseconds of one AdamW step on the model's parameters with random gradients."""
+    out = {}
+    for name, kwargs in (("foreach (default)", {"foreach": True}), ("fused", {"fused": True}),
+                         ("per-parameter loop", {"foreach": False})):
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), **kwargs)
+        for p in model.parameters():
+            p.grad = torch.randn_like(p) * 1e-3
+        rates = []
+        for _ in range(repeats + 3):
+            start = time.perf_counter()
+            opt.step()
+            rates.append(1000 * (time.perf_counter() - start))
+        out[name] = round(statistics.median(rates[3:]), 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="configs/multi30k_transformer_small.yaml")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    args = ap.parse_args()
+    os.environ.setdefault("ATTNMT_DATA_DIR", str(MULTI30K))
+    from attnmt.config import load_config
+    from attnmt.train import Trainer
+
+    cfg = load_config(args.config, [f"train.threads={args.threads}", *args.overrides])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, Path(tmp) / "run", quiet=True)
+        ms = phases(trainer, args.steps, args.warmup)
+        opt = optimizer_variants(trainer.model, cfg.train.lr)
+    step = sum(ms.values())
+    print(f"one update of {cfg.model.preset} ({cfg.train.precision}, {args.threads} threads, "
+          f"median of {args.steps}): {step:.0f} ms")
+    for key, value in ms.items():
+        print(f"  {key:<14} {value:8.1f} ms  {100 * value / step:5.1f} %")
+    print("AdamW step alone: " + ", ".join(f"{k} {v} ms" for k, v in opt.items()))
+    save("train_profile", {"config": args.config, "overrides": args.overrides,
+                           "threads": args.threads, "steps": args.steps,
+                           "phases_ms": ms, "update_ms": round(step, 1), "adamw_ms": opt})
+
+
+if __name__ == "__main__":
+    main()
