@@ -120,10 +120,10 @@ def print_table() -> None:
     rows = json.loads((RESULTS / "time_to_quality_ablation.json").read_text())["rows"]
     print("| row | settings | updates | val @12.5 | val @25 | avg last 2 / 3 marks @25 |")
     print("|---|---|---|---|---|---|")
-    for name, row in rows.items():
+    for name, row in sorted(rows.items(), key=lambda item: len(item[1]["settings"])):
         at = {m["minutes"]: m for m in row["marks"]}
         half, end = at.get(12.5, {}), at.get(25.0, {})
-        print(f"| {name} | {' '.join(row['settings']) or '(shipped config)'} | "
+        print(f"| {name} | {' '.join(row['settings']) or '—'} | "
               f"{end.get('step', '')} | {half.get('val_beam5', '')} | "
               f"{end.get('val_beam5', '')} | {row.get('avg2', {}).get('val_beam5', '')} / "
               f"{row.get('avg3', {}).get('val_beam5', '')} |")
