@@ -86,6 +86,13 @@ def figure(rows: list[dict], fairseq: float | None, path: Path) -> None:
     for key, label in (("test_beam5", "test2016, beam 5"), ("test_greedy", "test2016, greedy"),
                        ("val_beam5", "val, beam 5")):
         ax.plot(minutes, [r[key] for r in rows], marker="o", label=f"attnmt {label}")
+    ablation = RESULTS / "time_to_quality_ablation.json"
+    before = [r for r in (json.loads(ablation.read_text())["rows"].values()
+                          if ablation.is_file() else []) if not r["settings"]]
+    for row in before:     # the row without settings: the config before the ablation
+        ax.plot([m["minutes"] for m in row["marks"]], [m["val_beam5"] for m in row["marks"]],
+                color="grey", marker=".", linestyle=":",
+                label="val, beam 5, before (lr 5e-4, inverse sqrt)")
     if fairseq is not None:
         ax.axhline(fairseq, color="grey", linestyle="--",
                    label=f"fairseq after 25 min, test2016 beam 5 ({fairseq:.2f})")
@@ -115,16 +122,33 @@ def ablation(name: str, settings: list[str], rows: list[dict], extra: dict) -> N
                                       "rows": table})
 
 
+def print_curve() -> None:
+    """The curve of ``results/time_to_quality.json`` as the README's markdown table."""
+    marks = json.loads((RESULTS / "time_to_quality.json").read_text())["marks"]
+    print("| minutes | " + " | ".join(f"{m['minutes']:g}" for m in marks) + " |")
+    print("|---" * (len(marks) + 1) + "|")
+    print("| updates | " + " | ".join(f"{m['step']:,}" for m in marks) + " |")
+    for key, label in (("val_beam5", "val, beam 5"), ("test_greedy", "test2016, greedy"),
+                       ("test_beam5", "test2016, beam 5"),
+                       ("test_beam5_lc", "test2016, beam 5, lowercased")):
+        print(f"| {label} | " + " | ".join(f"{m[key]:.2f}" for m in marks) + " |")
+
+
 def print_table() -> None:
     """The ablation rows as a markdown table: val BLEU (beam 5) at 12.5 and 25 minutes."""
+    print_curve()
+    print()
     rows = json.loads((RESULTS / "time_to_quality_ablation.json").read_text())["rows"]
-    print("| row | settings | updates | val @12.5 | val @25 | avg last 2 / 3 marks @25 |")
+    print("| row | settings | updates | val @12.5 | val @25 | avg of the last 2 / 3 marks |")
     print("|---|---|---|---|---|---|")
-    for name, row in sorted(rows.items(), key=lambda item: len(item[1]["settings"])):
+    def order(item: tuple[str, dict]) -> tuple[bool, int]:    # 25-minute rows first
+        return item[1]["marks"][-1]["minutes"] != 25.0, len(item[1]["settings"])
+
+    for name, row in sorted(rows.items(), key=order):
         at = {m["minutes"]: m for m in row["marks"]}
         half, end = at.get(12.5, {}), at.get(25.0, {})
         print(f"| {name} | {' '.join(row['settings']) or '—'} | "
-              f"{end.get('step', '')} | {half.get('val_beam5', '')} | "
+              f"{row['marks'][-1]['step']:,} | {half.get('val_beam5', '')} | "
               f"{end.get('val_beam5', '')} | {row.get('avg2', {}).get('val_beam5', '')} / "
               f"{row.get('avg3', {}).get('val_beam5', '')} |")
 
@@ -139,7 +163,8 @@ def main() -> None:
                     metavar="KEY=VALUE", help="a setting on top of the shipped config")
     ap.add_argument("--row", help="an ablation row of this name: val only, into "
                     "results/time_to_quality_ablation.json")
-    ap.add_argument("--table", action="store_true", help="print the ablation table and stop")
+    ap.add_argument("--table", action="store_true", help="print the curve and the ablation "
+                    "table (markdown) and stop")
     ap.add_argument("--sentences", type=int, default=0, help="score only the first N "
                     "sentences of each split (a smoke test; 0 = all)")
     args = ap.parse_args()
