@@ -76,7 +76,6 @@ def check_in_sync(model: torch.nn.Module, world: int) -> str:
     return f"ranks in sync: {world} replicas with parameter checksum {float(total):.6f}"
 
 
-
 @contextmanager
 def stop_on_signals(request_stop: Callable[[], None]) -> Iterator[None]:
     """Inside the block SIGINT and SIGTERM call ``request_stop`` instead of killing the

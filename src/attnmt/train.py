@@ -70,9 +70,9 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         opt = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt(self.model.parameters(), lr=cfg.train.lr,  # fused: one kernel
+        self.optimizer = opt(self.model.parameters(), lr=cfg.train.lr,
                              betas=tuple(cfg.train.betas), weight_decay=cfg.train.weight_decay,
-                             fused=self.device.type in ("cpu", "cuda"))
+                             fused=self.device.type in ("cpu", "cuda"))   # one kernel
         self.average = WeightAverage(self.model, cfg.train.ema) if cfg.train.ema else None
         if resume:
             self._restore()
