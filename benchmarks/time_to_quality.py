@@ -116,9 +116,11 @@ def averaged(out: Path, last: int, splits: dict) -> dict:
 
 def ablation(name: str, settings: list[str], rows: list[dict], extra: dict) -> None:
     path = RESULTS / "time_to_quality_ablation.json"
-    table = json.loads(path.read_text())["rows"] if path.is_file() else {}
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    table = old.get("rows", {})
     table[name] = {"settings": settings, "marks": rows, **extra}
     save("time_to_quality_ablation", {"config": str(CONFIG.relative_to(REPO)),
+                                      "base": old.get("base", "the config as it is"),
                                       "rows": table})
 
 
