@@ -100,6 +100,16 @@ def test_page_translates_and_heatmap_highlights_on_hover(page, server, tmp_path)
     page.screenshot(path=str(tmp_path / "page.png"))
 
 
+def _press(page, url: str, button: str, text: str, shows: str) -> None:
+    """Open the page, wait until ``button`` is offered, type ``text``, press it and wait
+    for ``shows``."""
+    page.goto(url)
+    page.wait_for_selector(f"{button}:not([hidden])")
+    page.fill("#source", text)
+    page.click(button)
+    page.wait_for_selector(shows)
+
+
 def _shown_weights(page) -> list[str]:
     """The weights the Explain view shows in step 3 (one bar per source token)."""
     return page.locator('section[data-step="3"] .bar-value').all_text_contents()
@@ -114,11 +124,7 @@ def test_explain_view_steps_masks_and_silences_with_the_api_numbers(page, server
     def expected(data: dict, t: int) -> list[str]:          # layer 1, head 1 (the default)
         return [f"{w:.3f}" for w in data["steps"][t]["layers"][0]["cross"]["weights"][0]]
 
-    page.goto(server)
-    page.wait_for_selector("#explain:not([hidden])")
-    page.fill("#source", "a b c d")
-    page.click("#explain")
-    page.wait_for_selector(".step-box")
+    _press(page, server, "#explain", "a b c d", shows=".step-box")
     assert page.text_content("#ex-position-label") == 'output word 1 of 5: "d"'
     plain = api()
     assert _shown_weights(page) == expected(plain, 0)
@@ -144,11 +150,7 @@ def test_timeline_slider_and_study_side_by_side(page, study_server):
     import httpx
 
     frames = httpx.post(f"{study_server}/timeline", json={"text": "a b c"}).json()["frames"]
-    page.goto(study_server)
-    page.wait_for_selector("#timeline:not([hidden])")
-    page.fill("#source", "a b c")
-    page.click("#timeline")
-    page.wait_for_selector("#tl-slider")
+    _press(page, study_server, "#timeline", "a b c", shows="#tl-slider")
     assert page.text_content("#tl-step") == "update 150 (4 of 4)"
     assert page.text_content("#tl-translation") == frames[-1]["translation"]
     page.locator("#tl-slider").fill("0")
