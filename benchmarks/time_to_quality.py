@@ -25,8 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from common import MULTI30K, RESULTS, save
@@ -35,10 +37,13 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/multi30k_transformer_small.yaml"
 
 
-def train(out: Path, minutes: float, mark: float, threads: int, extra: list[str]) -> None:
+def train(out: Path, minutes: float, mark: float, threads: int, extra: list[str],
+          stop_at: float | None = None) -> None:
     """The shipped config (with ``extra`` settings), budget ``minutes``, a kept checkpoint
-    every ``mark`` minutes."""
-    if (out / "checkpoints/finished.json").is_file():
+    every ``mark`` minutes; with ``stop_at``, stopped (SIGTERM: it finishes its update and
+    saves) once the mark at ``stop_at`` minutes is kept, its schedule still that of the
+    whole budget."""
+    if (out / "checkpoints/finished.json").is_file() or (stop_at and mark_kept(out, stop_at)):
         print(f"{out} has finished training; scoring its marks")
         return
     sets = {"train.max_minutes": minutes, "train.save_every_minutes": mark,
@@ -49,7 +54,21 @@ def train(out: Path, minutes: float, mark: float, threads: int, extra: list[str]
     for setting in extra:
         cmd += ["--set", setting]
     env = {**os.environ, "ATTNMT_DATA_DIR": str(MULTI30K)}
-    subprocess.run(cmd, check=True, env=env)
+    proc = subprocess.Popen(cmd, env=env)
+    while proc.poll() is None:
+        if stop_at and mark_kept(out, stop_at):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+            return
+        time.sleep(2)
+    if proc.returncode:
+        raise SystemExit(f"training failed (exit {proc.returncode}); see the output above")
+
+
+def mark_kept(out: Path, minutes: float) -> bool:
+    """Whether the run's mark at ``minutes`` is kept."""
+    metrics = out / "metrics.jsonl"
+    return metrics.is_file() and any(m["minutes"] >= minutes for m in marks(out))
 
 
 def marks(out: Path) -> list[dict]:
@@ -167,6 +186,9 @@ def main() -> None:
                     "results/time_to_quality_ablation.json")
     ap.add_argument("--table", action="store_true", help="print the curve and the ablation "
                     "table (markdown) and stop")
+    ap.add_argument("--stop-at", type=float, help="a screening row: stop once the mark at "
+                    "this minute is kept (the schedule stays that of --minutes) and score "
+                    "that mark only")
     ap.add_argument("--sentences", type=int, default=0, help="score only the first N "
                     "sentences of each split (a smoke test; 0 = all)")
     args = ap.parse_args()
@@ -178,18 +200,21 @@ def main() -> None:
     from attnmt.data.corpus import read_lines
 
     out = Path(args.out)
-    train(out, args.minutes, args.mark, args.threads, args.settings)
+    train(out, args.minutes, args.mark, args.threads, args.settings, args.stop_at)
     n = args.sentences or None
     names = (("val", "val"),) if args.row else (("val", "val"), ("test", "test_2016_flickr"))
     splits = {s: (read_lines(MULTI30K / f"{f}.de")[:n], read_lines(MULTI30K / f"{f}.en")[:n])
               for s, f in names}
     rows = []
     for m in marks(out):
+        if args.stop_at and m["minutes"] != args.stop_at:
+            continue
         rows.append({"minutes": m["minutes"], "step": m["step"],
                      **score(out, str(m["step"]), splits)})
         print(json.dumps(rows[-1]), flush=True)
     if args.row:
-        extra = {f"avg{k}": averaged(out, k, splits) for k in (2, 3)}
+        extra = ({"stopped_at": args.stop_at} if args.stop_at else
+                 {f"avg{k}": averaged(out, k, splits) for k in (2, 3)})
         print(json.dumps(extra))
         if not n:
             ablation(args.row, args.settings, rows, extra)
