@@ -212,6 +212,7 @@ def _train_config(corpus: Path, cache: Path, out: Path) -> Path:
     cfg = yaml.safe_load((REPO / "configs/multi30k_transformer_small.yaml").read_text())
     cfg["data"].update({"dir": str(corpus), "dataset": None, "cache_dir": str(cache)})
     cfg["train"].update({"max_steps": 50, "valid_every": 10**6, "log_every": 1,
+                         "max_tokens": 4096,     # the batch its published results used
                          "valid_bleu": False, "max_minutes": 0, "threads": 2})
     path = out / "config.yaml"
     out.mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,13 @@ import torch
 from common import MULTI30K, save
 
 
-def phases(trainer, steps: int, warmup: int) -> dict[str, float]:
-    """Median milliseconds per phase over ``steps`` updates after ``warmup``."""
+def phases(trainer, steps: int, warmup: int, compiled: bool = False) -> dict[str, float]:
+    """Median milliseconds per phase over ``steps`` updates after ``warmup``; with
+    ``compiled``, the forward runs through ``torch.compile(dynamic=True)`` (every batch has
+    its own shape) and the first update, which compiles, is reported as ``first update``."""
     cfg, model, task = trainer.cfg.train, trainer.model, trainer.task
+    forward_model = torch.compile(model, dynamic=True) if compiled else model
+    first = 0.0
     times: dict[str, list[float]] = {k: [] for k in
                                      ("data", "forward+loss", "backward", "clip", "optimizer")}
     model.train()
@@ -39,7 +43,7 @@ def phases(trainer, steps: int, warmup: int) -> dict[str, float]:
         for batch in batches:
             t0 = time.perf_counter()
             with torch.autocast("cpu", torch.bfloat16, enabled=trainer.bf16):
-                loss = task.loss(model, batch, cfg.label_smoothing)
+                loss = task.loss(forward_model, batch, cfg.label_smoothing)
             t1 = time.perf_counter()
             (loss / total).backward()
             forward, backward = forward + t1 - t0, backward + time.perf_counter() - t1
@@ -49,12 +53,14 @@ def phases(trainer, steps: int, warmup: int) -> dict[str, float]:
         trainer.optimizer.step()
         trainer.optimizer.zero_grad(set_to_none=True)
         t4 = time.perf_counter()
+        first = first or 1000 * (t4 - marks[0])
         if step >= warmup:
             for key, value in (("data", marks[1] - marks[0]), ("forward+loss", forward),
                                ("backward", backward), ("clip", t3 - t2),
                                ("optimizer", t4 - t3)):
                 times[key].append(1000 * value)
-    return {k: round(statistics.median(v), 1) for k, v in times.items()}
+    out = {k: round(statistics.median(v), 1) for k, v in times.items()}
+    return {**out, "first update": round(first, 1)} if compiled else out
 
 
 def optimizer_variants(model: torch.nn.Module, lr: float, repeats: int = 20) -> dict:
@@ -80,6 +86,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="the forward through "
+                    "torch.compile (dynamic shapes); writes results/train_profile_compiled.json")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
     os.environ.setdefault("ATTNMT_DATA_DIR", str(MULTI30K))
@@ -89,17 +97,21 @@ def main() -> None:
     cfg = load_config(args.config, [f"train.threads={args.threads}", *args.overrides])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp) / "run", quiet=True)
-        ms = phases(trainer, args.steps, args.warmup)
+        ms = phases(trainer, args.steps, args.warmup, args.compile)
+        first = ms.pop("first update", None)
         opt = optimizer_variants(trainer.model, cfg.train.lr)
     step = sum(ms.values())
     print(f"one update of {cfg.model.preset} ({cfg.train.precision}, {args.threads} threads, "
-          f"median of {args.steps}): {step:.0f} ms")
+          f"{'torch.compile, ' if args.compile else ''}median of {args.steps}): {step:.0f} ms")
+    if first is not None:
+        print(f"  the first update, which compiles: {first / 1000:.1f} s")
     for key, value in ms.items():
         print(f"  {key:<14} {value:8.1f} ms  {100 * value / step:5.1f} %")
     print("AdamW step alone: " + ", ".join(f"{k} {v} ms" for k, v in opt.items()))
-    save("train_profile", {"config": args.config, "overrides": args.overrides,
-                           "threads": args.threads, "steps": args.steps,
-                           "phases_ms": ms, "update_ms": round(step, 1), "adamw_ms": opt})
+    save("train_profile_compiled" if args.compile else "train_profile",
+         {"config": args.config, "overrides": args.overrides, "threads": args.threads,
+          "steps": args.steps, "compiled": args.compile, "first_update_ms": first,
+          "phases_ms": ms, "update_ms": round(step, 1), "adamw_ms": opt})
 
 
 if __name__ == "__main__":
