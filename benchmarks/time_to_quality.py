@@ -111,7 +111,7 @@ def figure(rows: list[dict], fairseq: float | None, path: Path) -> None:
     for row in before:     # the row without settings: the config before the ablation
         ax.plot([m["minutes"] for m in row["marks"]], [m["val_beam5"] for m in row["marks"]],
                 color="grey", marker=".", linestyle=":",
-                label="val, beam 5, before (lr 5e-4, inverse sqrt)")
+                label="val, beam 5, before (lr 5e-4, inverse sqrt, 4,096-token batches)")
     if fairseq is not None:
         ax.axhline(fairseq, color="grey", linestyle="--",
                    label=f"fairseq after 25 min, test2016 beam 5 ({fairseq:.2f})")
@@ -168,10 +168,11 @@ def print_table() -> None:
     for name, row in sorted(rows.items(), key=order):
         at = {m["minutes"]: m for m in row["marks"]}
         half, end = at.get(12.5, {}), at.get(25.0, {})
+        averages = (f"{row['avg2']['val_beam5']} / {row['avg3']['val_beam5']}"
+                    if "avg2" in row else "—")
         print(f"| {name} | {' '.join(row['settings']) or '—'} | "
-              f"{row['marks'][-1]['step']:,} | {half.get('val_beam5', '')} | "
-              f"{end.get('val_beam5', '')} | {row.get('avg2', {}).get('val_beam5', '')} / "
-              f"{row.get('avg3', {}).get('val_beam5', '')} |")
+              f"{row['marks'][-1]['step']:,} | {half.get('val_beam5', '—')} | "
+              f"{end.get('val_beam5', '—')} | {averages} |")
 
 
 def main() -> None:
