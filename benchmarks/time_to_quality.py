@@ -16,6 +16,9 @@ An ablation row (``--row NAME --set KEY=VALUE ...``) trains the config with thos
 settings and scores every mark on **val only** (the recipe is chosen on val, never on
 test2016), plus the average of the last 2 and 3 marks' weights at the end; rows go to
 ``results/time_to_quality_ablation.json`` and ``--table`` prints them as the README's table.
+A screening row (``--stop-at 12.5``) keeps the whole budget's schedule but stops the run
+once that mark is kept and scores that mark only: a point of the full curve at part of the
+cost.
 
 fairseq's own curve (its checkpoints at the same marks) is not measured by this script.
 """
@@ -206,10 +209,10 @@ def main() -> None:
     names = (("val", "val"),) if args.row else (("val", "val"), ("test", "test_2016_flickr"))
     splits = {s: (read_lines(MULTI30K / f"{f}.de")[:n], read_lines(MULTI30K / f"{f}.en")[:n])
               for s, f in names}
-    rows = []
-    for m in marks(out):
-        if args.stop_at and m["minutes"] != args.stop_at:
-            continue
+    rows, kept = [], marks(out)
+    if args.stop_at:                        # a screening row: the mark it stopped at
+        kept = [m for m in kept if m["minutes"] >= args.stop_at][:1]
+    for m in kept:
         rows.append({"minutes": m["minutes"], "step": m["step"],
                      **score(out, str(m["step"]), splits)})
         print(json.dumps(rows[-1]), flush=True)
