@@ -8,8 +8,8 @@ the time spent saving is taken off the clock; validation during training is swit
 so evaluation costs the training nothing), then scores every mark's checkpoint on val and
 test2016, greedy and beam 5 with the config's decoding settings, sacreBLEU cased 13a and
 lowercased 13a (``-lc``, the form published Multi30k results use). Reports the minute at
-which attnmt first reaches fairseq's 25-minute test2016 BLEU (beam 5) from
-``results/peers.json`` (measured by ``peers.py run`` on this machine) and writes
+which attnmt first reaches fairseq's test2016 BLEU (beam 5) at the end of fairseq's own
+run and writes
 ``results/time_to_quality.json`` and ``docs/figures/time_to_quality.png``.
 
 An ablation row (``--row NAME --set KEY=VALUE ...``) trains the config with those
@@ -20,7 +20,11 @@ A screening row (``--stop-at 12.5``) keeps the whole budget's schedule but stops
 once that mark is kept and scores that mark only: a point of the full curve at part of the
 cost.
 
-fairseq's own curve (its checkpoints at the same marks) is not measured by this script.
+fairseq's own curve is measured by ``fairseq_curve.py`` (its checkpoints every 100 updates,
+each at the minute of training time fairseq's log gives it); once it has run, the report
+and the figure hold attnmt against it, and ``--figure`` redraws both from the saved
+results without training. ``--config`` trains another config the same way (its curve goes
+to ``results/time_to_quality_STEM.json``, without the figure).
 """
 
 from __future__ import annotations
@@ -40,9 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/multi30k_transformer_small.yaml"
 
 
-def train(out: Path, minutes: float, mark: float, threads: int, extra: list[str],
-          stop_at: float | None = None) -> None:
-    """The shipped config (with ``extra`` settings), budget ``minutes``, a kept checkpoint
+def train(out: Path, config: Path, minutes: float, mark: float, threads: int,
+          extra: list[str], stop_at: float | None = None) -> None:
+    """``config`` (with ``extra`` settings), budget ``minutes``, a kept checkpoint
     every ``mark`` minutes; with ``stop_at``, stopped (SIGTERM: it finishes its update and
     saves) once the mark at ``stop_at`` minutes is kept, its schedule still that of the
     whole budget."""
@@ -51,7 +55,7 @@ def train(out: Path, minutes: float, mark: float, threads: int, extra: list[str]
         return
     sets = {"train.max_minutes": minutes, "train.save_every_minutes": mark,
             "train.valid_every": 10**9, "train.max_steps": 10**9, "train.threads": threads}
-    cmd = [sys.executable, "-m", "attnmt.cli", "train", str(CONFIG), "--out", str(out)]
+    cmd = [sys.executable, "-m", "attnmt.cli", "train", str(config), "--out", str(out)]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
     for setting in extra:
@@ -100,7 +104,13 @@ def first_minute(rows: list[dict], key: str, target: float) -> float | None:
     return next((r["minutes"] for r in rows if r[key] >= target), None)
 
 
-def figure(rows: list[dict], fairseq: float | None, path: Path) -> None:
+def fairseq_curve() -> list[dict]:
+    """fairseq's own marks (``fairseq_curve.py``), or none where it has not been run."""
+    path = RESULTS / "time_to_quality_fairseq.json"
+    return json.loads(path.read_text())["marks"] if path.is_file() else []
+
+
+def figure(rows: list[dict], fairseq: list[dict], target: float | None, path: Path) -> None:
     from attnmt.plots import plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -108,21 +118,24 @@ def figure(rows: list[dict], fairseq: float | None, path: Path) -> None:
     for key, label in (("test_beam5", "test2016, beam 5"), ("test_greedy", "test2016, greedy"),
                        ("val_beam5", "val, beam 5")):
         ax.plot(minutes, [r[key] for r in rows], marker="o", label=f"attnmt {label}")
+    if fairseq:
+        ax.plot([r["minutes"] for r in fairseq], [r["test_beam5"] for r in fairseq],
+                color="black", marker="s", label="fairseq test2016, beam 5 (peers' recipe)")
     ablation = RESULTS / "time_to_quality_ablation.json"
     before = [r for r in (json.loads(ablation.read_text())["rows"].values()
                           if ablation.is_file() else []) if not r["settings"]]
     for row in before:     # the row without settings: the config before the ablation
         ax.plot([m["minutes"] for m in row["marks"]], [m["val_beam5"] for m in row["marks"]],
                 color="grey", marker=".", linestyle=":",
-                label="val, beam 5, before (lr 5e-4, inverse sqrt, 4,096-token batches)")
-    if fairseq is not None:
-        ax.axhline(fairseq, color="grey", linestyle="--",
-                   label=f"fairseq after 25 min, test2016 beam 5 ({fairseq:.2f})")
+                label="attnmt val, beam 5, before (lr 5e-4, inverse sqrt, 4,096 tokens)")
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--",
+                   label=f"fairseq at the end, test2016 beam 5 ({target:.2f})")
     ax.set_xlabel("training minutes (2 CPU cores)")
     ax.set_ylabel("sacreBLEU (cased, 13a)")
     ax.set_title("Multi30k de→en, transformer-small: BLEU against training time")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -178,33 +191,49 @@ def print_table() -> None:
               f"{end.get('val_beam5', '—')} | {averages} |")
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--config", type=Path, default=CONFIG, help="the config to train (the "
+                    "shipped transformer-small by default; another one's curve goes to "
+                    "results/time_to_quality_STEM.json)")
     ap.add_argument("--minutes", type=float, default=25.0)
     ap.add_argument("--mark", type=float, default=2.5)
     ap.add_argument("--out", default="runs/ttq")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", dest="settings", action="append", default=[],
-                    metavar="KEY=VALUE", help="a setting on top of the shipped config")
+                    metavar="KEY=VALUE", help="a setting on top of the config")
     ap.add_argument("--row", help="an ablation row of this name: val only, into "
                     "results/time_to_quality_ablation.json")
     ap.add_argument("--table", action="store_true", help="print the curve and the ablation "
                     "table (markdown) and stop")
+    ap.add_argument("--figure", action="store_true", help="redraw the figure and the "
+                    "comparison with fairseq from the saved results (no training) and stop")
     ap.add_argument("--stop-at", type=float, help="a screening row: stop once the mark at "
                     "this minute is kept (the schedule stays that of --minutes) and score "
                     "that mark only")
     ap.add_argument("--sentences", type=int, default=0, help="score only the first N "
                     "sentences of each split (a smoke test; 0 = all)")
+    return ap
+
+
+def main() -> None:
+    ap = parser()
     args = ap.parse_args()
     if args.table:
         return print_table()
+    if args.figure:
+        saved = json.loads((RESULTS / "time_to_quality.json").read_text())
+        return report(saved, saved["marks"], None)
     import torch
 
     torch.set_num_threads(args.threads)
     from attnmt.data.corpus import read_lines
 
-    out = Path(args.out)
-    train(out, args.minutes, args.mark, args.threads, args.settings, args.stop_at)
+    out, config = Path(args.out), args.config.resolve()
+    if args.row and config != CONFIG:
+        ap.error("--row adds to the shipped config's ablation table; another --config "
+                 "trains its own curve (leave --row out)")
+    train(out, config, args.minutes, args.mark, args.threads, args.settings, args.stop_at)
     n = args.sentences or None
     names = (("val", "val"),) if args.row else (("val", "val"), ("test", "test_2016_flickr"))
     splits = {s: (read_lines(MULTI30K / f"{f}.de")[:n], read_lines(MULTI30K / f"{f}.en")[:n])
@@ -223,25 +252,44 @@ def main() -> None:
         if not n:
             ablation(args.row, args.settings, rows, extra)
         return
-    report(args, rows, n)
+    meta = {"config": str(config.relative_to(REPO)), "settings": args.settings,
+            "minutes": args.minutes, "mark": args.mark, "threads": args.threads}
+    report(meta, rows, n)
 
 
-def report(args: argparse.Namespace, rows: list[dict], n: int | None) -> None:
-    """fairseq's 25-minute score, the minute attnmt reaches it, the figure, the JSON."""
-    peers = RESULTS / "peers.json"
-    fairseq = (json.loads(peers.read_text())["decode"]["fairseq"]["beam5"]["bleu"]
-               if peers.is_file() else None)
-    reached = first_minute(rows, "test_beam5", fairseq) if fairseq is not None else None
-    print(f"fairseq's 25-minute test2016 BLEU (beam 5): {fairseq}; attnmt first reaches it at "
-          f"{reached if reached is not None else 'no mark'} minutes")
+def report(meta: dict, rows: list[dict], n: int | None) -> None:
+    """fairseq's score at the end of its curve (``fairseq_curve.py``; without it, its
+    25-minute score from ``results/peers.json``), the minute each toolkit first reaches
+    it, the ratio, the figure and the JSON. Another config than the shipped one writes
+    its curve alone, to ``results/time_to_quality_STEM.json``."""
+    if meta["config"] != str(CONFIG.relative_to(REPO)):
+        if not n:
+            save(f"time_to_quality_{Path(meta['config']).stem}", {**meta, "marks": rows})
+        return
+    fairseq, peers = fairseq_curve(), RESULTS / "peers.json"
+    target = (fairseq[-1]["test_beam5"] if fairseq else
+              json.loads(peers.read_text())["decode"]["fairseq"]["beam5"]["bleu"]
+              if peers.is_file() else None)
+    ours = first_minute(rows, "test_beam5", target) if target is not None else None
+    theirs = first_minute(fairseq, "test_beam5", target) if fairseq else None
+    speedup = round(theirs / ours, 2) if ours and theirs else None
+    print(f"fairseq's test2016 BLEU (beam 5) at the end of its run: {target}"
+          + (f", first reached at {theirs} minutes" if theirs else "")
+          + f"; attnmt first reaches it at {ours if ours is not None else 'no mark'} minutes"
+          + (f" ({speedup}x)" if speedup else ""))
     if n:                                   # a smoke test leaves the published files alone
         return
-    figure(rows, fairseq, REPO / "docs/figures/time_to_quality.png")
-    save("time_to_quality", {"config": str(CONFIG.relative_to(REPO)), "settings": args.settings,
-                             "minutes": args.minutes, "mark": args.mark,
-                             "threads": args.threads, "marks": rows,
-                             "fairseq_25min_test_beam5": fairseq,
-                             "attnmt_first_minute_at_fairseq_bleu": reached})
+    figure(rows, fairseq, target, REPO / "docs/figures/time_to_quality.png")
+    keep = ("config", "settings", "minutes", "mark", "threads")
+    # --figure redraws from saved marks: they keep the day they were measured
+    measured = meta.get("attnmt_curve_date", meta.get("date", time.strftime("%Y-%m-%d")))
+    save("time_to_quality", {**{k: meta[k] for k in keep}, "attnmt_curve_date": measured,
+                             "marks": rows,
+                             "fairseq_end_test_beam5": target,
+                             "fairseq_end_minutes": fairseq[-1]["minutes"] if fairseq else 25.0,
+                             "fairseq_first_minute_at_its_end_bleu": theirs,
+                             "attnmt_first_minute_at_fairseq_bleu": ours,
+                             "speedup_to_fairseq_bleu": speedup})
 
 
 if __name__ == "__main__":
