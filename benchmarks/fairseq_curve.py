@@ -1,6 +1,6 @@
 """fairseq's own time-to-quality curve: test2016 BLEU against minutes of training.
 
-    python benchmarks/fairseq_curve.py [--minutes 25] [--every 100]
+    python benchmarks/fairseq_curve.py [--minutes 25] [--every 100] [--name N --fairseq-args A]
 
 The peer side of ``time_to_quality.py``. fairseq (installed by ``peers.py install``) trains
 the peers' transformer-small spec (``peers.FAIRSEQ_SPEC``: the same model, data, joint
@@ -18,6 +18,11 @@ and beam 5, 64-sentence batches, fairseq's default length settings, as ``peers.p
 decodes) and scored with sacreBLEU cased 13a and lowercased 13a. Writes
 ``results/time_to_quality_fairseq.json``; ``time_to_quality.py --figure`` draws it beside
 attnmt's curve.
+
+A variant (``--name tuned --fairseq-args "--max-tokens 1024 --lr 1e-3"``) trains the spec
+with those fairseq arguments on top, into ``fs-curve_NAME`` and
+``results/time_to_quality_fairseq_NAME.json``: fairseq given attnmt's tuned levers, to tell
+the recipe's share of a lead from the engine's.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,26 +40,27 @@ from pathlib import Path
 from common import save
 from peers import FAIRSEQ_SPEC, FS_ENV, PEERS, prepare_data, run_measured
 
-RUN = PEERS / "fs-curve"
 STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \| INFO \| "
 BEGIN = re.compile(STAMP + r"fairseq\.trainer \| begin training epoch 1$", re.M)
 SAVED = re.compile(STAMP + r"fairseq\.checkpoint_utils \| Saved checkpoint (\S+) \(epoch \d+ "
                    r"@ (\d+) updates, .*?\(writing took ([\d.]+) seconds\)", re.M)
 
 
-def train(minutes: float, every: int) -> Path:
+def train(name: str, minutes: float, every: int, extra: list[str]) -> Path:
     """fairseq for ``minutes`` of training (plus a minute for the saves), a checkpoint every
-    ``every`` updates, no validation; returns its log."""
-    log, done, inputs = PEERS / "fs-curve-train.log", RUN / "curve.json", {
-        "minutes": minutes, "every": every}
+    ``every`` updates, no validation, ``extra`` arguments after the spec's (fairseq takes
+    the last of a repeated option); returns its log."""
+    run, log = PEERS / f"fs-curve{name}", PEERS / f"fs-curve{name}-train.log"
+    done, inputs = run / "curve.json", {"minutes": minutes, "every": every, "extra": extra}
     if done.is_file() and json.loads(done.read_text()) == inputs:
-        print(f"{RUN} has trained with these settings; scoring its checkpoints")
+        print(f"{run} has trained with these settings; scoring its checkpoints")
         return log
-    shutil.rmtree(RUN, ignore_errors=True)
+    shutil.rmtree(run, ignore_errors=True)
     cmd = [str(PEERS / "fs/bin/fairseq-train"), str(PEERS / "fsbin"), *FAIRSEQ_SPEC,
            "--stop-time-hours", str((minutes + 1) / 60), "--disable-validation",
            "--save-interval", "1000", "--save-interval-updates", str(every),
-           "--keep-interval-updates", "-1", "--no-epoch-checkpoints", "--save-dir", str(RUN)]
+           "--keep-interval-updates", "-1", "--no-epoch-checkpoints", "--save-dir", str(run),
+           *extra]
     print(f"fairseq trained: {run_measured(cmd, log, env=FS_ENV)}")
     done.write_text(json.dumps(inputs))
     return log
@@ -121,18 +128,24 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=25.0)
     ap.add_argument("--every", type=int, default=100, help="updates between checkpoints "
                     "(fairseq trains ~39 updates a minute here, so 100 is ~2.5 minutes)")
+    ap.add_argument("--fairseq-args", default="", help="fairseq-train arguments on top of "
+                    "the peers' spec, e.g. \"--max-tokens 1024 --lr 1e-3\"")
+    ap.add_argument("--name", default="", help="a variant's name: its run, log and results "
+                    "file are suffixed with _NAME")
     args = ap.parse_args()
     if not (PEERS / "fs/.installed").is_file():
         raise SystemExit(f"{PEERS / 'fs'} is missing; run `python benchmarks/peers.py install`")
     prepare_data()
     rows = []
-    for ckpt in checkpoints(train(args.minutes, args.every)):
+    suffix, extra = f"_{args.name}" if args.name else "", shlex.split(args.fairseq_args)
+    for ckpt in checkpoints(train(suffix, args.minutes, args.every, extra)):
         rows.append({"minutes": ckpt["minutes"], "step": ckpt["step"], **score(ckpt["path"])})
         print(json.dumps(rows[-1]), flush=True)
-    save("time_to_quality_fairseq", {
+    save(f"time_to_quality_fairseq{suffix}", {
         "spec": "benchmarks/peers.py FAIRSEQ_SPEC (transformer-small, lr 5e-4 inverse sqrt, "
                 "warm-up 250, 4096-token batches, label smoothing 0.1)",
-        "minutes": args.minutes, "every_updates": args.every, "marks": rows})
+        "fairseq_args": extra, "minutes": args.minutes, "every_updates": args.every,
+        "marks": rows})
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ fairseq's own curve is measured by ``fairseq_curve.py`` (its checkpoints every 1
 each at the minute of training time fairseq's log gives it); once it has run, the report
 and the figure hold attnmt against it, and ``--figure`` redraws both from the saved
 results without training. ``--config`` trains another config the same way (its curve goes
-to ``results/time_to_quality_STEM.json``, without the figure).
+to ``results/time_to_quality_STEM.json``, without the figure; its rows to
+``results/time_to_quality_ablation_STEM.json``).
 """
 
 from __future__ import annotations
@@ -104,13 +105,16 @@ def first_minute(rows: list[dict], key: str, target: float) -> float | None:
     return next((r["minutes"] for r in rows if r[key] >= target), None)
 
 
-def fairseq_curve() -> list[dict]:
-    """fairseq's own marks (``fairseq_curve.py``), or none where it has not been run."""
-    path = RESULTS / "time_to_quality_fairseq.json"
+def fairseq_curve(name: str = "") -> list[dict]:
+    """fairseq's own marks (``fairseq_curve.py [--name NAME]``), or none where it has not
+    been run."""
+    path = RESULTS / f"time_to_quality_fairseq{'_' + name if name else ''}.json"
     return json.loads(path.read_text())["marks"] if path.is_file() else []
 
 
 def figure(rows: list[dict], fairseq: list[dict], target: float | None, path: Path) -> None:
+    """attnmt's curve, fairseq's (and fairseq's with the tuned levers, where measured),
+    the earlier recipe's val curve and fairseq's end score as a line."""
     from attnmt.plots import plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -121,6 +125,11 @@ def figure(rows: list[dict], fairseq: list[dict], target: float | None, path: Pa
     if fairseq:
         ax.plot([r["minutes"] for r in fairseq], [r["test_beam5"] for r in fairseq],
                 color="black", marker="s", label="fairseq test2016, beam 5 (peers' recipe)")
+    tuned = fairseq_curve("tuned")
+    if tuned:
+        ax.plot([r["minutes"] for r in tuned], [r["test_beam5"] for r in tuned], color="black",
+                marker="s", markerfacecolor="white", linestyle="--",
+                label="fairseq test2016, beam 5, 1,024-token batches, lr 1e-3")
     ablation = RESULTS / "time_to_quality_ablation.json"
     before = [r for r in (json.loads(ablation.read_text())["rows"].values()
                           if ablation.is_file() else []) if not r["settings"]]
@@ -149,14 +158,20 @@ def averaged(out: Path, last: int, splits: dict) -> dict:
     return score(out, "averaged", splits)
 
 
-def ablation(name: str, settings: list[str], rows: list[dict], extra: dict) -> None:
-    path = RESULTS / "time_to_quality_ablation.json"
+def ablation_name(config: Path) -> str:
+    """The ablation file of ``config``: the shipped config's, or ``..._STEM`` for another."""
+    return "time_to_quality_ablation" + ("" if config == CONFIG else f"_{config.stem}")
+
+
+def ablation(config: Path, name: str, settings: list[str], rows: list[dict],
+             extra: dict) -> None:
+    path = RESULTS / f"{ablation_name(config)}.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     table = old.get("rows", {})
     table[name] = {"settings": settings, "marks": rows, **extra}
-    save("time_to_quality_ablation", {"config": str(CONFIG.relative_to(REPO)),
-                                      "base": old.get("base", "the config as it is"),
-                                      "rows": table})
+    save(ablation_name(config), {"config": str(config.relative_to(REPO)),
+                                 "base": old.get("base", "the config as it is"),
+                                 "rows": table})
 
 
 def print_curve() -> None:
@@ -171,11 +186,30 @@ def print_curve() -> None:
         print(f"| {label} | " + " | ".join(f"{m[key]:.2f}" for m in marks) + " |")
 
 
-def print_table() -> None:
-    """The ablation rows as a markdown table: val BLEU (beam 5) at 12.5 and 25 minutes."""
+def print_fairseq() -> None:
+    """fairseq's curves (``fairseq_curve.py``), each checkpoint at its own minute."""
+    for name, label in (("", "fairseq, peers' recipe"),
+                        ("tuned", "fairseq, 1,024-token batches, lr 1e-3")):
+        rows = fairseq_curve(name)
+        if not rows:
+            continue
+        print(f"| {label}: minutes | " + " | ".join(f"{r['minutes']:.2f}" for r in rows) + " |")
+        print("|---" * (len(rows) + 1) + "|")
+        print("| updates | " + " | ".join(f"{r['step']:,}" for r in rows) + " |")
+        for key, text in (("val_beam5", "val, beam 5"), ("test_greedy", "test2016, greedy"),
+                          ("test_beam5", "test2016, beam 5"),
+                          ("test_beam5_lc", "test2016, beam 5, lowercased")):
+            print(f"| {text} | " + " | ".join(f"{r[key]:.2f}" for r in rows) + " |")
+        print()
+
+
+def print_table(config: Path) -> None:
+    """The curves, then ``config``'s ablation rows as a markdown table: val BLEU (beam 5)
+    at 12.5 and 25 minutes."""
     print_curve()
     print()
-    rows = json.loads((RESULTS / "time_to_quality_ablation.json").read_text())["rows"]
+    print_fairseq()
+    rows = json.loads((RESULTS / f"{ablation_name(config)}.json").read_text())["rows"]
     print("| row | settings | updates | val @12.5 | val @25 | avg of the last 2 / 3 marks |")
     print("|---|---|---|---|---|---|")
     def order(item: tuple[str, dict]) -> tuple[bool, int]:    # 25-minute rows first
@@ -203,7 +237,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--set", dest="settings", action="append", default=[],
                     metavar="KEY=VALUE", help="a setting on top of the config")
     ap.add_argument("--row", help="an ablation row of this name: val only, into "
-                    "results/time_to_quality_ablation.json")
+                    "results/time_to_quality_ablation.json (another --config's: "
+                    "..._ablation_STEM.json)")
     ap.add_argument("--table", action="store_true", help="print the curve and the ablation "
                     "table (markdown) and stop")
     ap.add_argument("--figure", action="store_true", help="redraw the figure and the "
@@ -217,10 +252,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    ap = parser()
-    args = ap.parse_args()
+    args = parser().parse_args()
     if args.table:
-        return print_table()
+        return print_table(args.config.resolve())
     if args.figure:
         saved = json.loads((RESULTS / "time_to_quality.json").read_text())
         return report(saved, saved["marks"], None)
@@ -230,9 +264,6 @@ def main() -> None:
     from attnmt.data.corpus import read_lines
 
     out, config = Path(args.out), args.config.resolve()
-    if args.row and config != CONFIG:
-        ap.error("--row adds to the shipped config's ablation table; another --config "
-                 "trains its own curve (leave --row out)")
     train(out, config, args.minutes, args.mark, args.threads, args.settings, args.stop_at)
     n = args.sentences or None
     names = (("val", "val"),) if args.row else (("val", "val"), ("test", "test_2016_flickr"))
@@ -250,7 +281,7 @@ def main() -> None:
                  {f"avg{k}": averaged(out, k, splits) for k in (2, 3)})
         print(json.dumps(extra))
         if not n:
-            ablation(args.row, args.settings, rows, extra)
+            ablation(config, args.row, args.settings, rows, extra)
         return
     meta = {"config": str(config.relative_to(REPO)), "settings": args.settings,
             "minutes": args.minutes, "mark": args.mark, "threads": args.threads}
@@ -272,6 +303,7 @@ def report(meta: dict, rows: list[dict], n: int | None) -> None:
               if peers.is_file() else None)
     ours = first_minute(rows, "test_beam5", target) if target is not None else None
     theirs = first_minute(fairseq, "test_beam5", target) if fairseq else None
+    tuned = fairseq_curve("tuned")
     speedup = round(theirs / ours, 2) if ours and theirs else None
     print(f"fairseq's test2016 BLEU (beam 5) at the end of its run: {target}"
           + (f", first reached at {theirs} minutes" if theirs else "")
@@ -289,7 +321,11 @@ def report(meta: dict, rows: list[dict], n: int | None) -> None:
                              "fairseq_end_minutes": fairseq[-1]["minutes"] if fairseq else 25.0,
                              "fairseq_first_minute_at_its_end_bleu": theirs,
                              "attnmt_first_minute_at_fairseq_bleu": ours,
-                             "speedup_to_fairseq_bleu": speedup})
+                             "speedup_to_fairseq_bleu": speedup,
+                             "fairseq_tuned_first_minute_at_fairseq_bleu":
+                                 first_minute(tuned, "test_beam5", target) if tuned else None,
+                             "fairseq_tuned_end_test_beam5":
+                                 tuned[-1]["test_beam5"] if tuned else None})
 
 
 if __name__ == "__main__":
