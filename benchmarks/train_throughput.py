@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--tag", default="", help="suffix of the results file (a variant's name)")
     args = ap.parse_args()
     os.environ.setdefault("ATTNMT_DATA_DIR", str(MULTI30K))
     from attnmt.config import load_config
@@ -51,7 +52,7 @@ def main() -> None:
               "peak_rss_mib": round(rss)}
     print(f"{name}: {result['tokens_per_s_median']:,.0f} target tokens/s (median of "
           f"{len(rates)} intervals after {args.warmup} updates), peak RSS {rss:,.0f} MiB")
-    save(f"train_throughput_{name}", result)
+    save(f"train_throughput_{name}{'_' + args.tag if args.tag else ''}", result)
 
 
 if __name__ == "__main__":
