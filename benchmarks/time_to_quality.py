@@ -174,41 +174,33 @@ def ablation(config: Path, name: str, settings: list[str], rows: list[dict],
                                  "rows": table})
 
 
-def print_curve() -> None:
-    """The curve of ``results/time_to_quality.json`` as the README's markdown table."""
-    marks = json.loads((RESULTS / "time_to_quality.json").read_text())["marks"]
-    print("| minutes | " + " | ".join(f"{m['minutes']:g}" for m in marks) + " |")
+def print_marks(marks: list[dict], label: str, minute: str) -> None:
+    """One curve as the README's markdown table: a column per mark."""
+    print(f"| {label} | " + " | ".join(format(m["minutes"], minute) for m in marks) + " |")
     print("|---" * (len(marks) + 1) + "|")
     print("| updates | " + " | ".join(f"{m['step']:,}" for m in marks) + " |")
-    for key, label in (("val_beam5", "val, beam 5"), ("test_greedy", "test2016, greedy"),
-                       ("test_beam5", "test2016, beam 5"),
-                       ("test_beam5_lc", "test2016, beam 5, lowercased")):
-        print(f"| {label} | " + " | ".join(f"{m[key]:.2f}" for m in marks) + " |")
+    for key, text in (("val_beam5", "val, beam 5"), ("test_greedy", "test2016, greedy"),
+                      ("test_beam5", "test2016, beam 5"),
+                      ("test_beam5_lc", "test2016, beam 5, lowercased")):
+        print(f"| {text} | " + " | ".join(f"{m[key]:.2f}" for m in marks) + " |")
+    print()
 
 
-def print_fairseq() -> None:
-    """fairseq's curves (``fairseq_curve.py``), each checkpoint at its own minute."""
-    for name, label in (("", "fairseq, peers' recipe"),
-                        ("tuned", "fairseq, 1,024-token batches, lr 1e-3")):
-        rows = fairseq_curve(name)
-        if not rows:
-            continue
-        print(f"| {label}: minutes | " + " | ".join(f"{r['minutes']:.2f}" for r in rows) + " |")
-        print("|---" * (len(rows) + 1) + "|")
-        print("| updates | " + " | ".join(f"{r['step']:,}" for r in rows) + " |")
-        for key, text in (("val_beam5", "val, beam 5"), ("test_greedy", "test2016, greedy"),
-                          ("test_beam5", "test2016, beam 5"),
-                          ("test_beam5_lc", "test2016, beam 5, lowercased")):
-            print(f"| {text} | " + " | ".join(f"{r[key]:.2f}" for r in rows) + " |")
-        print()
+def print_curves() -> None:
+    """attnmt's curve (``results/time_to_quality.json``), then fairseq's
+    (``fairseq_curve.py``), each fairseq checkpoint at its own minute."""
+    marks = json.loads((RESULTS / "time_to_quality.json").read_text())["marks"]
+    print_marks(marks, "minutes", "g")
+    for name, label in (("", "fairseq, peers' recipe: minutes"),
+                        ("tuned", "fairseq, 1,024-token batches, lr 1e-3: minutes")):
+        if fairseq_curve(name):
+            print_marks(fairseq_curve(name), label, ".2f")
 
 
 def print_table(config: Path) -> None:
     """The curves, then ``config``'s ablation rows as a markdown table: val BLEU (beam 5)
     at 12.5 and 25 minutes."""
-    print_curve()
-    print()
-    print_fairseq()
+    print_curves()
     rows = json.loads((RESULTS / f"{ablation_name(config)}.json").read_text())["rows"]
     print("| row | settings | updates | val @12.5 | val @25 | avg of the last 2 / 3 marks |")
     print("|---|---|---|---|---|---|")
