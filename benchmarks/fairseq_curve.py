@@ -75,8 +75,8 @@ def checkpoints(log: Path) -> list[dict]:
     t0, rows, writing = _time(begin.group(1)), [], 0.0
     for stamp, path, updates, seconds in SAVED.findall(text):
         writing += float(seconds)
-        # the last checkpoint is written twice (as checkpoint_last and as the interval
-        # one when the two fall on the same update): one row per update
+        # one row per update: a later save of an update already listed (fairseq's save at
+        # the stop can fall on an interval's update) replaces it
         rows = [r for r in rows if r["step"] != int(updates)]
         rows.append({"step": int(updates), "path": path,
                      "minutes": round((_time(stamp) - t0 - writing) / 60, 3)})
