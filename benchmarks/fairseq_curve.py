@@ -137,7 +137,11 @@ def main() -> None:
         raise SystemExit(f"{PEERS / 'fs'} is missing; run `python benchmarks/peers.py install`")
     prepare_data()
     rows = []
-    suffix, extra = f"_{args.name}" if args.name else "", shlex.split(args.fairseq_args)
+    try:
+        extra = shlex.split(args.fairseq_args)
+    except ValueError as err:
+        raise SystemExit(f"--fairseq-args: {err}; quote it as one shell word") from None
+    suffix = f"_{args.name}" if args.name else ""
     for ckpt in checkpoints(train(suffix, args.minutes, args.every, extra)):
         rows.append({"minutes": ckpt["minutes"], "step": ckpt["step"], **score(ckpt["path"])})
         print(json.dumps(rows[-1]), flush=True)

@@ -158,6 +158,11 @@ def averaged(out: Path, last: int, splits: dict) -> dict:
     return score(out, "averaged", splits)
 
 
+def shown(config: Path) -> str:
+    """``config`` as the results name it: relative to the repository where it lies in it."""
+    return str(config.relative_to(REPO)) if config.is_relative_to(REPO) else str(config)
+
+
 def ablation_name(config: Path) -> str:
     """The ablation file of ``config``: the shipped config's, or ``..._STEM`` for another."""
     return "time_to_quality_ablation" + ("" if config == CONFIG else f"_{config.stem}")
@@ -169,7 +174,7 @@ def ablation(config: Path, name: str, settings: list[str], rows: list[dict],
     old = json.loads(path.read_text()) if path.is_file() else {}
     table = old.get("rows", {})
     table[name] = {"settings": settings, "marks": rows, **extra}
-    save(ablation_name(config), {"config": str(config.relative_to(REPO)),
+    save(ablation_name(config), {"config": shown(config),
                                  "base": old.get("base", "the config as it is"),
                                  "rows": table})
 
@@ -193,8 +198,8 @@ def print_curves() -> None:
     print_marks(marks, "minutes", "g")
     for name, label in (("", "fairseq, peers' recipe: minutes"),
                         ("tuned", "fairseq, 1,024-token batches, lr 1e-3: minutes")):
-        if fairseq_curve(name):
-            print_marks(fairseq_curve(name), label, ".2f")
+        if curve := fairseq_curve(name):
+            print_marks(curve, label, ".2f")
 
 
 def print_table(config: Path) -> None:
@@ -256,6 +261,9 @@ def main() -> None:
     from attnmt.data.corpus import read_lines
 
     out, config = Path(args.out), args.config.resolve()
+    if not config.is_file():
+        raise SystemExit(f"--config {args.config}: no such file; the configs are in "
+                         f"{REPO / 'configs'}")
     train(out, config, args.minutes, args.mark, args.threads, args.settings, args.stop_at)
     n = args.sentences or None
     names = (("val", "val"),) if args.row else (("val", "val"), ("test", "test_2016_flickr"))
@@ -275,7 +283,7 @@ def main() -> None:
         if not n:
             ablation(config, args.row, args.settings, rows, extra)
         return
-    meta = {"config": str(config.relative_to(REPO)), "settings": args.settings,
+    meta = {"config": shown(config), "settings": args.settings,
             "minutes": args.minutes, "mark": args.mark, "threads": args.threads}
     report(meta, rows, n)
 
@@ -285,7 +293,7 @@ def report(meta: dict, rows: list[dict], n: int | None) -> None:
     25-minute score from ``results/peers.json``), the minute each toolkit first reaches
     it, the ratio, the figure and the JSON. Another config than the shipped one writes
     its curve alone, to ``results/time_to_quality_STEM.json``."""
-    if meta["config"] != str(CONFIG.relative_to(REPO)):
+    if meta["config"] != shown(CONFIG):
         if not n:
             save(f"time_to_quality_{Path(meta['config']).stem}", {**meta, "marks": rows})
         return
