@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install test lint browser demo clean
+.PHONY: install test test-portable lint browser demo clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,8 +23,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# The whole suite on this CPU's own kernels, then the tests whose outcome depends on
+# floating-point kernels (marker `numerics`) once more under another CPU's code paths.
 test: lint browser
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-portable PORTABLE=generic
+
+# The `numerics` tests under kernel settings other than this CPU's (tests/kernels.py):
+# other summation orders and code paths, as another x86-64 CPU would take.
+PORTABLE ?= avx-compat generic
+test-portable: $(STAMP)
+	@for s in $(PORTABLE); do \
+	  echo "numerics tests under '$$s': $$($(BIN)/python tests/kernels.py $$s)"; \
+	  env $$($(BIN)/python tests/kernels.py $$s) $(BIN)/pytest -q -m numerics || exit 1; \
+	done
 
 # Debian's Chromium for the real-browser test of the web page; without it that one
 # test is skipped and says so.

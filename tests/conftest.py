@@ -54,6 +54,16 @@ def config(folder: Path, path: Path, model: dict, **train) -> Path:
     return path
 
 
+def best_valid_step(run: Path, metric: str = "exact") -> int:
+    """The update whose validation scored highest on ``metric`` in the run's own
+    metrics.jsonl (the first of equal scores, as training keeps the first best)."""
+    import json
+
+    valid = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+             if r["type"] == "valid"]
+    return max(valid, key=lambda r: (r[metric], -r["step"]))["step"]
+
+
 @pytest.fixture(scope="session")
 def task(tmp_path_factory) -> Path:
     """Reverse a sequence of 2..7 letters: small, fast, and needs every source position."""

@@ -30,6 +30,7 @@ def study_file(tmp_path, task, **extra):
     return path
 
 
+@pytest.mark.numerics
 def test_tiny_study_writes_every_report_file_and_resumes_without_training(task, tmp_path):
     path = study_file(tmp_path, task)
     out = tmp_path / "report"

@@ -14,6 +14,10 @@ from attnmt.config import load_config
 from attnmt.errors import DataError, UserError
 from attnmt.train import train
 
+# the outcome depends on floating-point kernels: also run under other kernel settings
+# (`make test-portable`, tests/kernels.py)
+pytestmark = pytest.mark.numerics
+
 TINY = {"preset": "transformer-tiny", "d_model": 32, "ffn": 64, "heads": 4, "dropout": 0.0,
         "enc_layers": 2, "dec_layers": 2, "max_positions": 64}
 
@@ -28,10 +32,8 @@ def cfg(folder, task, **train_keys):
                   "best_metric": "loss", **train_keys}})
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def write_toy(folder):
     """Class = which of two small alphabets a line is drawn from; text = the same lines."""
-    folder = tmp_path_factory.mktemp("toy")
     rng = random.Random(0)
     alphabets = {"left": "a b c d e f".split(), "right": "d e f g h i".split()}
     for split, n in (("train", 1500), ("val", 100), ("test", 200)):
@@ -43,6 +45,11 @@ def toy(tmp_path_factory):
         (folder / f"{split}.tsv").write_text("".join(f"{t}\t{y}\n" for t, y in rows))
         (folder / f"{split}.txt").write_text("".join(f"{t}\n" for t, _ in rows))
     return folder
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return write_toy(tmp_path_factory.mktemp("toy"))
 
 
 def test_classifier_learns_and_evaluates(toy, tmp_path):
@@ -113,9 +120,8 @@ def test_bad_tsv_lines_name_the_line(toy, tmp_path):
         Classifier(tmp_path / "r2").evaluate("test", bad)
 
 
-@pytest.fixture(scope="module")
-def pattern(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pattern")
+def write_pattern(folder):
+    """Lines of a repeating a-b-c cycle from a random start: a language model's easy task."""
     rng = random.Random(1)
     for split, n in (("train", 600), ("val", 50), ("test", 50)):
         lines = []
@@ -124,6 +130,11 @@ def pattern(tmp_path_factory):
             lines.append(" ".join("abc"[(start + i) % 3] for i in range(rng.randint(6, 20))))
         (folder / f"{split}.txt").write_text("".join(x + "\n" for x in lines))
     return folder
+
+
+@pytest.fixture(scope="module")
+def pattern(tmp_path_factory):
+    return write_pattern(tmp_path_factory.mktemp("pattern"))
 
 
 def test_language_model_learns_a_pattern_and_cache_equals_no_cache(pattern, tmp_path):

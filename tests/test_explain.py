@@ -13,6 +13,10 @@ import attnmt
 from attnmt.errors import UserError
 from attnmt.explain import ExplainError, to_json
 
+# the outcome depends on floating-point kernels: also run under other kernel settings
+# (`make test-portable`, tests/kernels.py)
+pytestmark = pytest.mark.numerics
+
 
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x[np.isfinite(x)].max())

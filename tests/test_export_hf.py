@@ -8,6 +8,10 @@ import torch
 
 from attnmt.errors import UserError
 
+# the outcome depends on floating-point kernels: also run under other kernel settings
+# (`make test-portable`, tests/kernels.py)
+pytestmark = pytest.mark.numerics
+
 pytest.importorskip("transformers")
 
 

@@ -8,6 +8,10 @@ from attnmt.config import load_config
 from attnmt.models import build_model
 from attnmt.models.attention import MultiHeadAttention, rnn_attention
 
+# the outcome depends on floating-point kernels: also run under other kernel settings
+# (`make test-portable`, tests/kernels.py)
+pytestmark = pytest.mark.numerics
+
 FAMILIES = ["seq2seq-rnn", "seq2seq-lstm", "seq2seq-gru", "rnn-dot", "rnn-general",
             "rnn-concat", "rnn-additive", "transformer-tiny"]
 SMALL = {"emb_size": 32, "enc_hidden": 16, "dec_hidden": 32, "d_model": 32, "heads": 4,
@@ -234,16 +238,17 @@ def copy_batches(n_batches, batch=64, length=6, vocab=12, seed=0):
         yield src, lengths, tgt_in, tgt_out
 
 
-@pytest.mark.parametrize("preset,steps,lr", [("seq2seq-lstm", 500, 3e-3),
-                                             ("rnn-dot", 300, 3e-3),
-                                             ("transformer-tiny", 400, 3e-3)])
-def test_each_family_learns_to_copy(preset, steps, lr):
-    torch.manual_seed(0)
+def copy_accuracy(preset: str, steps: int, lr: float, seed: int = 0) -> float:
+    """Token accuracy of greedy decoding on 200 held-out copy examples after ``steps``
+    Adam updates from initialisation ``seed`` (also the training data's order)."""
+    from attnmt.search import sequential
+
+    torch.manual_seed(seed)
     model = make(preset, vocab=12, dropout=0.0, **({"enc_hidden": 128, "dec_hidden": 256}
                                                     if preset.startswith("seq2seq") else
                                                     {"enc_hidden": 32, "dec_hidden": 64}))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for src, lengths, tgt_in, tgt_out in copy_batches(steps):
+    for src, lengths, tgt_in, tgt_out in copy_batches(steps, seed=seed):
         logits, _ = model(src, lengths, tgt_in)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt_out.reshape(-1),
                                ignore_index=0)
@@ -251,16 +256,27 @@ def test_each_family_learns_to_copy(preset, steps, lr):
         loss.backward()
         opt.step()
     model.eval()
-    from attnmt.search import sequential
-
     src, lengths, _, tgt_out = next(copy_batches(1, batch=200, seed=99))
     hyps = sequential(model, src, lengths, lengths + 2)
     correct = total = 0
-    for h, ref, n in zip(hyps, tgt_out.tolist(), lengths.tolist()):
+    for h, ref, n in zip(hyps, tgt_out.tolist(), lengths.tolist(), strict=True):
         want = ref[: n - 1]
         correct += sum(a == b for a, b in zip(h.tokens, want)) - abs(len(h.tokens) - len(want))
         total += len(want)
-    assert correct / total >= 0.99
+    return correct / total
+
+
+# (preset, updates, lr, threshold). The accuracy after training depends on the CPU's kernels
+# (another summation order is another trajectory); each threshold sits below the lowest
+# accuracy measured over seeds x kernel settings by more than that spread
+# (benchmarks/test_margins.py, results in benchmarks/results/test_margins.json).
+COPY_CASES = [("seq2seq-lstm", 500, 3e-3, 0.99), ("rnn-dot", 300, 3e-3, 0.99),
+              ("transformer-tiny", 400, 3e-3, 0.99)]
+
+
+@pytest.mark.parametrize("preset,steps,lr,threshold", COPY_CASES)
+def test_each_family_learns_to_copy(preset, steps, lr, threshold):
+    assert copy_accuracy(preset, steps, lr) >= threshold
 
 
 @pytest.mark.parametrize("extra", [{"norm": "post"}, {"positions": "learned"},

@@ -9,6 +9,10 @@ import pytest
 import attnmt
 from attnmt.errors import UserError
 
+# the outcome depends on floating-point kernels: also run under other kernel settings
+# (`make test-portable`, tests/kernels.py)
+pytestmark = pytest.mark.numerics
+
 
 def test_load_translate_attention_and_score(trained):
     m = attnmt.load(trained)

@@ -33,6 +33,7 @@ def uninterrupted(task, tmp_path_factory) -> tuple[Path, Path]:
     return cfg, tmp / "run"
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("point", ["weights", "state", "best", "latest"])
 def test_sigkill_at_each_point_of_a_checkpoint_resumes_exactly(uninterrupted, tmp_path, point):
     cfg, full = uninterrupted
@@ -52,6 +53,7 @@ def test_sigkill_at_each_point_of_a_checkpoint_resumes_exactly(uninterrupted, tm
     assert steps == [6, 12]                   # no validation recorded twice
 
 
+@pytest.mark.numerics
 def test_a_truncated_latest_checkpoint_falls_back_to_the_one_before(uninterrupted, tmp_path):
     import shutil
 

@@ -10,6 +10,10 @@ from attnmt.data.tokenizers import BOS, EOS
 from attnmt.models import build_model
 from attnmt.search import STOPPING, beam_search, length_penalty
 
+# the outcome depends on floating-point kernels: also run under other kernel settings
+# (`make test-portable`, tests/kernels.py)
+pytestmark = pytest.mark.numerics
+
 
 def tiny(preset: str, vocab: int, seed: int = 0):
     torch.manual_seed(seed)

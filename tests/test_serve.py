@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from conftest import best_valid_step
 from fastapi.testclient import TestClient
 
 from attnmt.serve.app import Limits, create_app
@@ -19,16 +20,20 @@ def client(trained):
         yield c
 
 
-def test_health_info_and_openapi(client):
+@pytest.mark.numerics
+def test_health_info_and_openapi(client, trained):
     assert client.get("/health").json() == {"status": "ok"}
     info = client.get("/info").json()
     assert info["arch"] == "transformer" and info["has_attention"] is True
-    assert info["parameters"] > 0 and info["checkpoint_step"] == 450
+    # the best validation's update, as the run's own records say (on some CPUs it is not
+    # the last one)
+    assert info["parameters"] > 0 and info["checkpoint_step"] == best_valid_step(trained)
     assert info["decoding"]["beam"] == 3
     assert "/translate" in client.get("/openapi.json").json()["paths"]
     assert "<textarea" in client.get("/").text
 
 
+@pytest.mark.numerics
 def test_translate_one_and_many_with_nbest(client):
     r = client.post("/translate", json={"text": "a b c d"})
     assert r.status_code == 200
@@ -71,6 +76,7 @@ def test_unicode_text(client):
         assert r.status_code == 200 and isinstance(r.json()["translations"][0]["text"], str)
 
 
+@pytest.mark.numerics
 def test_attention_endpoint(client):
     r = client.post("/attention", json={"text": "a b c", "beam": 2})
     body = r.json()

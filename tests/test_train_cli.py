@@ -23,6 +23,7 @@ def attnmt(*args, input=None, env=None, check=True):
     return r
 
 
+@pytest.mark.numerics
 def test_run_directory_holds_everything(trained):
     assert (trained / "config.yaml").is_file() and (trained / "vocab/joint.json").is_file()
     latest = json.loads((trained / "checkpoints/latest.json").read_text())
@@ -42,6 +43,7 @@ def test_metrics_also_go_to_tensorboard(trained):
     assert events and events[0].stat().st_size > 0
 
 
+@pytest.mark.numerics
 def test_translate_keeps_lines_aligned_and_learns(trained, task):
     src = (task / "test.src").read_text().splitlines()[:5]
     text = "\n".join([src[0], "", src[1], "   ", *src[2:]]) + "\n"
@@ -60,6 +62,7 @@ def test_translate_keeps_lines_aligned_and_learns(trained, task):
     assert a == b and len(a.splitlines()) == 5
 
 
+@pytest.mark.numerics
 def test_evaluate_and_plot(trained, tmp_path):
     r = attnmt("evaluate", trained, "--split", "test", "--beam", "2")
     assert "BLEU" in r.stdout and "nrefs:1|case:mixed|eff:no|tok:13a" in r.stdout
@@ -73,6 +76,7 @@ def test_evaluate_and_plot(trained, tmp_path):
     assert r.returncode == 2 and "--layer must be in 0..1" in r.stderr
 
 
+@pytest.mark.numerics
 def test_int8_quantised_inference_stays_close_to_float(trained, task):
     import torch
 
@@ -92,6 +96,7 @@ def test_int8_quantised_inference_stays_close_to_float(trained, task):
     assert r.returncode == 2 and "--quantization int8" in r.stderr
 
 
+@pytest.mark.numerics
 def test_bf16_inference_stays_close_to_float(trained, task):
     import torch
 
@@ -114,6 +119,7 @@ def test_bf16_inference_stays_close_to_float(trained, task):
         "error: --int8 and --bf16 exclude each other; choose one")
 
 
+@pytest.mark.numerics
 def test_bf16_autocast_training_learns_as_well_as_float32(task, tmp_path):
     from attnmt.config import load_config
     from attnmt.train import train
@@ -154,6 +160,7 @@ def test_user_errors_are_one_line(tmp_path, trained):
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
+@pytest.mark.numerics
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(task, tmp_path):
     model = {"preset": "rnn-additive", "emb_size": 16, "enc_hidden": 16, "dec_hidden": 32,
              "dropout": 0.3}
@@ -215,6 +222,7 @@ def test_average_the_last_kept_checkpoints(kept_run, tmp_path):
     assert all((sum(w[k] for w in inputs) / 3 - avg[k]).abs().max() < 1e-6 for k in avg)
 
 
+@pytest.mark.numerics
 def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(task, tmp_path):
     model = {"preset": "transformer-tiny", "d_model": 32, "ffn": 64, "dropout": 0.0}
     cfg = config(task, tmp_path / "c.yaml", model, max_steps=8, valid_every=8, log_every=1,
@@ -239,6 +247,7 @@ def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(task,
     assert len(losses) >= 2 and losses[-1] < losses[0]  # training progressed
 
 
+@pytest.mark.numerics
 def test_checkpoints_at_training_time_marks_are_kept_and_resume(task, tmp_path):
     """``train.save_every_minutes``: a kept checkpoint and a ``mark`` record at every mark
     of training time; a resumed run continues the marks where it stopped."""

@@ -33,6 +33,7 @@ import yaml
 
 from .checkpoint import RunDir, atomic_write, write_json
 from .config import load_config
+from .data.corpus import check_splits_aligned
 from .data.registry import read_split, resolve_dir
 from .data.synthetic import ITEM_SEP
 from .data.tokenizers import Vocabs
@@ -41,6 +42,7 @@ from .metrics import corpus_scores, merge_sparse_buckets, scores_by_length
 from .plots import attention_grid, learning_curves, score_by_length
 from .presets import PRESETS
 from .tasks import VOCAB_REQUEST, vocab_request
+from .textio import read_utf8
 from .train import train
 from .translator import Translator
 
@@ -56,7 +58,7 @@ def load_study(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"study file {path} does not exist")
     try:
-        study = yaml.safe_load(path.read_text()) or {}
+        study = yaml.safe_load(read_utf8(path, ConfigError)) or {}
     except yaml.YAMLError:
         raise ConfigError(f"{path} is not valid YAML") from None
     if not isinstance(study, dict):
@@ -141,9 +143,12 @@ def compare(study_path: str | Path, out: str | Path | None = None,
     (``key=value``) apply to every run after its own settings."""
     study = load_study(study_path)
     out = Path(out or Path("studies/out") / study.get("name", Path(study_path).stem))
-    out.mkdir(parents=True, exist_ok=True)
     ev = study["eval"]
     base = run_config(study, study["runs"][0], budget_minutes, overrides)
+    d = base.data
+    if d.dir and Path(d.dir).is_dir():          # the user's files, before anything is written
+        check_splits_aligned(d.dir, (d.train, d.valid, d.test), d.src, d.tgt)
+    out.mkdir(parents=True, exist_ok=True)
     data_dir = resolve_dir(base.data, out / "data", log=log)
     base.data.dir = str(data_dir)
     test = read_split(data_dir, base.data.test, base.data.src, base.data.tgt, required=False)

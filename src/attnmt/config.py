@@ -19,12 +19,20 @@ import yaml
 
 from .errors import ConfigError
 from .presets import preset_config
+from .textio import read_utf8
+
+HUGE = 10**12
+MAX_WIDTH = 65536   # widest embedding, hidden state or model size
+MAX_LAYERS = 256   # the upper bound of a count or size no field states its own bound for
 
 
 def _f(default: Any, help: str, choices: tuple | None = None, min: float | None = None,
        max: float | None = None, check: Any = None) -> Any:
     """A dataclass field with its documentation and its valid values (``check`` validates a
-    list or mapping value and raises :class:`ConfigError`)."""
+    list or mapping value and raises :class:`ConfigError`); a number without its own upper
+    bound gets :data:`HUGE`."""
+    if max is None and isinstance(default, (int, float)) and not isinstance(default, bool):
+        max = HUGE
     meta = {"help": help, "choices": choices, "min": min, "max": max, "check": check}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -73,16 +81,18 @@ class DataConfig:
     tokenizer: str = _f("sentencepiece", "how text becomes tokens",
                         choices=("sentencepiece", "char", "word"))
     spm_type: str = _f("unigram", "SentencePiece model type", choices=("unigram", "bpe"))
-    vocab_size: int = _f(8000, "SentencePiece vocabulary size (upper bound)", min=16)
+    vocab_size: int = _f(8000, "SentencePiece vocabulary size (upper bound)", min=16,
+                         max=1_000_000)
     joint_vocab: bool = _f(True, "one vocabulary for source and target (enables tying "
                            "source embeddings too)")
-    max_len: int = _f(100, "lines longer than this many tokens are skipped (and counted)", min=1)
+    max_len: int = _f(100, "lines longer than this many tokens are skipped (and counted)", min=1,
+                      max=1_000_000)
     cache_dir: str | None = _f(None, "where prepared (tokenised, memory-mapped) data is kept; "
                                "default $ATTNMT_CACHE/prepared or ~/.cache/attnmt/prepared")
     sample_size: int = _f(1_000_000, "lines sampled uniformly from the training split to "
                           "train the tokenizer (all of them when fewer)", min=1000)
     workers: int = _f(0, "processes that encode the corpus when preparing it (0 = every "
-                      "core)", min=0)
+                      "core)", min=0, max=1024)
     synth: dict = _f({}, "options for a synthetic dataset, as for `attnmt data synth`",
                      check=_check_synth)
 
@@ -96,28 +106,31 @@ class ModelConfig:
     rnn_type: str = _f("lstm", "recurrent cell", choices=("rnn", "lstm", "gru"))
     attention: str = _f("dot", "RNN attention scoring function (arch rnn)",
                         choices=("dot", "general", "concat", "additive"))
-    emb_size: int = _f(256, "embedding size of RNN models", min=1)
-    enc_hidden: int = _f(256, "RNN encoder hidden size per direction", min=1)
-    dec_hidden: int = _f(512, "RNN decoder hidden size", min=1)
-    enc_layers: int = _f(1, "encoder layers", min=1)
-    dec_layers: int = _f(1, "decoder layers", min=1)
+    emb_size: int = _f(256, "embedding size of RNN models", min=1, max=MAX_WIDTH)
+    enc_hidden: int = _f(256, "RNN encoder hidden size per direction", min=1,
+                        max=MAX_WIDTH)
+    dec_hidden: int = _f(512, "RNN decoder hidden size", min=1, max=MAX_WIDTH)
+    enc_layers: int = _f(1, "encoder layers", min=1, max=MAX_LAYERS)
+    dec_layers: int = _f(1, "decoder layers", min=1, max=MAX_LAYERS)
     bidirectional: bool = _f(True, "bidirectional RNN encoder")
     input_feeding: bool = _f(True, "Luong input feeding: previous attentional state is "
                              "concatenated to the next decoder input")
     forget_bias: float = _f(1.0, "LSTM forget-gate bias at initialisation (Gers et al. 2000; "
                             "Jozefowicz et al. 2015): 1 keeps the cell's memory, and its "
                             "gradient, alive across long sequences from the first update; "
-                            "0 is PyTorch's default")
+                            "0 is PyTorch's default", min=-100.0, max=100.0)
     feed_context: bool = _f(False, "seq2seq only: context vector also fed to every decoder "
                             "step and to the output layer (Cho et al. 2014)")
     # Transformer
-    d_model: int = _f(256, "Transformer model size", min=8)
-    heads: int = _f(4, "attention heads", min=1)
-    ffn: int = _f(1024, "position-wise feed-forward inner size", min=1)
+    d_model: int = _f(256, "Transformer model size", min=8, max=MAX_WIDTH)
+    heads: int = _f(4, "attention heads", min=1, max=1024)
+    ffn: int = _f(1024, "position-wise feed-forward inner size", min=1,
+                   max=4 * MAX_WIDTH)
     norm: str = _f("pre", "layer norm placement: pre (stable) or post (Vaswani 2017)",
                    choices=("pre", "post"))
     positions: str = _f("sinusoidal", "position encoding", choices=("sinusoidal", "learned"))
-    max_positions: int = _f(1024, "longest sequence the model accepts", min=8)
+    max_positions: int = _f(1024, "longest sequence the model accepts", min=8,
+                             max=1_000_000)
     pooling: str = _f("cls", "classifier: sentence vector from the [CLS] (<s>) position or "
                       "the mean of all positions", choices=("cls", "mean"))
     # shared
@@ -180,7 +193,7 @@ class TrainConfig:
     init_from: str | None = _f(None, "start from the weights of this run directory (e.g. an "
                                "mlm run, to fine-tune a classifier); matching names are loaded")
     device: str = _f("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
-    threads: int = _f(0, "CPU threads for torch (0 = torch's default)", min=0)
+    threads: int = _f(0, "CPU threads for torch (0 = torch's default)", min=0, max=4096)
     precision: str = _f("auto", "matmul precision of training: bf16 autocast (weights and "
                         "optimizer stay float32) or fp32; auto = bf16 on CUDA, fp32 on CPU",
                         choices=("auto", "fp32", "bf16"))
@@ -200,7 +213,7 @@ class DecodeConfig:
                              "CTranslate2 and fairseq)", choices=PENALTIES)
     max_len_ratio: float = _f(1.5, "longest output: ratio x source length + 10", min=0.1,
                               max=100.0)
-    batch_size: int = _f(64, "sentences decoded together", min=1)
+    batch_size: int = _f(64, "sentences decoded together", min=1, max=65536)
     stopping: str = _f("current", "when a sentence leaves the beam: current = when no live "
                        "hypothesis would beat its best finished one by ending now; bound = "
                        "only when none can beat it at any length (exact, slower); beam = "
@@ -249,8 +262,10 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
             if not isinstance(value, bool):
                 raise ValueError
         elif kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and value != int(value)):
+            if isinstance(value, bool):
                 raise ValueError
+            if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+                raise ConfigError(f"{key} must be a whole number, got {value!r} ({where})")
             value = int(value)
         elif kind is float:
             if isinstance(value, bool):
@@ -331,7 +346,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
         try:
-            raw = yaml.safe_load(p.read_text()) or {}
+            raw = yaml.safe_load(read_utf8(p, ConfigError)) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark else ""

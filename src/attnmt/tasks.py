@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from .checkpoint import RunDir, atomic_write
 from .config import Config
 from .data.batching import Batch, EncodedSet, token_batches
+from .data.corpus import check_splits_aligned
 from .data.prepare import (
     SplitSpec,
     cache_root,
@@ -101,6 +102,13 @@ class Task:
         self.barrier()
         return Vocabs.load(run.vocab_dir)
 
+    def check_aligned(self, folder: Path) -> None:
+        """The aligned files of every split (train, valid, test) end together: checked
+        before the vocabulary or any prepared data is written."""
+        d = self.cfg.data
+        if self.spec(folder, d.train).kind == "pairs":
+            check_splits_aligned(folder, (d.train, d.valid, d.test), d.src, d.tgt)
+
     def spec(self, folder: Path, split: str) -> SplitSpec:
         """How a split of this task's data is read and packed."""
         d = self.cfg.data
@@ -133,6 +141,7 @@ class Task:
         """The data folder, the vocabulary and the prepared train/valid sets; the folder."""
         d = self.cfg.data
         folder = self.data_folder()
+        self.check_aligned(folder)
         self.vocabs = self.vocabulary(folder, self.spec(folder, d.train))
         self.train = self.encoded(self.spec(folder, d.train))
         self.valid = self.encoded(self.spec(folder, d.valid))

@@ -93,12 +93,9 @@ def _read_input(path: str | None) -> list[str]:
 
     if path:
         return read_lines(path)
-    data = sys.stdin.buffer.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"standard input is not valid UTF-8 (byte {e.start})") from None
-    return split_lines(text)
+    from ..textio import decode_utf8
+
+    return split_lines(decode_utf8(sys.stdin.buffer.read(), "standard input", UserError))
 
 
 def split_lines(text: str) -> list[str]:

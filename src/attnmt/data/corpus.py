@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
+from ..textio import read_utf8
 
 
 @dataclass
@@ -43,25 +44,51 @@ def read_lines(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(f"{path} line {line} is not valid UTF-8 (byte offset {e.start}); "
-                        "re-encode the file as UTF-8") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = read_utf8(path)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line.rstrip("\r") for line in lines]
 
 
+def count_lines(path: str | Path, block: int = 1 << 24) -> int:
+    """The number of lines of a file as :func:`read_lines` and the streaming reader see them
+    (a last line without a newline counts), read in blocks: no line is held in memory."""
+    n, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (last != b"\n")
+
+
+def misaligned(src_path: str | Path, tgt_path: str | Path, n_src: int, n_tgt: int) -> DataError:
+    """The one error for aligned files of different lengths: both files, both counts."""
+    return DataError(f"{src_path} has {n_src} lines but {tgt_path} has {n_tgt}; aligned "
+                     "files must have the same number of lines")
+
+
+def check_aligned(src_path: str | Path, tgt_path: str | Path) -> None:
+    """Raise :func:`misaligned` unless the two files have the same number of lines."""
+    n_src, n_tgt = count_lines(src_path), count_lines(tgt_path)
+    if n_src != n_tgt:
+        raise misaligned(src_path, tgt_path, n_src, n_tgt)
+
+
+def check_splits_aligned(folder: str | Path, splits: tuple[str, ...], src: str, tgt: str
+                         ) -> None:
+    """Every split of ``splits`` whose two files are in ``folder`` is aligned: checked by
+    counting lines, before anything reads, encodes or writes the data."""
+    for split in dict.fromkeys(splits):
+        pair = Path(folder) / f"{split}.{src}", Path(folder) / f"{split}.{tgt}"
+        if all(p.is_file() for p in pair):
+            check_aligned(*pair)
+
+
 def _filter(src: list[str], tgt: list[str], name: str, max_len: int,
             length: Callable[[str], int]) -> Corpus:
     corpus = Corpus([], [], name=name)
-    for i, (s, t) in enumerate(zip(src, tgt), start=1):
+    for i, (s, t) in enumerate(zip(src, tgt, strict=True), start=1):
         s, t = s.strip(), t.strip()
         if not s or not t:
             corpus.skipped_empty += 1
@@ -83,8 +110,7 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path, max_len: int = 10*
     """Read two aligned files; different line counts are an error naming both."""
     src, tgt = read_lines(src_path), read_lines(tgt_path)
     if len(src) != len(tgt):
-        raise DataError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; "
-                        "aligned files must have the same number of lines")
+        raise misaligned(src_path, tgt_path, len(src), len(tgt))
     return _filter(src, tgt, f"{Path(src_path).stem}", max_len, length)
 
 

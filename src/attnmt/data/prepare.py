@@ -27,12 +27,14 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from ..symbols import BOS, PAD
+from .corpus import misaligned
 from .tokenizers import Vocabs
 
 CHUNK_LINES = 20000
@@ -61,30 +63,25 @@ def _lines(path: str) -> Iterator[bytes]:
             yield line.rstrip(b"\n").removesuffix(b"\r")
 
 
-def _count_rest(it: Iterator) -> int:
-    return sum(1 for _ in it)
+_END = object()
 
 
 def _chunks(spec: SplitSpec) -> Iterator[tuple[int, list[tuple[bytes, ...]]]]:
     """(first line number, rows) in chunks; aligned files of different lengths are an
-    error naming both files and counts."""
+    error naming both files and counts, whichever file ends first and wherever."""
     its = [_lines(p) for p in spec.files]
     number, rows = 1, []
-    for row in zip(*its):
+    for row in zip_longest(*its, fillvalue=_END):
+        if _END in row:
+            done, ended = number - 1 + len(rows), row.index(_END)
+            counts = [done + (i != ended) + sum(1 for _ in it) for i, it in enumerate(its)]
+            raise misaligned(*spec.files, *counts)
         rows.append(row)
         if len(rows) == CHUNK_LINES:
             yield number, rows
             number, rows = number + len(rows), []
     if rows:
         yield number, rows
-        number += len(rows)
-    if len(its) == 2:
-        rest = [_count_rest(it) for it in its]
-        if any(rest):
-            a, b = spec.files
-            raise DataError(f"{a} has {number - 1 + rest[0]} lines but {b} has "
-                            f"{number - 1 + rest[1]}; aligned files must have the same number "
-                            "of lines")
 
 
 # ---- encoding in worker processes --------------------------------------------------------------
@@ -102,7 +99,7 @@ def _decode(rows: list[tuple[bytes, ...]], spec: SplitSpec, first: int) -> list[
         try:
             out.append(tuple(x.decode("utf-8").strip() for x in row))
         except UnicodeDecodeError:
-            for path, x in zip(spec.files, row):
+            for path, x in zip(spec.files, row, strict=True):
                 try:
                     x.decode("utf-8")
                 except UnicodeDecodeError:
