@@ -96,7 +96,7 @@ class CT2Translator:
                 [self._pieces(ids[j]) for j in group], beam_size=beam, num_hypotheses=nbest,
                 length_penalty=1.0 if alpha is None else alpha, return_scores=scores,
                 max_decoding_length=max(limits) - 1, max_input_length=0)
-            for j, limit, result in zip(group, limits, batch):
+            for j, limit, result in zip(group, limits, batch, strict=True):
                 results[todo[j]] = [self._translation(hyp, limit, result.scores, k)
                                     for k, hyp in enumerate(result.hypotheses)]
         return results

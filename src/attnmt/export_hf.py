@@ -189,7 +189,8 @@ def hf_greedy(hf_model, tokenizer, texts: list[str], max_len_ratio: float = 1.5,
         with torch.no_grad():
             ids = hf_model.generate(**batch, num_beams=1, do_sample=False,
                                     max_new_tokens=max(limits) - 1)
-        for row, limit in zip(ids[:, 1:].tolist(), limits):          # drop the start token
+        # [:, 1:] drops the start token
+        for row, limit in zip(ids[:, 1:].tolist(), limits, strict=True):
             row = row[: row.index(EOS)] if EOS in row else row
             out.append([t for t in row if t != PAD][: limit - 1])
     return out

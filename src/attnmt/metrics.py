@@ -13,13 +13,16 @@ DEFAULT_BUCKETS = (10, 20, 30)  # 1–10, 11–20, 21–30, 31+
 
 def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict:
     """BLEU, chrF (with their sacreBLEU signatures) and exact match, in percent."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses for {len(refs)} references")
     if not hyps:
         return {"bleu": 0.0, "chrf": 0.0, "exact": 0.0, "n": 0}
     bleu = sacrebleu.metrics.BLEU()
     chrf = sacrebleu.metrics.CHRF()
     b = bleu.corpus_score(list(hyps), [list(refs)])
     c = chrf.corpus_score(list(hyps), [list(refs)])
-    exact = 100.0 * sum(h.strip() == r.strip() for h, r in zip(hyps, refs)) / len(hyps)
+    exact = 100.0 * sum(h.strip() == r.strip()
+                        for h, r in zip(hyps, refs, strict=True)) / len(hyps)
     return {"bleu": round(b.score, 2), "chrf": round(c.score, 2), "exact": round(exact, 2),
             "n": len(hyps), "bleu_signature": str(bleu.get_signature()),
             "chrf_signature": str(chrf.get_signature())}
@@ -58,7 +61,8 @@ def bootstrap_interval(hyps: Sequence[str], refs: Sequence[str], metric: str,
     ``SACREBLEU_SEED``, 12345 by default) for BLEU and chrF, the same percentile bootstrap
     over sentences for exact match."""
     if metric == "exact":
-        hits = np.array([h.strip() == r.strip() for h, r in zip(hyps, refs)], dtype=float)
+        hits = np.array([h.strip() == r.strip() for h, r in zip(hyps, refs, strict=True)],
+                        dtype=float)
         rng = np.random.default_rng(12345)
         means = 100.0 * hits[rng.integers(0, len(hits), (samples, len(hits)))].mean(1)
         low, high = np.percentile(means, [2.5, 97.5])
@@ -97,7 +101,7 @@ def scores_by_length(hyps: Sequence[str], refs: Sequence[str], src_lengths: Sequ
 def classification_scores(gold: list[int], pred: list[int], n_labels: int) -> dict:
     """Accuracy and macro-F1 in percent, and the confusion matrix (rows = gold)."""
     confusion = np.zeros((n_labels, n_labels), dtype=int)
-    for g, p in zip(gold, pred):
+    for g, p in zip(gold, pred, strict=True):
         confusion[g, p] += 1
     tp = np.diag(confusion).astype(float)
     precision = np.divide(tp, confusion.sum(0), out=np.zeros(n_labels), where=confusion.sum(0) > 0)

@@ -108,7 +108,7 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
                 break
         prev = tok
     hyps = []
-    for row, lp in zip(out.tolist(), logprob.tolist()):
+    for row, lp in zip(out.tolist(), logprob.tolist(), strict=True):
         tokens = row[: row.index(EOS)] if EOS in row else [t for t in row if t != PAD]
         hyps.append(Hypothesis(tokens, lp, lp))
     return hyps

@@ -168,7 +168,7 @@ class Translator:
                 hyps = beam_search(self.model, src, lengths, limits, beam, alpha, nbest,
                                    stopping or d.stopping, cancelled=cancelled,
                                    penalty=penalty or d.length_penalty)
-            for j, sentence_hyps in zip(group, hyps):
+            for j, sentence_hyps in zip(group, hyps, strict=True):
                 results[todo[j]] = [Translation(self.vocabs.tgt.decode(h.tokens), h.score,
                                                 h.tokens) for h in sentence_hyps]
         return results
@@ -193,7 +193,7 @@ class Translator:
             logits, _ = self.model(src, lengths, tgt_in)
             logprobs = torch.log_softmax(logits.float(), -1).gather(2, gold[..., None])[..., 0]
             sums = logprobs.masked_fill(gold == PAD, 0.0).sum(1)
-            for j, value in zip(group, sums.tolist()):
+            for j, value in zip(group, sums.tolist(), strict=True):
                 out[j] = value
         return out
 
