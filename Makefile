@@ -29,13 +29,13 @@ test: lint browser
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-portable PORTABLE=generic
 
-# The `numerics` tests under kernel settings other than this CPU's (tests/kernels.py):
+# The `numerics` tests under kernel settings other than this CPU's (tests/kernel_settings.py):
 # other summation orders and code paths, as another x86-64 CPU would take.
 PORTABLE ?= avx-compat generic
 test-portable: $(STAMP)
 	@for s in $(PORTABLE); do \
-	  echo "numerics tests under '$$s': $$($(BIN)/python tests/kernels.py $$s)"; \
-	  env $$($(BIN)/python tests/kernels.py $$s) $(BIN)/pytest -q -m numerics || exit 1; \
+	  echo "numerics tests under '$$s': $$($(BIN)/python tests/kernel_settings.py $$s)"; \
+	  env $$($(BIN)/python tests/kernel_settings.py $$s) $(BIN)/pytest -q -m numerics || exit 1; \
 	done
 
 # Debian's Chromium for the real-browser test of the web page; without it that one

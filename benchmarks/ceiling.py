@@ -42,7 +42,7 @@ def main() -> None:
     out = {"matmul_gflops": round(ceilings["fp32"], 1),
            "bf16_matmul_gflops": round(ceilings["bf16"], 1)}
     if args.run:
-        from attnmt.checkpoint import RunDir
+        from attnmt.rundir import RunDir
 
         run = RunDir(args.run)
         cfg, _, model = run.load()

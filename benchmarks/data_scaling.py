@@ -224,7 +224,7 @@ def _run_dir_with_vocab(cfg_path: Path, vocab: Path, run: Path) -> None:
     """A run folder holding the benchmark's vocabulary, recorded as made from this data."""
     sys.path.insert(0, str(REPO / "src"))
     from attnmt.config import load_config
-    from attnmt.tasks import VOCAB_REQUEST, vocab_request
+    from attnmt.training.tasks import VOCAB_REQUEST, vocab_request
 
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(vocab, run / "vocab")

@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from attnmt.data.corpus import read_lines
-    from attnmt.translator import Translator
+    from attnmt.inference.translator import Translator
 
     tr = Translator.from_run(args.run)
     src = read_lines(MULTI30K / f"test_2016_flickr.{tr.cfg.data.src}")[: args.sentences]

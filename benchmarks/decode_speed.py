@@ -46,7 +46,7 @@ FAIRSEQ_MAX_OUT = 99    # the peers' fairseq spec has 100 target positions
 def measure(translate: Callable[[list[str], int], list[str]], src: list[str], refs: list[str],
             tokens: Callable[[str], int], repeats: int, modes: list[str]) -> dict:
     """Time ``translate(src, beam)`` per mode; the median of ``repeats`` runs."""
-    from attnmt.metrics import corpus_scores
+    from attnmt.inference.metrics import corpus_scores
 
     rows = {}
     for name in modes:
@@ -77,7 +77,7 @@ def worker(spec: dict) -> dict:
         return ct2_direct(spec)
     if spec["engine"] == "ct2-fairseq":
         return ct2_fairseq(spec)
-    from attnmt.ct2engine import load_translator
+    from attnmt.inference.ct2engine import load_translator
 
     tr = load_translator(spec["path"], spec["engine"], precision=spec["precision"],
                          threads=spec["threads"])
@@ -99,9 +99,9 @@ def ct2_direct(spec: dict) -> dict:
     them by length and decodes 64 at a time, with one length limit for all."""
     import ctranslate2
 
-    from attnmt.checkpoint import RunDir
     from attnmt.data.corpus import read_parallel
     from attnmt.data.tokenizers import Vocabs
+    from attnmt.rundir import RunDir
 
     cfg, vocabs = RunDir(spec["path"]).load_config(), Vocabs.load(Path(spec["path"]) / "vocab")
     corpus = read_parallel(MULTI30K / f"{spec['split']}.{cfg.data.src}",
@@ -182,7 +182,7 @@ def time_engines(engines: dict[str, dict], rounds: int) -> dict:
 
 
 def export(run: str, quantization: str) -> Path:
-    from attnmt.export import export_ctranslate2
+    from attnmt.export.ctranslate2 import export_ctranslate2
 
     folder = EXPORTS / f"{Path(run).resolve().name}-ct2-{quantization}"
     export_ctranslate2(run, folder, None if quantization == "float32" else quantization,

@@ -1,4 +1,4 @@
-"""How long the explainer takes: `attnmt.explain` on validation sentences of one length.
+"""How long the explainer takes: `attnmt.explain.numbers` on validation sentences of one length.
 
     python benchmarks/explain_speed.py runs/m30k-tsmall [--tokens 30] [--sentences 5]
 
@@ -52,8 +52,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from attnmt.data.corpus import read_lines
-    from attnmt.explain import explain, to_json
-    from attnmt.translator import Translator
+    from attnmt.explain.numbers import explain, to_json
+    from attnmt.inference.translator import Translator
 
     tr = Translator.from_run(args.run)
     lines = read_lines(MULTI30K / f"val.{tr.cfg.data.src}")

@@ -67,9 +67,9 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("ATTNMT_DATA_DIR", str(MULTI30K))
     from attnmt.config import load_config
-    from attnmt.evaluate import evaluate
-    from attnmt.train import pick_device, train, uses_bf16
-    from attnmt.translator import Translator
+    from attnmt.inference.evaluate import evaluate
+    from attnmt.inference.translator import Translator
+    from attnmt.training.loop import pick_device, train, uses_bf16
 
     cfg = load_config(args.config, [f"train.max_minutes={args.minutes}",
                                     "train.log_every=5", *args.overrides])

@@ -30,9 +30,9 @@ def main() -> None:
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     from attnmt.data.corpus import read_parallel
-    from attnmt.export_hf import export_huggingface, hf_greedy
-    from attnmt.metrics import corpus_scores
-    from attnmt.translator import Translator
+    from attnmt.export.huggingface import export_huggingface, hf_greedy
+    from attnmt.inference.metrics import corpus_scores
+    from attnmt.inference.translator import Translator
 
     out = export_huggingface(args.run, EXPORTS / f"{Path(args.run).resolve().name}-hf",
                              force=True)

@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, save  # noqa: E402
 
 from attnmt.config import load_config  # noqa: E402
+from attnmt.inference.search import sequential  # noqa: E402
 from attnmt.models import build_model  # noqa: E402
 from attnmt.models.loss import token_loss  # noqa: E402
-from attnmt.search import sequential  # noqa: E402
 from attnmt.symbols import BOS, EOS, PAD  # noqa: E402
 
 MODELS = ("seq2seq-gru", "rnn-dot", "rnn-additive", "transformer-small")

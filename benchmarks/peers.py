@@ -231,7 +231,7 @@ def fairseq_train(minutes: float) -> dict:
 
 def fairseq_decode(repeats: int) -> dict:
     from attnmt.data.corpus import read_lines
-    from attnmt.metrics import corpus_scores
+    from attnmt.inference.metrics import corpus_scores
 
     refs = read_lines(MULTI30K / "test_2016_flickr.en")
     rows = {}

@@ -48,10 +48,10 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--split", default="val", choices=sorted(SPLITS))
     args = ap.parse_args()
-    from attnmt.ct2engine import load_translator
     from attnmt.data.corpus import read_lines
-    from attnmt.export import export_ctranslate2
-    from attnmt.translator import Translator
+    from attnmt.export.ctranslate2 import export_ctranslate2
+    from attnmt.inference.ct2engine import load_translator
+    from attnmt.inference.translator import Translator
 
     name = SPLITS[args.split]
     src, refs = read_lines(MULTI30K / f"{name}.de"), read_lines(MULTI30K / f"{name}.en")

@@ -94,8 +94,8 @@ def main() -> None:
     ap.add_argument("--inputs", default=None, help="file of sentences (default: the run's "
                     "validation source)")
     args = ap.parse_args()
-    from attnmt.checkpoint import RunDir
     from attnmt.data.registry import read_split, resolve_dir
+    from attnmt.rundir import RunDir
 
     cfg = RunDir(args.run).load_config()
     if args.inputs:

@@ -12,7 +12,7 @@ trajectory), and prints per quantity the lowest and highest value seen. The test
 thresholds sit below the lowest value by more than the measured spread; the comment
 beside each threshold cites this file's results (``benchmarks/results/test_margins.json``).
 
-The kernel settings are the same as ``make test-portable``'s (``tests/kernels.py``).
+The kernel settings are the same as ``make test-portable``'s (``tests/kernel_settings.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from common import save
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
 
-from kernels import SETTINGS  # noqa: E402
+from kernel_settings import SETTINGS  # noqa: E402
 
 PROBES = {"a b c d": "d c b a", "a b c": "c b a"}   # what tests expect the shared run to say
 
@@ -50,9 +50,9 @@ def reverse_run(seed: int, tmp: Path) -> dict:
 
     from attnmt.config import load_config
     from attnmt.data.synthetic import write_task
-    from attnmt.evaluate import evaluate
-    from attnmt.train import train
-    from attnmt.translator import Translator
+    from attnmt.inference.evaluate import evaluate
+    from attnmt.inference.translator import Translator
+    from attnmt.training.loop import train
 
     task = tmp / "reverse"
     write_task(task, "reverse", n=3000, n_valid=50, n_test=60, min_items=2, max_items=7, seed=1)
@@ -89,7 +89,7 @@ def bf16_pair(seed: int, tmp: Path) -> dict:
     from test_train_cli import BF16_PAIR
 
     from attnmt.config import load_config
-    from attnmt.train import train
+    from attnmt.training.loop import train
 
     task = tmp / "reverse"
     losses = {}
@@ -107,8 +107,8 @@ def bf16_pair(seed: int, tmp: Path) -> dict:
 def descendants(seed: int, tmp: Path) -> dict:
     from test_descendants import cfg, write_pattern, write_toy
 
-    from attnmt.predict import Classifier, LanguageModel
-    from attnmt.train import train
+    from attnmt.api import Classifier, LanguageModel
+    from attnmt.training.loop import train
 
     toy, pattern = write_toy(_fresh(tmp / "toy")), write_pattern(_fresh(tmp / "pattern"))
     train(cfg(toy, "classify", max_steps=200, best_metric="accuracy", seed=seed),

@@ -88,7 +88,7 @@ def score(out: Path, which: str, splits: dict[str, tuple[list[str], list[str]]])
     """BLEU (cased and lowercased 13a) of one checkpoint, greedy and beam 5."""
     import sacrebleu
 
-    from attnmt.translator import Translator
+    from attnmt.inference.translator import Translator
 
     tr = Translator.from_run(out, which)
     row = {}
@@ -115,7 +115,7 @@ def fairseq_curve(name: str = "") -> list[dict]:
 def figure(rows: list[dict], fairseq: list[dict], target: float | None, path: Path) -> None:
     """attnmt's curve, fairseq's (and fairseq's with the tuned levers, where measured),
     the earlier recipe's val curve and fairseq's end score as a line."""
-    from attnmt.plots import plt
+    from attnmt.studies.plots import plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     minutes = [r["minutes"] for r in rows]
@@ -152,7 +152,7 @@ def figure(rows: list[dict], fairseq: list[dict], target: float | None, path: Pa
 
 def averaged(out: Path, last: int, splits: dict) -> dict:
     """Scores of the mean of the last ``last`` marks' weights."""
-    from attnmt.checkpoint import RunDir, average_checkpoints
+    from attnmt.rundir import RunDir, average_checkpoints
 
     average_checkpoints(RunDir(out), last, kept=True)
     return score(out, "averaged", splits)

@@ -92,7 +92,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("ATTNMT_DATA_DIR", str(MULTI30K))
     from attnmt.config import load_config
-    from attnmt.train import Trainer
+    from attnmt.training.loop import Trainer
 
     cfg = load_config(args.config, [f"train.threads={args.threads}", *args.overrides])
     with tempfile.TemporaryDirectory() as tmp:

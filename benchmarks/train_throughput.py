@@ -31,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("ATTNMT_DATA_DIR", str(MULTI30K))
     from attnmt.config import load_config
-    from attnmt.train import train
+    from attnmt.training.loop import train
 
     overrides = [f"train.max_steps={args.steps}", "train.log_every=5", "train.max_minutes=0",
                  f"train.valid_every={args.steps}", "train.valid_bleu=false", *args.overrides]

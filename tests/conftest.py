@@ -82,7 +82,7 @@ def task(tmp_path_factory) -> Path:
 def trained(task, tmp_path_factory) -> Path:
     """A tiny Transformer trained for 450 steps on the reverse task (about 12 s)."""
     from attnmt.config import load_config
-    from attnmt.train import train
+    from attnmt.training.loop import train
 
     tmp = tmp_path_factory.mktemp("run")
     train(load_config(config(task, tmp / "c.yaml", TINY_TRANSFORMER, **TRAINED)), tmp / "run",
@@ -94,7 +94,7 @@ def trained(task, tmp_path_factory) -> Path:
 def seq2seq_run(task, tmp_path_factory) -> Path:
     """A seq2seq model without attention, trained for a few steps."""
     from attnmt.config import load_config
-    from attnmt.train import train
+    from attnmt.training.loop import train
 
     tmp = tmp_path_factory.mktemp("s2s")
     model = {"preset": "seq2seq-gru", "emb_size": 16, "enc_hidden": 16, "dec_hidden": 32}
@@ -107,7 +107,7 @@ def seq2seq_run(task, tmp_path_factory) -> Path:
 def kept_run(task, tmp_path_factory):
     """A tiny Transformer that kept its weights every 40 updates (and at update 0)."""
     from attnmt.config import load_config
-    from attnmt.train import train
+    from attnmt.training.loop import train
 
     tmp = tmp_path_factory.mktemp("kept")
     cfg = config(task, tmp / "c.yaml", TINY_TRANSFORMER, max_steps=150, valid_every=50,

@@ -11,13 +11,13 @@ import os
 import signal
 import sys
 
-from attnmt import checkpoint
+from attnmt import rundir
 from attnmt.cli import main
 
 point, step = sys.argv[1], int(sys.argv[2])
 names = {"weights": f"step-{step:07d}.safetensors", "state": f"step-{step:07d}.train.pt",
          "best": "best.json", "latest": "latest.json"}
-real = checkpoint.atomic_write
+real = rundir.atomic_write
 seen_step = False
 
 
@@ -30,5 +30,5 @@ def atomic_write_then_die(path, write):
 
 
 if __name__ == "__main__":
-    checkpoint.atomic_write = atomic_write_then_die
+    rundir.atomic_write = atomic_write_then_die
     main(sys.argv[sys.argv.index("--") + 1:])

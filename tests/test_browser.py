@@ -58,8 +58,8 @@ def _serving(app):
 
 @pytest.fixture
 def server(trained):
+    from attnmt.inference.translator import Translator
     from attnmt.serve.app import create_app
-    from attnmt.translator import Translator
 
     with _serving(create_app(Translator.from_run(trained), trained)) as url:
         yield url
@@ -69,8 +69,8 @@ def server(trained):
 def study_server(kept_run, seq2seq_run):
     """A study of two runs: the first kept checkpoints (the timeline), the second has no
     attention."""
+    from attnmt.inference.translator import Translator
     from attnmt.serve.app import create_app
-    from attnmt.translator import Translator
 
     study = {"kept": Translator.from_run(kept_run), "fixed": Translator.from_run(seq2seq_run)}
     with _serving(create_app(study["kept"], kept_run, study=study)) as url:

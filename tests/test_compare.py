@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from attnmt.compare import compare, load_study
 from attnmt.errors import ConfigError
+from attnmt.studies.compare import compare, load_study
 
 
 def study_file(tmp_path, task, **extra):
@@ -89,7 +89,7 @@ def test_shipped_studies_load():
 
 
 def test_overrides_apply_to_every_run_after_its_own_settings(tmp_path, task):
-    from attnmt.compare import run_config
+    from attnmt.studies.compare import run_config
 
     study = load_study(study_file(tmp_path, task, runs=[
         {"name": "a", "preset": "rnn-dot", "set": {"train.lr": 0.1}}]))
@@ -102,7 +102,7 @@ def test_merge_sparse_buckets_leaves_no_small_bucket():
     from hypothesis import given
     from hypothesis import strategies as st
 
-    from attnmt.metrics import bucket_name, merge_sparse_buckets
+    from attnmt.inference.metrics import bucket_name, merge_sparse_buckets
 
     @given(st.lists(st.integers(1, 60), min_size=1, max_size=200),
            st.lists(st.integers(1, 60), max_size=6, unique=True), st.integers(1, 40))
@@ -121,7 +121,7 @@ def test_merge_sparse_buckets_leaves_no_small_bucket():
 
 
 def test_bootstrap_interval_brackets_the_score_and_is_repeatable():
-    from attnmt.metrics import bootstrap_interval, corpus_scores
+    from attnmt.inference.metrics import bootstrap_interval, corpus_scores
 
     refs = [f"sentence number {i} is here" for i in range(80)]
     hyps = [r if i % 4 else r.replace("here", "there") for i, r in enumerate(refs)]

@@ -11,10 +11,10 @@ import pytest
 
 import attnmt
 from attnmt.errors import UserError
-from attnmt.explain import ExplainError, to_json
+from attnmt.explain.numbers import ExplainError, to_json
 
 # the outcome depends on floating-point kernels: also run under other kernel settings
-# (`make test-portable`, tests/kernels.py)
+# (`make test-portable`, tests/kernel_settings.py)
 pytestmark = pytest.mark.numerics
 
 
@@ -28,7 +28,7 @@ def additive_run(task, tmp_path_factory):
     from conftest import config
 
     from attnmt.config import load_config
-    from attnmt.train import train
+    from attnmt.training.loop import train
 
     tmp = tmp_path_factory.mktemp("additive")
     model = {"preset": "rnn-additive", "emb_size": 16, "enc_hidden": 16, "dec_hidden": 32}
@@ -188,8 +188,8 @@ def test_cli_explain_prints_steps_and_writes_an_offline_page(trained, tmp_path, 
 def test_api_explain_and_its_422s(trained, seq2seq_run):
     from fastapi.testclient import TestClient
 
+    from attnmt.inference.translator import Translator
     from attnmt.serve.app import create_app
-    from attnmt.translator import Translator
 
     with TestClient(create_app(Translator.from_run(trained), trained)) as client:
         assert client.get("/info").json()["explain"] is True
@@ -210,7 +210,7 @@ def test_api_explain_and_its_422s(trained, seq2seq_run):
 
 
 def test_keep_every_keeps_a_checkpoint_per_multiple_that_loads(kept_run):
-    from attnmt.checkpoint import RunDir
+    from attnmt.rundir import RunDir
 
     run = RunDir(kept_run)
     assert run.kept_steps() == [0, 50, 100, 150]      # first save at or past 0, 40, 80, 120
@@ -220,7 +220,7 @@ def test_keep_every_keeps_a_checkpoint_per_multiple_that_loads(kept_run):
 
 
 def test_timeline_shows_the_attention_under_every_kept_checkpoint(kept_run, trained):
-    from attnmt.explain import timeline
+    from attnmt.explain.numbers import timeline
 
     shown = timeline(kept_run, "a b c")
     assert [f["step"] for f in shown["frames"]] == [0, 50, 100, 150]
@@ -266,8 +266,8 @@ def test_cli_timeline_and_study_pages(kept_run, trained, seq2seq_run, tmp_path, 
 def test_api_timeline_and_study(kept_run, trained, seq2seq_run, tmp_path):
     from fastapi.testclient import TestClient
 
+    from attnmt.inference.translator import Translator
     from attnmt.serve.app import create_app
-    from attnmt.translator import Translator
 
     with TestClient(create_app(Translator.from_run(kept_run), kept_run)) as client:
         assert client.get("/info").json()["kept_steps"] == [0, 50, 100, 150]

@@ -11,7 +11,7 @@ import pytest
 from attnmt.errors import UserError
 
 # the outcome depends on floating-point kernels: also run under other kernel settings
-# (`make test-portable`, tests/kernels.py)
+# (`make test-portable`, tests/kernel_settings.py)
 pytestmark = pytest.mark.numerics
 
 pytest.importorskip("ctranslate2")
@@ -19,15 +19,15 @@ pytest.importorskip("ctranslate2")
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
-    from attnmt.export import export_ctranslate2
+    from attnmt.export.ctranslate2 import export_ctranslate2
 
     return export_ctranslate2(trained, tmp_path_factory.mktemp("ct2") / "model")
 
 
 def test_exported_model_matches_attnmt_greedy(trained, exported, task):
-    from attnmt.ct2engine import CT2Translator
-    from attnmt.export import export_ctranslate2
-    from attnmt.translator import Translator
+    from attnmt.export.ctranslate2 import export_ctranslate2
+    from attnmt.inference.ct2engine import CT2Translator
+    from attnmt.inference.translator import Translator
 
     out = exported
     assert (out / "model.bin").is_file() and (out / "vocab/joint.json").is_file()
@@ -45,13 +45,13 @@ def test_exported_model_matches_attnmt_greedy(trained, exported, task):
 
 
 def ours_for(run, text):
-    from attnmt.translator import Translator
+    from attnmt.inference.translator import Translator
 
     return Translator.from_run(run).translate([text], beam=1)[0][0].text
 
 
 def test_only_transformers_export(seq2seq_run, tmp_path):
-    from attnmt.export import export_ctranslate2
+    from attnmt.export.ctranslate2 import export_ctranslate2
 
     with pytest.raises(UserError, match="only Transformer models"):
         export_ctranslate2(seq2seq_run, tmp_path / "x")
@@ -63,10 +63,10 @@ def test_full_batches_keep_every_sentences_own_length_limit(task, tmp_path_facto
     from conftest import TINY_TRANSFORMER, config
 
     from attnmt.config import load_config
-    from attnmt.ct2engine import CT2Translator
-    from attnmt.export import export_ctranslate2
-    from attnmt.train import train
-    from attnmt.translator import Translator
+    from attnmt.export.ctranslate2 import export_ctranslate2
+    from attnmt.inference.ct2engine import CT2Translator
+    from attnmt.inference.translator import Translator
+    from attnmt.training.loop import train
 
     tmp = tmp_path_factory.mktemp("babbler")
     train(load_config(config(task, tmp / "c.yaml", TINY_TRANSFORMER, max_steps=1,
@@ -83,7 +83,7 @@ def test_full_batches_keep_every_sentences_own_length_limit(task, tmp_path_facto
 def test_ctranslate2_engine_serves_the_same_api(exported):
     from fastapi.testclient import TestClient
 
-    from attnmt.ct2engine import CT2Translator
+    from attnmt.inference.ct2engine import CT2Translator
     from attnmt.serve.app import Limits, create_app
 
     app = create_app(CT2Translator(exported), exported, max_batch=8, max_wait_ms=5,
@@ -117,7 +117,7 @@ def test_an_export_loaded_as_a_run_says_which_engine(exported):
 def test_an_export_without_its_config_is_a_clear_error(exported, tmp_path):
     import shutil
 
-    from attnmt.ct2engine import CT2Translator
+    from attnmt.inference.ct2engine import CT2Translator
 
     old = tmp_path / "old"
     shutil.copytree(exported, old)

@@ -9,7 +9,7 @@ import torch
 from attnmt.errors import UserError
 
 # the outcome depends on floating-point kernels: also run under other kernel settings
-# (`make test-portable`, tests/kernels.py)
+# (`make test-portable`, tests/kernel_settings.py)
 pytestmark = pytest.mark.numerics
 
 pytest.importorskip("transformers")
@@ -22,7 +22,7 @@ def spm_run(task, tmp_path_factory):
     from conftest import TINY_TRANSFORMER, config
 
     from attnmt.config import load_config
-    from attnmt.train import train
+    from attnmt.training.loop import train
 
     tmp = tmp_path_factory.mktemp("hf")
     path = config(task, tmp / "c.yaml", TINY_TRANSFORMER, max_steps=300, valid_every=300)
@@ -35,7 +35,7 @@ def spm_run(task, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(spm_run, tmp_path_factory):
-    from attnmt.export_hf import export_huggingface
+    from attnmt.export.huggingface import export_huggingface
 
     return export_huggingface(spm_run, tmp_path_factory.mktemp("hf-out") / "model")
 
@@ -43,7 +43,7 @@ def exported(spm_run, tmp_path_factory):
 def test_transformers_computes_our_logits(spm_run, exported):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from attnmt.checkpoint import RunDir
+    from attnmt.rundir import RunDir
 
     _, vocabs, ours = RunDir(spm_run).load()
     hf = AutoModelForSeq2SeqLM.from_pretrained(exported).eval()
@@ -63,8 +63,8 @@ def test_transformers_computes_our_logits(spm_run, exported):
 def test_greedy_translations_agree(spm_run, exported, task):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from attnmt.export_hf import hf_greedy
-    from attnmt.translator import Translator
+    from attnmt.export.huggingface import hf_greedy
+    from attnmt.inference.translator import Translator
 
     src = (task / "test.src").read_text().splitlines()[:30]
     ours = Translator.from_run(spm_run).translate(src, beam=1)
@@ -79,7 +79,7 @@ def test_greedy_translations_agree(spm_run, exported, task):
 
 
 def test_what_cannot_be_exported_says_why(seq2seq_run, trained, tmp_path):
-    from attnmt.export_hf import export_huggingface
+    from attnmt.export.huggingface import export_huggingface
 
     with pytest.raises(UserError, match="only Transformer runs"):
         export_huggingface(seq2seq_run, tmp_path / "a")

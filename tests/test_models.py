@@ -9,7 +9,7 @@ from attnmt.models import build_model
 from attnmt.models.attention import MultiHeadAttention, rnn_attention
 
 # the outcome depends on floating-point kernels: also run under other kernel settings
-# (`make test-portable`, tests/kernels.py)
+# (`make test-portable`, tests/kernel_settings.py)
 pytestmark = pytest.mark.numerics
 
 FAMILIES = ["seq2seq-rnn", "seq2seq-lstm", "seq2seq-gru", "rnn-dot", "rnn-general",
@@ -241,7 +241,7 @@ def copy_batches(n_batches, batch=64, length=6, vocab=12, seed=0):
 def copy_accuracy(preset: str, steps: int, lr: float, seed: int = 0) -> float:
     """Token accuracy of greedy decoding on 200 held-out copy examples after ``steps``
     Adam updates from initialisation ``seed`` (also the training data's order)."""
-    from attnmt.search import sequential
+    from attnmt.inference.search import sequential
 
     torch.manual_seed(seed)
     model = make(preset, vocab=12, dropout=0.0, **({"enc_hidden": 128, "dec_hidden": 256}
@@ -271,11 +271,13 @@ def copy_accuracy(preset: str, steps: int, lr: float, seed: int = 0) -> float:
 
 
 # (preset, updates, lr, threshold). The accuracy after training depends on the CPU's kernels
-# (another summation order is another trajectory); each threshold sits below the lowest
-# accuracy measured over seeds x kernel settings by more than that spread
-# (benchmarks/test_margins.py, results in benchmarks/results/test_margins.json).
-COPY_CASES = [("seq2seq-lstm", 500, 3e-3, 0.99), ("rnn-dot", 300, 3e-3, 0.99),
-              ("transformer-tiny", 400, 3e-3, 0.99)]
+# (another summation order is another trajectory). Measured over 4 seeds x 3 kernel settings
+# (benchmarks/test_margins.py, benchmarks/results/test_margins.json): seq2seq-lstm
+# 0.9972..1, rnn-dot 1..1, transformer-tiny 1..1; at a constant rate (before the linear
+# decay) the same runs spread over 0.955..1 and an Intel Xeon gave 0.986. Each threshold
+# sits below the lowest by several times the measured spread.
+COPY_CASES = [("seq2seq-lstm", 500, 3e-3, 0.98), ("rnn-dot", 300, 3e-3, 0.98),
+              ("transformer-tiny", 400, 3e-3, 0.98)]
 
 
 @pytest.mark.parametrize("preset,steps,lr,threshold", COPY_CASES)

@@ -10,7 +10,7 @@ import attnmt
 from attnmt.errors import UserError
 
 # the outcome depends on floating-point kernels: also run under other kernel settings
-# (`make test-portable`, tests/kernels.py)
+# (`make test-portable`, tests/kernel_settings.py)
 pytestmark = pytest.mark.numerics
 
 
@@ -47,7 +47,7 @@ def test_five_steps_are_the_numbers_the_model_uses(task, tmp_path, scorer):
     from conftest import config
 
     from attnmt.config import load_config
-    from attnmt.train import train
+    from attnmt.training.loop import train
 
     model = {"preset": f"rnn-{scorer}", "emb_size": 16, "enc_hidden": 16, "dec_hidden": 32}
     train(load_config(config(task, tmp_path / "c.yaml", model, max_steps=3, valid_every=3)),

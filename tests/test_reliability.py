@@ -190,7 +190,7 @@ def test_any_text_gives_exactly_one_line_per_input_line(trained_translator, line
 
 @pytest.fixture(scope="module")
 def trained_translator(trained):
-    from attnmt.translator import Translator
+    from attnmt.inference.translator import Translator
 
     return Translator.from_run(trained)
 

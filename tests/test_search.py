@@ -7,11 +7,11 @@ import torch
 
 from attnmt.config import PENALTIES, load_config
 from attnmt.data.tokenizers import BOS, EOS
+from attnmt.inference.search import STOPPING, beam_search, length_penalty
 from attnmt.models import build_model
-from attnmt.search import STOPPING, beam_search, length_penalty
 
 # the outcome depends on floating-point kernels: also run under other kernel settings
-# (`make test-portable`, tests/kernels.py)
+# (`make test-portable`, tests/kernel_settings.py)
 pytestmark = pytest.mark.numerics
 
 

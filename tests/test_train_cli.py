@@ -51,7 +51,7 @@ def test_translate_keeps_lines_aligned_and_learns(trained, task):
     assert len(out) == 8 and out[1] == "" and out[3] == "" and out[7] == ""
     outputs = [o for o in out[:7] if o]
     good = sum(o.split() == s.split()[::-1] for o, s in zip(outputs, src))
-    assert good >= 3  # chance is ~0
+    assert good >= 3  # measured 4..5 of 5 (test_margins.json); chance is ~0
     nbest = attnmt("translate", trained, "--beam", "4", "--nbest", "3", input=src[0] + "\n")
     fields = nbest.stdout.rstrip("\n").split("\t")
     assert len(fields) == 6 and float(fields[1]) >= float(fields[3]) >= float(fields[5])
@@ -67,20 +67,21 @@ def test_evaluate_and_plot(trained, tmp_path):
     r = attnmt("evaluate", trained, "--split", "test", "--beam", "2")
     assert "BLEU" in r.stdout and "nrefs:1|case:mixed|eff:no|tok:13a" in r.stdout
     result = json.loads((trained / "eval/test.beam2.json").read_text())
+    # exact measured 96.7..100 % of 60 (benchmarks/results/test_margins.json)
     assert result["n"] == 60 and result["exact"] > 50 and result["by_length"]
     assert sum(b["n"] for b in result["by_length"]) == 60
     png = tmp_path / "a.png"
     r = attnmt("plot", "attention", trained, "a b c d", "--out", png, "--layer", "1", "--head", "0")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = attnmt("plot", "attention", trained, "a b", "--layer", "9", "--out", png, check=False)
-    assert r.returncode == 2 and "--layer must be in 0..1" in r.stderr
+    assert r.returncode == 2 and "--layer 9 is out of range: layers 0..1" in r.stderr
 
 
 @pytest.mark.numerics
 def test_int8_quantised_inference_stays_close_to_float(trained, task):
     import torch
 
-    from attnmt.translator import Translator
+    from attnmt.inference.translator import Translator
 
     float_tr, int8_tr = Translator.from_run(trained), Translator.from_run(trained, precision="int8")
     kinds = {type(m) for m in int8_tr.model.modules()}
@@ -88,7 +89,7 @@ def test_int8_quantised_inference_stays_close_to_float(trained, task):
     src = (task / "test.src").read_text().splitlines()
     same = sum(a[0].text == b[0].text for a, b in
                zip(float_tr.translate(src, beam=1), int8_tr.translate(src, beam=1)))
-    assert same >= 0.9 * len(src)
+    assert same >= 0.9 * len(src)       # measured 0.95..1 (benchmarks/results/test_margins.json)
     r = attnmt("evaluate", trained, "--split", "test", "--beam", "1", "--int8")
     assert (trained / "eval/test.beam1.int8.json").is_file() and "BLEU" in r.stdout
     r = attnmt("translate", trained, "--engine", "ctranslate2", "--int8", input="a\n",
@@ -100,7 +101,7 @@ def test_int8_quantised_inference_stays_close_to_float(trained, task):
 def test_bf16_inference_stays_close_to_float(trained, task):
     import torch
 
-    from attnmt.translator import Translator
+    from attnmt.inference.translator import Translator
 
     float_tr, bf16_tr = Translator.from_run(trained), Translator.from_run(trained, precision="bf16")
     assert {p.dtype for p in bf16_tr.model.parameters()} == {torch.bfloat16}
@@ -108,7 +109,7 @@ def test_bf16_inference_stays_close_to_float(trained, task):
     for beam in (1, 3):
         same = sum(a[0].text == b[0].text for a, b in
                    zip(float_tr.translate(src, beam=beam), bf16_tr.translate(src, beam=beam)))
-        assert same >= 0.9 * len(src)
+        assert same >= 0.9 * len(src)   # measured 0.983..1 (benchmarks/results/test_margins.json)
     r = attnmt("evaluate", trained, "--split", "test", "--beam", "1", "--bf16")
     assert (trained / "eval/test.beam1.bf16.json").is_file() and "BLEU" in r.stdout
     r = attnmt("translate", trained, "--engine", "ctranslate2", "--stopping", "bound",
@@ -128,7 +129,7 @@ BF16_PAIR = {"max_steps": 150, "valid_every": 150, "valid_bleu": False, "best_me
 @pytest.mark.numerics
 def test_bf16_autocast_training_learns_as_well_as_float32(task, tmp_path):
     from attnmt.config import load_config
-    from attnmt.train import train
+    from attnmt.training.loop import train
 
     losses = {}
     for precision in ("fp32", "bf16"):
@@ -140,7 +141,9 @@ def test_bf16_autocast_training_learns_as_well_as_float32(task, tmp_path):
         losses[precision] = [r["loss"] for r in records if r["type"] == "valid"][-1]
         weights = load_file(tmp_path / precision / "checkpoints/step-0000150.safetensors")
         assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
-    assert losses["fp32"] < 1.0     # it learned (uniform over the alphabet is ~3.3)
+    # measured (benchmarks/results/test_margins.json): fp32 loss 0.34..0.60, |bf16 - fp32|
+    # at most 0.009 of fp32; uniform over the alphabet is ~3.3
+    assert losses["fp32"] < 1.0
     assert abs(losses["bf16"] - losses["fp32"]) < 0.15 * losses["fp32"] + 0.05
     assert losses["bf16"] != losses["fp32"]    # same seed: equal only if bf16 were ignored
 
@@ -258,9 +261,9 @@ def test_checkpoints_at_training_time_marks_are_kept_and_resume(task, tmp_path):
     """``train.save_every_minutes``: a kept checkpoint and a ``mark`` record at every mark
     of training time; a resumed run continues the marks where it stopped."""
     import attnmt
-    from attnmt.checkpoint import RunDir
     from attnmt.config import load_config
-    from attnmt.train import train
+    from attnmt.rundir import RunDir
+    from attnmt.training.loop import train
 
     def marks() -> list[dict]:
         lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()

@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from attnmt.config import Config
-from attnmt.progress import lr_at
-from attnmt.train import train
-from attnmt.weight_average import WeightAverage
+from attnmt.training.ema import WeightAverage
+from attnmt.training.loop import train
+from attnmt.training.progress import lr_at
 
 # the outcome depends on floating-point kernels: also run under other kernel settings
-# (`make test-portable`, tests/kernels.py)
+# (`make test-portable`, tests/kernel_settings.py)
 pytestmark = pytest.mark.numerics
 
 

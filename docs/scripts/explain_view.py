@@ -25,8 +25,8 @@ def main() -> None:
     import uvicorn
     from playwright.sync_api import sync_playwright
 
+    from attnmt.inference.translator import Translator
     from attnmt.serve.app import create_app
-    from attnmt.translator import Translator
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

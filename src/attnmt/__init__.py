@@ -25,6 +25,6 @@ def load(run_dir: str | Path, checkpoint: str = "best", *, precision: str = "fp3
     """A trained run, ready to use: a ``TranslationModel`` (translate, attention, score,
     evaluate), a ``Classifier`` or a ``LanguageModel``, by the run's task.
     ``engine="ctranslate2"`` loads a folder made by ``attnmt export ctranslate2``."""
-    from .predict import load_predictor
+    from .api import load_predictor
 
     return load_predictor(run_dir, checkpoint, precision, engine)

@@ -390,5 +390,8 @@ def describe(section: str | None = None) -> str:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             choices = f.metadata.get("choices")
             extra = f" [{'|'.join(str(c) for c in choices if c is not None)}]" if choices else ""
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            if hi is not None:
+                extra += f" [{'' if lo is None else f'{lo:g}'}..{hi:g}]"
             lines.append(f"  {f.name}: {default!r}  # {f.metadata['help']}{extra}")
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 
 import click
 
@@ -46,6 +47,14 @@ class Finite(click.FloatRange):
 SEED = click.IntRange(0, 2**32 - 1)
 
 
+def check_layer_head(shape: tuple[int, int], layer: int | None, head: int | None) -> None:
+    """``--layer`` and ``--head`` within a model of ``shape`` = (layers, heads)."""
+    if layer is not None and not 0 <= layer < shape[0]:
+        raise UserError(f"--layer {layer} is out of range: layers 0..{shape[0] - 1}")
+    if head is not None and not 0 <= head < shape[1]:
+        raise UserError(f"--head {head} is out of range: heads 0..{shape[1] - 1}")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="attnmt")
 @click.option("--debug", is_flag=True, help="show the full traceback of an unexpected error")
@@ -61,9 +70,16 @@ def _one_line(e: BaseException | str) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """The library's warnings (a truncated input, a checkpoint that does not load) as one
+    line on stderr, like every other message of the command."""
+    click.echo(f"warning: {_one_line(str(message))}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    warnings.showwarning = _warning_line
     try:
         cli.main(args=args, standalone_mode=False)
     except click.exceptions.Abort:

@@ -102,9 +102,9 @@ def data_stats(folder) -> None:
 def data_prepare(config, overrides, out) -> None:
     """Make the run's vocabulary and prepare (tokenise, cache, memory-map) its data now,
     exactly as the first `attnmt train` would; training then starts from the cache."""
-    from ..checkpoint import RunDir
     from ..config import load_config
-    from ..tasks import make_task
+    from ..rundir import RunDir
+    from ..training.tasks import make_task
 
     run = RunDir(out or Path("runs") / Path(config).stem)
     task = make_task(load_config(config, overrides), run, log=click.echo)

@@ -12,7 +12,8 @@ import json
 import click
 
 from ..errors import UserError
-from . import cli
+from ..explain.text import describe
+from . import check_layer_head, cli
 
 
 def _positions(text: str | None) -> list[int]:
@@ -37,73 +38,6 @@ def _heads(values: tuple[str, ...]) -> list[tuple[int, int]]:
     return heads
 
 
-def _bar(value: float, width: int = 20) -> str:
-    return "█" * round(max(0.0, min(1.0, value)) * width)
-
-
-def describe_rnn(data: dict, t: int) -> list[str]:
-    s, lines = data["steps"][t], []
-    states = data.get("states")
-    if data["family"] == "fixed-context":
-        c = s["context"]
-        return [f"1. the encoder's final state is the one context vector c ({len(c)} numbers); "
-                "every output word receives the same c",
-                "2-4. no scores, no weights: the decoder cannot look back at the source"]
-    lines.append(f"1. encoder states h̄ₛ: {len(states)} tokens × {len(states[0])} numbers")
-    lines.append(f"2. scores ({data['formula']}), 3. softmax weights "
-                 f"(sum {sum(s['weights']):.4f}):")
-    for tok, score, w in zip(data["src_tokens"], s["scores"], s["weights"]):
-        shown = "-inf (masked)" if score is None else f"{score:9.3f}"
-        lines.append(f"   {tok:>14}  score {shown:>13}  weight {w:.3f} {_bar(w)}")
-    top = max(range(len(s["weights"])), key=lambda i: s["weights"][i])
-    lines.append(f"4. context cₜ = Σₛ aₜ(s) h̄ₛ: {len(s['context'])} numbers, the largest "
-                 f"share from {data['src_tokens'][top]!r} ({s['weights'][top]:.3f})")
-    return lines
-
-
-def describe_transformer(data: dict, t: int, kind: str, layer: int | None,
-                         head: int | None) -> list[str]:
-    layers = range(len(data["layers_kv"])) if layer is None else [layer]
-    lines = [f"{kind} attention, the weights of each layer and head (top 3):"]
-    for ell in layers:
-        if kind == "encoder":
-            weights, labels = [h[t] for h in data["encoder_layers"][ell]["weights"]], \
-                data["src_tokens"]
-        else:
-            weights = data["steps"][t]["layers"][ell][kind]["weights"]
-            labels = data["src_tokens"] if kind == "cross" else \
-                ["<s>", *data["tgt_tokens"]][: t + 1]
-        for h, row in enumerate(weights):
-            if head is not None and h != head:
-                continue
-            best = sorted(range(len(row)), key=lambda i: -row[i])[:3]
-            silenced = " (silenced)" if [ell, h] in data["zeroed_heads"] else ""
-            lines.append(f"   layer {ell} head {h}{silenced}: " +
-                         ", ".join(f"{labels[i]} {row[i]:.2f}" for i in best))
-    return lines
-
-
-def describe(data: dict, t: int, kind: str = "cross", layer: int | None = None,
-             head: int | None = None) -> list[str]:
-    """The terminal's account of output word ``t``."""
-    lines = [f"{data['family']} · {data['scorer'] or 'no attention'} · {data['formula']}",
-             "source:      " + " ".join(f"{i}:{tok}" for i, tok in enumerate(data["src_tokens"])),
-             f"translation: {data['translation']}"]
-    if data["masked"] or data["zeroed_heads"]:
-        lines.append(f"interventions: masked source positions {data['masked']}, silenced "
-                     f"heads {data['zeroed_heads']}")
-    if kind == "encoder":
-        lines.append(f"encoder query position {t}: {data['src_tokens'][t]!r}")
-        return lines + describe_transformer(data, t, kind, layer, head)
-    lines.append(f"step {t} of 0..{len(data['steps']) - 1}: writing {data['tgt_tokens'][t]!r}")
-    lines += describe_transformer(data, t, kind, layer, head) \
-        if data["family"] == "transformer" else describe_rnn(data, t)
-    s = data["steps"][t]
-    lines.append("5. next word: " + ", ".join(f"{w} {p:.3f}" for w, p in s["top"]) +
-                 f"  -> greedy writes {s['chosen']!r}")
-    return lines
-
-
 def _check_view(data: dict, step: int, kind: str, layer: int | None, head: int | None) -> None:
     n = len(data["src_tokens"]) if kind == "encoder" else len(data["steps"])
     what = "source positions" if kind == "encoder" else "output steps"
@@ -115,10 +49,7 @@ def _check_view(data: dict, step: int, kind: str, layer: int | None, head: int |
                             "model has one attention")
         return
     shape = len(data["layers_kv"]), len(data["steps"][0]["layers"][0]["cross"]["weights"])
-    if layer is not None and not 0 <= layer < shape[0]:
-        raise UserError(f"--layer {layer} is out of range: layers 0..{shape[0] - 1}")
-    if head is not None and not 0 <= head < shape[1]:
-        raise UserError(f"--head {head} is out of range: heads 0..{shape[1] - 1}")
+    check_layer_head(shape, layer, head)
 
 
 @cli.command()
@@ -149,9 +80,9 @@ def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, 
 
     RUN_DIR may also be a study folder (the output of `attnmt compare`): every run of the
     study explains the same sentence, side by side."""
-    from ..checkpoint import study_runs
-    from ..explain import to_json
-    from ..predict import load_predictor
+    from ..api import load_predictor
+    from ..explain.numbers import to_json
+    from ..rundir import study_runs
 
     runs = study_runs(run_dir)
     one_run = [name for name, used in (("--step", step), ("--mask", mask),
@@ -177,9 +108,9 @@ def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, 
 
 
 def _study(runs: dict, sentence: str, top_k: int, html_path, png_path, json_path) -> None:
-    from ..explain import explain_runs, to_json
-    from ..plots import attention_grid
-    from ..predict import load_predictor
+    from ..api import load_predictor
+    from ..explain.numbers import explain_runs, to_json
+    from ..studies.plots import attention_grid
 
     data = to_json(explain_runs({name: load_predictor(path).translator
                                  for name, path in runs.items()}, sentence, top_k))
@@ -195,8 +126,8 @@ def _study(runs: dict, sentence: str, top_k: int, html_path, png_path, json_path
 
 
 def _timeline(run_dir: str, sentence: str, html_path, png_path, json_path) -> None:
-    from ..explain import timeline, to_json
-    from ..plots import attention_grid
+    from ..explain.numbers import timeline, to_json
+    from ..studies.plots import attention_grid
 
     data = to_json(timeline(run_dir, sentence))
     for frame in data["frames"]:
@@ -227,7 +158,7 @@ def _write(data: dict, run_dir: str, step: int, html_path, png_path, json_path,
             f.write(page)
         click.echo(f"wrote {html_path}")
     if png_path:
-        from ..plots import explain_figure
+        from ..studies.plots import explain_figure
 
         explain_figure(data, step, png_path)
         click.echo(f"wrote {png_path}")

@@ -21,7 +21,7 @@ from . import Finite, cli
 def train(config, overrides, out, resume, quiet) -> None:
     """Train the model CONFIG describes (a YAML file) into a run directory."""
     from ..config import load_config
-    from ..train import train as run_training
+    from ..training.loop import train as run_training
 
     cfg = load_config(config, overrides)
     run_training(cfg, out or Path("runs") / Path(config).stem, resume=resume, quiet=quiet)
@@ -38,7 +38,7 @@ def train(config, overrides, out, resume, quiet) -> None:
                    "--set train.device=cuda); repeatable")
 def compare(study, budget_minutes, out, overrides) -> None:
     """Train, evaluate and compare every run of a STUDY file; write a report folder."""
-    from ..compare import compare as run_study
+    from ..studies.compare import compare as run_study
 
     run_study(study, out, budget_minutes, log=click.echo, overrides=list(overrides))
 
@@ -51,7 +51,7 @@ def compare(study, budget_minutes, out, overrides) -> None:
               "(checkpoints/kept: train.save_every_minutes or train.keep_every)")
 def average(run_dir, last, kept) -> None:
     """Average the last N checkpoints into checkpoints/averaged.safetensors."""
-    from ..checkpoint import RunDir, average_checkpoints
+    from ..rundir import RunDir, average_checkpoints
 
     files, out = average_checkpoints(RunDir(run_dir), last, kept=kept)
     click.echo(f"averaged {len(files)} checkpoints ({files[0].name} .. {files[-1].name}) into "
@@ -105,7 +105,7 @@ def export() -> None:
 @click.option("--force", is_flag=True, help="write into a non-empty OUT_DIR")
 def export_ct2(run_dir, out_dir, quantization, force) -> None:
     """Convert a Transformer run into a CTranslate2 model folder (with its vocabulary)."""
-    from ..export import export_ctranslate2
+    from ..export.ctranslate2 import export_ctranslate2
 
     out = export_ctranslate2(run_dir, out_dir, quantization, force)
     click.echo(f"wrote {out}; translate with `attnmt translate --engine ctranslate2 {out}`")
@@ -118,7 +118,7 @@ def export_ct2(run_dir, out_dir, quantization, force) -> None:
 def export_hf(run_dir, out_dir, force) -> None:
     """Convert a Transformer run into a Hugging Face Transformers folder (model, tokenizer,
     model card): AutoModelForSeq2SeqLM / AutoTokenizer.from_pretrained(OUT_DIR)."""
-    from ..export_hf import export_huggingface
+    from ..export.huggingface import export_huggingface
 
     out = export_huggingface(run_dir, out_dir, force)
     click.echo(f"wrote {out}; load it with AutoModelForSeq2SeqLM.from_pretrained({str(out)!r})")
@@ -149,6 +149,6 @@ def config_keys(section) -> None:
               help="training minutes per model")
 def demo(out, minutes) -> None:
     """Offline demo: seq2seq without and with attention on German->English numbers."""
-    from ..demo import run_demo
+    from ..studies.demo import run_demo
 
     run_demo(Path(out), minutes)

@@ -6,10 +6,11 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ..config import PENALTIES, STOPPING
 from ..errors import UserError
-from . import SEED, Finite, cli
+from . import SEED, Finite, check_layer_head, cli
 
 
 @cli.command()
@@ -46,7 +47,7 @@ def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temp
               top_p, seed, max_len_ratio, checkpoint, device, engine, int8, bf16,
               stopping, penalty) -> None:
     """Translate line by line; output lines stay aligned with input lines."""
-    from ..ct2engine import load_translator
+    from ..inference.ct2engine import load_translator
 
     options = dict(sample=sample, temperature=temperature, top_k=top_k, top_p=top_p,
                    seed=seed, stopping=stopping, penalty=penalty)
@@ -126,7 +127,7 @@ def split_lines(text: str) -> list[str]:
 def evaluate(run_dir, split, data_dir, beam, alpha, checkpoint, int8, bf16, engine) -> None:
     """Scores on a split: sacreBLEU BLEU/chrF, exact match and scores by source length
     (translation), accuracy and confusion (classifier) or perplexity (language model)."""
-    from ..predict import load_predictor
+    from ..api import load_predictor
 
     predictor = load_predictor(run_dir, checkpoint, _precision(int8, bf16), engine)
     result = predictor.evaluate(split, data_dir, beam=beam, alpha=alpha, log=click.echo)
@@ -139,7 +140,7 @@ def evaluate(run_dir, split, data_dir, beam, alpha, checkpoint, int8, bf16, engi
 @click.option("--checkpoint", default="best", show_default=True)
 def classify(run_dir, input_path, checkpoint) -> None:
     """Label each input line with a trained classifier: LABEL<TAB>PROBABILITY."""
-    from ..predict import Classifier
+    from ..api import Classifier
 
     for label, prob in Classifier(run_dir, checkpoint).classify(_read_input(input_path)):
         click.echo(f"{label}\t{prob:.4f}" if label else "")
@@ -157,7 +158,7 @@ def classify(run_dir, input_path, checkpoint) -> None:
 @click.option("-n", "--samples", default=1, show_default=True, type=click.IntRange(min=1))
 def generate(run_dir, prompt, max_new_tokens, temperature, top_k, top_p, seed, samples) -> None:
     """Continue PROMPT with a decoder-only language model."""
-    from ..predict import LanguageModel
+    from ..api import LanguageModel
 
     lm = LanguageModel(run_dir)
     for k in range(samples):
@@ -181,9 +182,8 @@ def plot() -> None:
               help="Transformer: one head of --layer")
 def plot_attention(run_dir, sentence, out, beam, layer, head) -> None:
     """Heatmap of the attention while translating (or classifying) SENTENCE."""
-    from ..plots import attention_heatmap
-    from ..predict import load_predictor
-    from ..translator import pick_layer_head
+    from ..api import load_predictor
+    from ..studies.plots import attention_heatmap
 
     result = load_predictor(run_dir).attention(sentence, beam=beam)
     weights, title = pick_layer_head(result, layer, head)
@@ -191,3 +191,21 @@ def plot_attention(run_dir, sentence, out, beam, layer, head) -> None:
     if result["translation"] is not None:
         click.echo(result["translation"])
     click.echo(f"wrote {out}")
+
+
+def pick_layer_head(result: dict, layer: int | None, head: int | None
+                    ) -> tuple[list | np.ndarray, str]:
+    """The (T, S) weights of one layer (mean of its heads) or one head of an attention
+    result, and a title; the mean over everything when neither is given."""
+    if layer is None and head is None:
+        return result["weights"], result.get("title", "attention")
+    if result["layers"] is None:
+        raise UserError("--layer/--head apply to models with several attention layers "
+                        "(the Transformer)")
+    layers = np.asarray(result["layers"])                         # (layers, heads, T, S)
+    if layer is None:
+        raise UserError("--head needs --layer")
+    check_layer_head(layers.shape[:2], layer, head)
+    if head is None:
+        return layers[layer].mean(0), f"layer {layer}, mean of heads"
+    return layers[layer, head], f"layer {layer}, head {head}"

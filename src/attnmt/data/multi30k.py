@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import os
 import shutil
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -81,11 +80,11 @@ def _verify(path: Path, split: str) -> None:
         raise DataError(f"{path} has {lines} lines, expected {LINES[split]}")
 
 
-def _download(name: str, dest: Path) -> None:
+def _download(name: str, dest: Path, log) -> None:
     """Fetch one gzipped file, decompress it to a temporary name, verify, rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(dest.suffix + ".part")
-    print(f"downloading {name} from the Multi30k repository", file=sys.stderr)
+    log(f"downloading {name} from the Multi30k repository")
     try:
         with urllib.request.urlopen(URL.format(name=name), timeout=60) as r, \
                 gzip.GzipFile(fileobj=r) as gz, open(tmp, "wb") as out:
@@ -131,7 +130,7 @@ def fetch(src: str, tgt: str, out_dir: str | Path, from_dir: str | Path | None =
             for n in names:
                 cached = cache_dir() / n
                 if not cached.is_file():
-                    _download(n, cached)
+                    _download(n, cached, log)
                 shutil.copyfile(cached, out / n)
         present.append(split)
     return present

@@ -29,9 +29,9 @@ from fastapi.responses import FileResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictStr
 
-from ..checkpoint import RunDir, study_runs
-from ..ct2engine import load_translator
-from ..translator import Engine
+from ..inference.ct2engine import load_translator
+from ..inference.translator import Engine
+from ..rundir import RunDir, study_runs
 from .batcher import MicroBatcher
 from .checks import (
     NOT_BLANK,

@@ -21,8 +21,8 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..search import Cancelled
-from ..translator import Engine, Translation
+from ..inference.search import Cancelled
+from ..inference.translator import Engine, Translation
 
 
 @dataclass

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator, Field
 
 from ..errors import UserError
-from ..translator import Engine
+from ..inference.translator import Engine
 from .limits import Limits
 
 # The schema's and the server's rule for a real text: a character that is whitespace for

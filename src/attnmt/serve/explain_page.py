@@ -1,7 +1,7 @@
 """`attnmt explain --html`: one self-contained page (no network) with the explainer view.
 
 The page inlines the same ``explain.js`` and ``explain.css`` the server's Explain view
-loads, and the numbers of :mod:`attnmt.explain` as JSON. Views: ``explain`` (step
+loads, and the numbers of :mod:`attnmt.explain.numbers` as JSON. Views: ``explain`` (step
 through the output words, switch layers and heads), ``timeline`` (a slider over the
 checkpoints a run kept) and ``study`` (every run of a study side by side). Interventions
 need a model, so they are offered by ``attnmt serve`` only.
@@ -36,7 +36,7 @@ VIEWS = {"explain": "render", "timeline": "timeline", "study": "study"}
 
 def explain_html(data: dict, *, view: str = "explain", step: int = 0, title: str = "",
                  subtitle: str = "") -> str:
-    """The page for ``data`` (:func:`attnmt.explain.to_json` of an explanation, a timeline
+    """The page for ``data`` (:func:`attnmt.explain.numbers.to_json` of an explanation, a timeline
     or a study's explanations, as ``view`` says)."""
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return PAGE.format(title=html.escape(title or "attnmt explain"),

@@ -1,5 +1,5 @@
 """The explainer's endpoints (the Explain view, the training timeline, a study side by
-side) and the view's static files; see :mod:`attnmt.explain` for the numbers.
+side) and the view's static files; see :mod:`attnmt.explain.numbers` for the numbers.
 (No ``from __future__ import annotations``: FastAPI reads the request classes made
 inside :func:`add_explain_routes` from the endpoints' real annotations.)"""
 
@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from ..explain import explain, explain_runs, timeline, to_json
-from ..translator import Engine
+from ..explain.numbers import explain, explain_runs, timeline, to_json
+from ..inference.translator import Engine
 from .batcher import MicroBatcher
 from .checks import NOT_BLANK, HTTPError, Integer, Position, check_texts, run_model, work_of
 from .limits import Limits
@@ -62,7 +62,7 @@ def add_explain_routes(app, *, translator: Engine, run_dir, study: dict[str, Eng
     @app.post("/explain")
     async def explain_sentence(req: ExplainRequest) -> dict:
         """Attention's five steps at every output word of the greedy translation, with the
-        model's own numbers (see ``attnmt.explain``); 422 names the field at fault."""
+        model's own numbers (see ``attnmt.explain.numbers``); 422 names the field at fault."""
         admit(req.text)
         return await run_model(batcher.run_in_model_thread(
             _explained, translator, req.text, req.top_k, req.masked,

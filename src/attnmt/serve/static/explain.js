@@ -1,5 +1,5 @@
 /* attnmt's explainer view: attention's five steps with the model's own numbers.
-   AttnExplain.render(container, data, options) draws the output of attnmt.explain
+   AttnExplain.render(container, data, options) draws the output of attnmt.explain.numbers
    (POST /explain, or embedded by `attnmt explain --html`). Every number shown comes
    from the model; the page only lays them out (and adds rows of products to show a sum).
    options: {step, onMask(position), onZeroHead(layer, head)}: with the callbacks, clicking

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .checkpoint import RunDir, write_json
-from .data.registry import read_split
-from .errors import UserError
+from ..data.registry import read_split
+from ..errors import UserError
+from ..rundir import RunDir, write_json
 from .metrics import DEFAULT_BUCKETS, corpus_scores, scores_by_length
 from .translator import Translator
 

@@ -1,7 +1,7 @@
 """Translate with a model exported to CTranslate2 — the fast engine behind
 ``attnmt translate --engine ctranslate2`` and ``attnmt serve --engine ctranslate2``.
 
-It speaks the same language as :class:`attnmt.translator.Translator` (``translate``
+It speaks the same language as :class:`attnmt.inference.translator.Translator` (``translate``
 returns :class:`Translation` lists, ``attention``, ``encode_source``, ``cfg``), so the
 server, the CLI and the benchmarks use either without knowing which.
 
@@ -22,12 +22,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .checkpoint import RunDir
-from .config import Config
-from .data.batching import sentence_batches
-from .data.tokenizers import EOS, Vocabs
-from .errors import UserError
-from .export import require_ctranslate2
+from ..config import Config
+from ..data.batching import sentence_batches
+from ..data.tokenizers import EOS, Vocabs
+from ..errors import UserError
+from ..export.ctranslate2 import require_ctranslate2
+from ..rundir import RunDir
 from .search import Cancelled
 from .translator import NoAttentionError, Translation
 

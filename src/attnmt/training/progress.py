@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .config import Config
+from ..config import Config
 
 
 @dataclass

@@ -31,20 +31,20 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoint import RunDir, atomic_write, write_json
-from .config import load_config
-from .data.corpus import check_splits_aligned
-from .data.registry import read_split, resolve_dir
-from .data.synthetic import ITEM_SEP
-from .data.tokenizers import Vocabs
-from .errors import ConfigError, UserError
-from .metrics import corpus_scores, merge_sparse_buckets, scores_by_length
+from ..config import load_config
+from ..data.corpus import check_splits_aligned
+from ..data.registry import read_split, resolve_dir
+from ..data.synthetic import ITEM_SEP
+from ..data.tokenizers import Vocabs
+from ..errors import ConfigError, UserError
+from ..inference.metrics import corpus_scores, merge_sparse_buckets, scores_by_length
+from ..inference.translator import Translator
+from ..presets import PRESETS
+from ..rundir import RunDir, atomic_write, write_json
+from ..textio import read_utf8
+from ..training.loop import train
+from ..training.tasks import VOCAB_REQUEST, vocab_request
 from .plots import attention_grid, learning_curves, score_by_length
-from .presets import PRESETS
-from .tasks import VOCAB_REQUEST, vocab_request
-from .textio import read_utf8
-from .train import train
-from .translator import Translator
 
 STUDY_KEYS = {"name", "description", "config", "budget", "eval", "runs"}
 EVAL_DEFAULTS = {"beam": 5, "metric": "bleu", "length": "words", "edges": [10, 20, 30],

@@ -11,7 +11,7 @@ environment variables, read when torch loads, select other paths on the same mac
   reductions, elementwise) and oneDNN capped at SSE4.1.
 
 A setting that asks for a path the CPU lacks is clamped by the libraries themselves, so
-each of these runs on any x86-64 CPU. ``python tests/kernels.py NAME`` prints a setting as
+each of these runs on any x86-64 CPU. ``python tests/kernel_settings.py NAME`` prints a setting as
 ``VAR=value`` words for ``env``.
 """
 

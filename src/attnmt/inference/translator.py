@@ -7,24 +7,22 @@ gives an empty output, so files stay aligned.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import RunDir
-from .config import Config
-from .data.batching import sentence_batches
-from .data.tokenizers import BOS, EOS, PAD, Vocabs
-from .errors import UserError
-from .models import Seq2SeqModel
-from .models.backend import pack_linear_layers
+from ..config import Config
+from ..data.batching import sentence_batches
+from ..data.tokenizers import BOS, EOS, PAD, Vocabs
+from ..errors import UserError
+from ..models import Seq2SeqModel
+from ..models.backend import pack_linear_layers
+from ..rundir import RunDir
 from .search import beam_search, max_lengths, sequential
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -90,7 +88,7 @@ class Engine(Protocol):
 
 
 class Translator:
-    """attnmt's own engine: the PyTorch model and :mod:`attnmt.search`."""
+    """attnmt's own engine: the PyTorch model and :mod:`attnmt.inference.search`."""
 
     engine = "attnmt"
 
@@ -155,8 +153,8 @@ class Translator:
         seqs = [self.encode_source(texts[i]) for i in todo]
         truncated = sum(len(s) >= self.src_cap for s in seqs)
         if truncated:
-            print(f"warning: {truncated} input(s) reached the model's limit of {self.src_cap} "
-                  "tokens and were truncated", file=sys.stderr)
+            warnings.warn(f"{truncated} input(s) reached the model's limit of {self.src_cap} "
+                          "tokens and were truncated", stacklevel=2)
         for group in sentence_batches([len(s) for s in seqs], batch_size or d.batch_size):
             src, lengths = self.pad_batch([seqs[j] for j in group])
             limits = max_lengths(lengths, ratio, self.tgt_cap)
@@ -223,24 +221,3 @@ class Translator:
         if layers is not None:
             out["layers"] = layers[0].tolist()
         return out
-
-
-def pick_layer_head(result: dict, layer: int | None, head: int | None
-                    ) -> tuple[list | np.ndarray, str]:
-    """The (T, S) weights of one layer (mean of its heads) or one head of an attention
-    result, and a title; the mean over everything when neither is given."""
-    if layer is None and head is None:
-        return result["weights"], result.get("title", "attention")
-    if result["layers"] is None:
-        raise UserError("--layer/--head apply to models with several attention layers "
-                        "(the Transformer)")
-    layers = np.asarray(result["layers"])                         # (layers, heads, T, S)
-    if layer is None:
-        raise UserError("--head needs --layer")
-    if not 0 <= layer < layers.shape[0]:
-        raise UserError(f"--layer must be in 0..{layers.shape[0] - 1}")
-    if head is not None and not 0 <= head < layers.shape[1]:
-        raise UserError(f"--head must be in 0..{layers.shape[1] - 1}")
-    if head is None:
-        return layers[layer].mean(0), f"layer {layer}, mean of heads"
-    return layers[layer, head], f"layer {layer}, head {head}"

@@ -17,9 +17,9 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from .config import PENALTIES, STOPPING
-from .models.base import Seq2SeqModel, select_state
-from .symbols import BOS, EOS, PAD
+from ..config import PENALTIES, STOPPING
+from ..models.base import Seq2SeqModel, select_state
+from ..symbols import BOS, EOS, PAD
 
 
 class Cancelled(Exception):

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import RunDir
-from .data.tokenizers import SPECIALS
-from .errors import UserError
-from .models.transformer import Transformer
+from ..data.tokenizers import SPECIALS
+from ..errors import UserError
+from ..models.transformer import Transformer
+from ..rundir import RunDir, ensure_empty_folder
 
 
 def require_ctranslate2():
@@ -116,8 +116,7 @@ def export_ctranslate2(run_dir: str | Path, out_dir: str | Path,
     spec.config.decoder_start_token = SPECIALS[2]       # <s>
     spec.config.add_source_eos = True
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise UserError(f"{out} is not empty; choose another folder or pass --force")
+    ensure_empty_folder(out, force)
     spec.validate()
     spec.optimize(quantization=quantization)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import click
 
+from ..data.synthetic import ITEM_SEP
+from ..inference.translator import Translator
 from .compare import compare, load_study
-from .data.synthetic import ITEM_SEP
-from .translator import Translator
 
-STUDY = Path(__file__).parent / "studies" / "demo.yaml"
+STUDY = Path(__file__).parent / "demo.yaml"
 LABELS = {"seq2seq-gru": "seq2seq (no attention)", "rnn-dot": "rnn-dot (attention)"}
 
 

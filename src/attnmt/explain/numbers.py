@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import RunDir
-from .errors import UserError
-from .search import max_lengths
-from .symbols import BOS, EOS
-from .translator import Translator
+from ..errors import UserError
+from ..inference.search import max_lengths
+from ..inference.translator import Translator
+from ..rundir import RunDir
+from ..symbols import BOS, EOS
 
 
 class ExplainError(UserError):

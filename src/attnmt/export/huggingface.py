@@ -27,10 +27,10 @@ from types import SimpleNamespace
 
 import torch
 
-from .checkpoint import RunDir
-from .errors import UserError
-from .models.transformer import Transformer
-from .symbols import BOS, EOS, PAD, SPECIALS, UNK
+from ..errors import UserError
+from ..models.transformer import Transformer
+from ..rundir import RunDir, ensure_empty_folder
+from ..symbols import BOS, EOS, PAD, SPECIALS, UNK
 
 
 def require_transformers():
@@ -212,8 +212,7 @@ def export_huggingface(run_dir: str | Path, out_dir: str | Path, force: bool = F
         raise UserError("Hugging Face export needs a joint SentencePiece vocabulary "
                         f"(this run: {cfg.data.tokenizer})")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise UserError(f"{out} is not empty; choose another folder or pass --force")
+    ensure_empty_folder(out, force)
     hf = _hf_model(cfg, model)
     out.mkdir(parents=True, exist_ok=True)
     hf.save_pretrained(out)

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import RunDir, write_json
 from .data.batching import EncodedSet, token_batches
 from .data.corpus import label_ids, read_text, read_tsv
 from .errors import UserError
-from .metrics import classification_scores
+from .inference.metrics import classification_scores
+from .inference.search import generate
 from .models.loss import token_loss
-from .search import generate
+from .rundir import RunDir, write_json
 from .symbols import BOS
 
 
@@ -34,6 +34,9 @@ def _split_location(cfg, run: RunDir, split: str, data_dir) -> tuple[Path, str]:
     name = {"test": cfg.data.test, "val": cfg.data.valid, "valid": cfg.data.valid}.get(split,
                                                                                         split)
     return folder, name
+
+
+SCORING_TOKENS = 8192   # token budget of a batch when classifying or scoring perplexity
 
 
 class Classifier:
@@ -55,7 +58,7 @@ class Classifier:
         out = np.full((len(texts), len(self.labels)), np.nan)
         todo = [i for i, t in enumerate(texts) if t.strip()]
         data = self._encode([texts[i] for i in todo])
-        for ids in token_batches(data.src_lens, data.tgt_lens, 8192, shuffle=False):
+        for ids in token_batches(data.src_lens, data.tgt_lens, SCORING_TOKENS, shuffle=False):
             b = data.batch(ids)
             probs = self.model(b.src, b.src_lengths).softmax(-1).numpy()
             out[[todo[i] for i in ids]] = probs
@@ -138,7 +141,7 @@ class LanguageModel:
         ids = [self.vocabs.tgt.encode(t)[: self.model.max_positions - 2] for t in corpus.src]
         data = EncodedSet([[]] * len(ids), ids)
         loss, tokens = 0.0, 0
-        for batch_ids in token_batches(data.src_lens, data.tgt_lens, 8192, shuffle=False):
+        for batch_ids in token_batches(data.src_lens, data.tgt_lens, SCORING_TOKENS, shuffle=False):
             b = data.batch(batch_ids)
             loss += float(token_loss(self.model(b.tgt_in), b.tgt_out, 0.0))
             tokens += b.n_tgt_tokens
@@ -157,7 +160,7 @@ class TranslationModel:
 
     def __init__(self, run_dir: str | Path, checkpoint: str = "best", precision: str = "fp32",
                  engine: str = "attnmt"):
-        from .ct2engine import load_translator
+        from .inference.ct2engine import load_translator
 
         self.run_dir, self.precision = run_dir, precision
         self.translator = load_translator(run_dir, engine, checkpoint, precision=precision)
@@ -181,7 +184,7 @@ class TranslationModel:
 
     def evaluate(self, split: str, data_dir: str | Path | None = None, *,
                  beam: int | None = None, alpha: float | None = None, log=print) -> dict:
-        from .evaluate import evaluate
+        from .inference.evaluate import evaluate
 
         tag = self.tag + ("" if self.precision == "fp32" else f".{self.precision}")
         return evaluate(self.run_dir, split, data_dir, beam, alpha, translator=self.translator,
@@ -201,8 +204,8 @@ class TranslationModel:
                 zero_heads: Sequence[tuple[int, int]] = ()) -> dict:
         """Every number of attention at every output word of the greedy translation of
         ``text``, optionally with source positions masked out of attention or
-        Transformer heads silenced (see :mod:`attnmt.explain`); arrays are numpy."""
-        from .explain import explain
+        Transformer heads silenced (see :mod:`attnmt.explain.numbers`); arrays are numpy."""
+        from .explain.numbers import explain
 
         return explain(self.translator, text, top_k=top_k, masked=masked,
                        zero_heads=zero_heads)

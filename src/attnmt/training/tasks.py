@@ -25,11 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import RunDir, atomic_write
-from .config import Config
-from .data.batching import Batch, EncodedSet, token_batches
-from .data.corpus import check_splits_aligned
-from .data.prepare import (
+from ..config import Config
+from ..data.batching import Batch, EncodedSet, token_batches
+from ..data.corpus import check_splits_aligned
+from ..data.prepare import (
     SplitSpec,
     cache_root,
     labels_of,
@@ -39,14 +38,15 @@ from .data.prepare import (
     sample_texts,
     summary,
 )
-from .data.registry import read_split, resolve_dir
-from .data.tokenizers import Vocabs
-from .errors import DataError, UserError
-from .metrics import classification_scores, corpus_scores
-from .models import build_for_task
-from .models.loss import token_loss
+from ..data.registry import read_split, resolve_dir
+from ..data.tokenizers import Vocabs
+from ..errors import DataError, UserError
+from ..inference.metrics import classification_scores, corpus_scores
+from ..models import build_for_task
+from ..models.loss import token_loss
+from ..rundir import RunDir, atomic_write
+from ..symbols import PAD, SPECIALS, UNK
 from .runtime import rank_and_world as _rank_world
-from .symbols import PAD, SPECIALS, UNK
 
 MLM_RATE = 0.15
 MASK = UNK  # the [MASK] symbol; SentencePiece with full character coverage has no <unk> in text
@@ -247,7 +247,7 @@ class TranslationTask(Task):
 
     @torch.no_grad()
     def validate(self, model: nn.Module, device: torch.device) -> dict:
-        from .translator import Translator
+        from ..inference.translator import Translator
 
         loss = self.valid_loss(model, device)
         result = {"loss": loss, "ppl": math.exp(min(loss, 50))}

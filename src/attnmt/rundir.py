@@ -26,7 +26,7 @@ import io
 import json
 import os
 import shutil
-import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,6 +91,18 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)))
 
 
+def ensure_empty_folder(out: Path, force: bool) -> None:
+    """An export's output folder must be new or empty, unless ``force`` allows overwriting."""
+    if out.exists() and any(out.iterdir()) and not force:
+        raise UserError(f"{out} is not empty; choose another folder or pass --force")
+
+
+def _weight_steps(folder: Path) -> list[int]:
+    """The steps of the ``step-NNNNNNN.safetensors`` files in ``folder``, oldest first."""
+    return sorted(int(p.name[5:12]) for p in folder.glob("step-*.safetensors")
+                  if p.name[5:12].isdigit())
+
+
 class RunDir:
     """Paths and loading helpers of one run directory."""
 
@@ -133,8 +145,7 @@ class RunDir:
 
     def steps(self) -> list[int]:
         """Steps that have both a weights file and a training state, oldest first."""
-        return sorted(int(p.name[5:12]) for p in self.ckpt.glob("step-*.safetensors")
-                      if p.name[5:12].isdigit() and self.train_state(int(p.name[5:12])).is_file())
+        return [s for s in _weight_steps(self.ckpt) if self.train_state(s).is_file()]
 
     def resume_step(self, log: Callable[[str], None] | None = None) -> int | None:
         """The step to resume from: the one ``latest.json`` names if its files load, else the
@@ -209,8 +220,7 @@ class RunDir:
 
     def kept_steps(self) -> list[int]:
         """Steps whose weights were kept for the training timeline, oldest first."""
-        return sorted(int(p.name[5:12]) for p in (self.ckpt / "kept").glob("step-*.safetensors")
-                      if p.name[5:12].isdigit())
+        return _weight_steps(self.ckpt / "kept")
 
     def keep_weights(self, model: Seq2SeqModel, step: int) -> None:
         atomic_write(self.kept_weights(step), lambda tmp: save_model(model, str(tmp)))
@@ -232,8 +242,8 @@ class RunDir:
             broken = which == "best" and (self.ckpt / "best.safetensors").is_file() or \
                 which == "last" and self.latest() is not None
             if found and primary is None and broken:
-                print(f"warning: the {which} checkpoint of {self.path} does not load; using "
-                      f"{found.name}", file=sys.stderr)
+                warnings.warn(f"the {which} checkpoint of {self.path} does not load; using "
+                              f"{found.name}", stacklevel=2)
         else:
             f = self.ckpt / f"{which}.safetensors"
             if which.isdigit():
@@ -252,8 +262,7 @@ class RunDir:
     def _last_weights(self) -> Path | None:
         """The weights ``latest.json`` names, else the newest step's weights that load."""
         recorded = (self.latest() or {}).get("step")
-        steps = sorted((int(p.name[5:12]) for p in self.ckpt.glob("step-*.safetensors")
-                        if p.name[5:12].isdigit()), reverse=True)
+        steps = _weight_steps(self.ckpt)[::-1]
         if recorded in steps:
             steps = [recorded] + [s for s in steps if s < recorded]
         return next((self.weights(s) for s in steps if _loads(self.weights(s))), None)

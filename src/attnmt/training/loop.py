@@ -20,10 +20,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .checkpoint import DiskFullError, RunDir, load_matching_weights, write_json
-from .config import Config
-from .data.batching import token_batches
-from .errors import ConfigError, UserError
+from ..config import Config
+from ..data.batching import token_batches
+from ..errors import ConfigError, UserError
+from ..rundir import DiskFullError, RunDir, load_matching_weights, write_json
+from .ema import WeightAverage
 from .progress import SAFE_ON_RESUME, Progress, changed_keys, lr_at
 from .runtime import (
     bound_onednn_cache,
@@ -36,7 +37,6 @@ from .runtime import (
     uses_bf16,
 )
 from .tasks import make_task
-from .weight_average import WeightAverage
 
 LOG_SECONDS = 30.0   # without a terminal: one progress line at most this often
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def rank_and_world() -> tuple[int, int]:

@@ -1,0 +1,75 @@
+"""The README's Layout section lists every module of the package, and only those."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src/attnmt"
+
+
+def documented() -> set[str]:
+    """Paths (relative to src/attnmt) of the modules and packages the Layout tree names."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    paths, stack = set(), []
+    for line in block.splitlines()[2:]:                       # after "src/attnmt/"
+        m = re.match(r"( *)(\S+)", line)
+        if not m or not re.fullmatch(r"[\w]+(\.py|/)", m.group(2)):
+            continue                                          # a description's second line
+        depth = len(m.group(1)) // 2 - 1
+        stack[depth:] = [m.group(2).rstrip("/")]
+        paths.add("/".join(stack) + ("" if m.group(2).endswith(".py") else "/"))
+    return {p for p in paths if not (p.endswith("/__init__.py"))}   # the package stands for it
+
+
+def actual() -> set[str]:
+    out = set()
+    for f in PACKAGE.rglob("*.py"):
+        rel = f.relative_to(PACKAGE)
+        if rel.name == "__init__.py" and rel.parent != Path("."):
+            out.add(f"{rel.parent}/")                         # a package stands for its init
+        else:
+            out.add(str(rel))
+    return out
+
+
+def test_the_documented_tree_is_the_real_one():
+    doc, real = documented(), actual()
+    assert not real - doc, f"modules missing from README's Layout: {sorted(real - doc)}"
+    assert not doc - real, f"README's Layout names modules that do not exist: {sorted(doc - real)}"
+
+
+def _helpers() -> list[str]:
+    return [f.stem for f in (ROOT / "tests").glob("*.py")
+            if not f.stem.startswith("test_") and f.stem != "conftest"]
+
+
+def test_no_helper_module_in_tests_shadows_an_installed_package():
+    """pytest puts tests/ on sys.path, so a helper named like an installed module is what a
+    library imports instead of the real one."""
+    import importlib.util
+    import sys
+
+    saved = sys.path[:]
+    try:
+        sys.path[:] = [p for p in saved if Path(p or ".").resolve() != ROOT / "tests"]
+        clashes = [n for n in _helpers()
+                   if n not in sys.modules and importlib.util.find_spec(n) is not None]
+    finally:
+        sys.path[:] = saved
+    assert not clashes, f"tests/ helpers named like installed modules: {clashes}; rename them"
+
+
+def test_no_helper_module_in_tests_is_an_optional_dependency_transformers_probes():
+    """transformers asks whether optional packages are importable (``kernels``, ...); a
+    tests/ helper of that name makes it import ours and fail (a CI run broke on
+    tests/kernels.py)."""
+    import transformers.utils.import_utils as probes
+
+    source = Path(probes.__file__).read_text()
+    probed = set(re.findall(r'_is_package_available\(\s*"([\w.]+)"', source))
+    assert probed, "transformers no longer probes with _is_package_available: update this test"
+    clashes = sorted(set(_helpers()) & probed)
+    assert not clashes, f"tests/ helpers named like packages transformers probes: {clashes}"
