@@ -23,10 +23,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# One pytest-xdist worker per core (each with its share of torch's threads, tests/conftest.py);
+# a file's tests stay on one worker, so its module fixtures train once.
+PYTEST  := $(BIN)/pytest -q -n auto --dist loadfile
+
 # The whole suite on this CPU's own kernels, then the tests whose outcome depends on
 # floating-point kernels (marker `numerics`) once more under another CPU's code paths.
 test: lint browser
-	$(BIN)/pytest -q
+	$(PYTEST)
 	$(MAKE) --no-print-directory test-portable PORTABLE=generic
 
 # The `numerics` tests under kernel settings other than this CPU's (tests/kernel_settings.py):
@@ -35,7 +39,7 @@ PORTABLE ?= avx-compat generic
 test-portable: $(STAMP)
 	@for s in $(PORTABLE); do \
 	  echo "numerics tests under '$$s': $$($(BIN)/python tests/kernel_settings.py $$s)"; \
-	  env $$($(BIN)/python tests/kernel_settings.py $$s) $(BIN)/pytest -q -m numerics || exit 1; \
+	  env $$($(BIN)/python tests/kernel_settings.py $$s) $(PYTEST) -m numerics || exit 1; \
 	done
 
 # Debian's Chromium for the real-browser test of the web page; without it that one

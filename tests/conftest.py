@@ -10,7 +10,11 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-THREADS = torch.get_num_threads()
+# under pytest-xdist (`make test` runs one worker per core) each worker gets its share of the
+# cores, so two workers' thread pools do not fight over the same two cores
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, torch.get_num_threads() // WORKERS)
+torch.set_num_threads(THREADS)
 MULTI30K = Path(os.environ.get("ATTNMT_TEST_MULTI30K", ROOT.parent / "shared/data/multi30k"))
 # prepared data goes to a throw-away cache, for this process and the commands it starts
 os.environ["ATTNMT_CACHE"] = tempfile.mkdtemp(prefix="attnmt-test-cache-")

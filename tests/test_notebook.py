@@ -14,7 +14,7 @@ def test_attention_in_5_steps_runs(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    monkeypatch.setenv("ATTNMT_NOTEBOOK_MINUTES", "0.25")
+    monkeypatch.setenv("ATTNMT_NOTEBOOK_MINUTES", "0.1")
     monkeypatch.setenv("ATTNMT_NOTEBOOK_OUT", str(tmp_path / "demo"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOK, as_version=4)
