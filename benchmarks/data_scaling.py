@@ -224,13 +224,12 @@ def _run_dir_with_vocab(cfg_path: Path, vocab: Path, run: Path) -> None:
     """A run folder holding the benchmark's vocabulary, recorded as made from this data."""
     sys.path.insert(0, str(REPO / "src"))
     from attnmt.config import load_config
-    from attnmt.training.tasks import VOCAB_REQUEST, vocab_request
+    from attnmt.training.task_data import vocab_request, write_vocab_request
 
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(vocab, run / "vocab")
     cfg = load_config(cfg_path)
-    (run / "vocab" / VOCAB_REQUEST).write_text(json.dumps(vocab_request(cfg, Path(cfg.data.dir)),
-                                                          sort_keys=True))
+    write_vocab_request(run / "vocab", vocab_request(cfg, Path(cfg.data.dir)))
 
 
 def measure_training(corpus: Path, vocab: Path, cache: Path, work: Path, ranks: int = 1

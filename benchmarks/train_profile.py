@@ -38,7 +38,7 @@ def phases(trainer, steps: int, warmup: int, compiled: bool = False) -> dict[str
         group = trainer._next_group()
         batches = [task.train.batch(ids) for ids in group]
         marks.append(time.perf_counter())
-        total = sum(task.units(ids) for ids in group)
+        total = sum(task.units(task.train, ids) for ids in group)
         forward = backward = 0.0
         for batch in batches:
             t0 = time.perf_counter()

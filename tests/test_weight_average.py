@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from attnmt.config import Config
 from attnmt.training.ema import WeightAverage
 from attnmt.training.loop import train
-from attnmt.training.progress import lr_at
+from attnmt.training.schedule import lr_at
 
 # the outcome depends on floating-point kernels: also run under other kernel settings
 # (`make test-portable`, tests/kernel_settings.py)

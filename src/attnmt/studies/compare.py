@@ -40,10 +40,10 @@ from ..errors import ConfigError, UserError
 from ..inference.metrics import corpus_scores, merge_sparse_buckets, scores_by_length
 from ..inference.translator import Translator
 from ..presets import PRESETS
-from ..rundir import RunDir, atomic_write, write_json
+from ..rundir import RunDir, write_json
 from ..textio import read_utf8
 from ..training.loop import train
-from ..training.tasks import VOCAB_REQUEST, vocab_request
+from ..training.task_data import vocab_request, write_vocab_request
 from .plots import attention_grid, learning_curves, score_by_length
 
 STUDY_KEYS = {"name", "description", "config", "budget", "eval", "runs"}
@@ -160,8 +160,7 @@ def compare(study_path: str | Path, out: str | Path | None = None,
         log(f"training the shared {base.data.tokenizer} vocabulary")
         Vocabs.train(base.data.tokenizer, train_split.src, train_split.tgt, base.data.vocab_size,
                      base.data.joint_vocab, base.data.spm_type).save(vocab_dir)
-        atomic_write(vocab_dir / VOCAB_REQUEST, lambda tmp: tmp.write_text(
-            json.dumps(vocab_request(base, data_dir), sort_keys=True)))
+        write_vocab_request(vocab_dir, vocab_request(base, data_dir))
     lengths = _lengths(test.src, ev["length"])
     ev["edges"] = merge_sparse_buckets(lengths, ev["edges"], ev["min_bucket"])
     results: dict[str, dict] = {}

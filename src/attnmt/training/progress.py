@@ -1,17 +1,20 @@
 """What a run carries from update to update and across a resume.
 
-:class:`Progress` is saved with every checkpoint; :func:`lr_at` is the learning-rate
-schedule (a pure function of the step, so a resumed run continues it exactly);
-:func:`changed_keys` and :data:`SAFE_ON_RESUME` decide which settings may differ
-when a run is resumed.
+:class:`Progress` is saved with every checkpoint; :class:`TrainingClock` measures the
+training time it records; :func:`check_run_dir`, :func:`changed_keys` and
+:data:`SAFE_ON_RESUME` decide whether a run may start in a folder and which settings may
+differ when it is resumed.
 """
 
 from __future__ import annotations
 
-import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..config import Config
+from ..errors import UserError
+from ..rundir import RunDir
 
 
 @dataclass
@@ -30,32 +33,24 @@ class Progress:
     history: list = field(default_factory=list)
 
 
-def budget_fraction(cfg: Config, step: int, elapsed: float) -> float:
-    """How far a run is through its budget after warm-up, 0 to 1: the further of
-    ``max_steps`` (counted from the end of warm-up) and ``max_minutes`` (wall-clock
-    training time), so a decaying schedule ends where the run does."""
-    t = cfg.train
-    by_steps = max(0, step - t.warmup) / max(1, t.max_steps - t.warmup)
-    by_time = elapsed / (t.max_minutes * 60) if t.max_minutes else 0.0
-    return min(1.0, max(by_steps, by_time))
+class TrainingClock:
+    """Seconds of training: wall time since the run began (``elapsed`` already trained when
+    it resumes), less the time spent writing checkpoints at time marks."""
 
+    def __init__(self, elapsed: float = 0.0):
+        self._start = time.time() - elapsed
 
-def lr_at(cfg: Config, step: int, scale: float, elapsed: float = 0.0) -> float:
-    """The learning rate for update ``step`` (1-based) after ``elapsed`` seconds of
-    training. ``cosine`` and ``linear`` decay to zero over the run's budget
-    (:func:`budget_fraction`): under a time budget the schedule follows the clock, which
-    on a fixed machine is what a short run can afford."""
-    t, w = cfg.train, cfg.train.warmup
-    warm = min(1.0, step / w) if w else 1.0
-    if t.schedule == "inverse_sqrt":
-        shape = min(step / w, math.sqrt(w / step)) if w else 1.0 / math.sqrt(step)
-    elif t.schedule == "cosine":
-        shape = warm * 0.5 * (1 + math.cos(math.pi * budget_fraction(cfg, step, elapsed)))
-    elif t.schedule == "linear":
-        shape = warm * (1.0 - budget_fraction(cfg, step, elapsed))
-    else:  # constant, plateau
-        shape = warm
-    return t.lr * shape * scale
+    def elapsed(self) -> float:
+        return time.time() - self._start
+
+    @contextmanager
+    def paused(self):
+        """Inside: time that does not count as training."""
+        begin = time.time()
+        try:
+            yield
+        finally:
+            self._start += time.time() - begin
 
 
 # Keys that may change when a run is resumed: how long it goes on and how it reports,
@@ -72,3 +67,21 @@ def changed_keys(old: Config, new: Config) -> list[str]:
     return [f"{section}.{key}" for section in b for key in b[section]
             if a.get(section, {}).get(key) != b[section][key]
             and f"{section}.{key}" != "model.preset"]
+
+
+def check_run_dir(run: RunDir, cfg: Config, resume: bool) -> None:
+    """A new run needs an unused folder; a resumed one a checkpoint and the same settings
+    (except those in :data:`SAFE_ON_RESUME`)."""
+    has_checkpoint = bool(run.steps())
+    if resume and not has_checkpoint:
+        raise UserError(f"--resume: {run.path} has no checkpoint to resume from")
+    if not resume and has_checkpoint:
+        raise UserError(f"{run.path} already holds a run; pass --resume to continue "
+                        "it or choose another --out")
+    if resume:
+        changed = [k for k in changed_keys(run.load_config(), cfg)
+                   if k not in SAFE_ON_RESUME and not k.startswith("decode.")]
+        if changed:
+            raise UserError(f"--resume: {', '.join(changed)} differ from the run in "
+                            f"{run.path}; resume with its settings or train into another "
+                            "--out (only budgets, reporting and decoding may change)")
