@@ -93,9 +93,11 @@ def test_transformer_decoder_fed_in_chunks_equals_the_full_forward():
 
 
 def test_language_model_fed_in_chunks_equals_the_full_forward():
+    from attnmt.config import ModelConfig
     from attnmt.models.heads import DecoderLM
 
-    lm = DecoderLM(40, d_model=32, heads=4, ffn=64, layers=2, dropout=0.0).eval()
+    cfg = ModelConfig(d_model=32, heads=4, ffn=64, dec_layers=2, dropout=0.0)
+    lm = DecoderLM(cfg, 40).eval()
     tokens = torch.randint(4, 40, (2, 8))
     full = lm(tokens)
     state, parts = lm.init_state(), []

@@ -39,9 +39,7 @@ def _f(default: Any, help: str, choices: tuple | None = None, min: float | None 
     return field(default=default, metadata=meta)
 
 
-# What each task's trained run is used with (shown when a run is used the wrong way).
-TASK_USE = {"translate": "attnmt translate", "classify": "attnmt classify",
-            "lm": "attnmt generate", "mlm": "it as train.init_from for a classifier"}
+TASK_NAMES = ("translate", "classify", "lm", "mlm")
 
 
 def _check_betas(key: str, value: list, where: str) -> None:
@@ -68,7 +66,7 @@ def _check_synth(key: str, value: dict, where: str) -> None:
 class DataConfig:
     task: str = _f("translate", "what is learned: translate (pairs), classify (text<TAB>label "
                    "in {split}.tsv), mlm or lm (plain text in {split}.{src})",
-                   choices=tuple(TASK_USE))
+                   choices=TASK_NAMES)
     dataset: str | None = _f(None, "registered dataset that fills `dir` when it is empty: "
                              "multi30k, or a synthetic task (numbers, dates, copy, reverse)",
                              choices=(None, "multi30k", "numbers", "dates", "copy", "reverse"))

@@ -16,3 +16,12 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     prefix = "data error"
+
+
+class WrongTaskError(UserError):
+    """A run of one task used as another; ``task`` is the task the run was trained for (the
+    CLI adds the command that uses it)."""
+
+    def __init__(self, message: str, task: str):
+        super().__init__(message)
+        self.task = task

@@ -34,10 +34,10 @@ import torch
 import yaml
 from safetensors.torch import load_model, save_model
 
-from .config import TASK_USE, Config, config_from_dict
+from .config import Config, config_from_dict
 from .data.registry import resolve_dir
 from .data.tokenizers import Vocabs
-from .errors import UserError
+from .errors import UserError, WrongTaskError
 from .models import Seq2SeqModel, build_for_task
 
 
@@ -176,6 +176,15 @@ class RunDir:
                             "(was the run moved or copied?); pass --data DIR")
         return resolve_dir(cfg.data, self.path / "data", log=log)
 
+    def records(self, kind: str | None = None) -> list[dict]:
+        """The records of ``metrics.jsonl`` in order (only those of type ``kind``, e.g.
+        ``valid``, ``train`` or ``mark``, when given); none before the first update."""
+        if not self.metrics_file.is_file():
+            return []
+        rows = [json.loads(line) for line in self.metrics_file.read_text().splitlines()
+                if line.strip()]
+        return [r for r in rows if kind is None or r.get("type") == kind]
+
     def truncate_metrics(self, step: int) -> None:
         """Drop metrics records after ``step`` (they belong to updates a resume repeats)."""
         if not self.metrics_file.is_file():
@@ -274,8 +283,8 @@ class RunDir:
         a run of another task is a one-line error that says what to use it with."""
         cfg = self.load_config()
         if task and cfg.data.task != task:
-            raise UserError(f"{self.path} holds a {cfg.data.task} model, not a {task} model; "
-                            f"use {TASK_USE[cfg.data.task]}")
+            raise WrongTaskError(f"{self.path} holds a {cfg.data.task} model, not a {task} "
+                                 "model", task=cfg.data.task)
         if not Vocabs.exists(self.vocab_dir):
             raise UserError(f"{self.vocab_dir} holds no vocabulary; the run directory is "
                             "incomplete — retrain it")

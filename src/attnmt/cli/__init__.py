@@ -29,7 +29,7 @@ import warnings
 
 import click
 
-from ..errors import UserError
+from ..errors import UserError, WrongTaskError
 
 
 class Finite(click.FloatRange):
@@ -45,6 +45,9 @@ class Finite(click.FloatRange):
 
 
 SEED = click.IntRange(0, 2**32 - 1)
+# What each task's trained run is used with (shown when a run is used the wrong way).
+TASK_USE = {"translate": "attnmt translate", "classify": "attnmt classify",
+            "lm": "attnmt generate", "mlm": "it as train.init_from for a classifier"}
 
 
 def check_layer_head(shape: tuple[int, int], layer: int | None, head: int | None) -> None:
@@ -92,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         click.echo(f"error: {_one_line(e.format_message())}", err=True)
         sys.exit(e.exit_code)
+    except WrongTaskError as e:
+        click.echo(f"{e}; use {TASK_USE[e.task]}", err=True)
+        sys.exit(2)
     except UserError as e:
         click.echo(str(e), err=True)
         sys.exit(2)

@@ -21,7 +21,6 @@ is decoded again under them. :func:`to_json` turns the result into plain lists.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -254,7 +253,7 @@ def timeline(run_dir: str | Path, text: str, device: str = "cpu") -> dict:
         raise ExplainError(f"{run_dir} kept no checkpoints along the way; train it with "
                            "train.keep_every: N (e.g. 200) to see the alignment form", "run",
                            status=404)
-    valid = {r["step"]: r for r in _records(run) if r.get("type") == "valid"}
+    valid = {r["step"]: r for r in run.records("valid")}
     frames, shown = [], {}
     for step in steps:
         shown = Translator.from_run(run_dir, str(step), device=device).attention(text, beam=1)
@@ -266,8 +265,3 @@ def timeline(run_dir: str | Path, text: str, device: str = "cpu") -> dict:
     return {"text": text, "src_tokens": shown["src_tokens"], "frames": frames}
 
 
-def _records(run: RunDir) -> list[dict]:
-    if not run.metrics_file.is_file():
-        return []
-    return [json.loads(line) for line in run.metrics_file.read_text().splitlines()
-            if line.strip()]

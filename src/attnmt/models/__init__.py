@@ -36,44 +36,25 @@ def _check_heads(m: ModelConfig) -> None:
                           f"{m.heads}")
 
 
-def _transformer_sizes(m: ModelConfig) -> dict:
-    return dict(d_model=m.d_model, heads=m.heads, ffn=m.ffn, dropout=m.dropout, norm=m.norm,
-                positions=m.positions, max_positions=m.max_positions,
-                attention_dropout=m.attention_dropout, activation_dropout=m.activation_dropout)
-
-
 def build_model(m: ModelConfig, src_vocab: int, tgt_vocab: int, joint_vocab: bool = False
                 ) -> Seq2SeqModel:
     """The sequence-to-sequence model a config describes; source embeddings are shared with
     a joint vocabulary."""
     _check(m)
-    share = joint_vocab and m.tie_embeddings
-    if m.arch in ("seq2seq", "rnn"):
-        rnn = dict(emb_size=m.emb_size, enc_hidden=m.enc_hidden, dec_hidden=m.dec_hidden,
-                   enc_layers=m.enc_layers, dec_layers=m.dec_layers,
-                   bidirectional=m.bidirectional, dropout=m.dropout,
-                   tie_embeddings=m.tie_embeddings, share_src=share,
-                   forget_bias=m.forget_bias)
-        if m.arch == "seq2seq":
-            return Seq2Seq(src_vocab, tgt_vocab, m.rnn_type, feed_context=m.feed_context, **rnn)
-        return AttentionSeq2Seq(src_vocab, tgt_vocab, m.rnn_type, m.attention,
-                                input_feeding=m.input_feeding, **rnn)
-    return Transformer(src_vocab, tgt_vocab, enc_layers=m.enc_layers, dec_layers=m.dec_layers,
-                       tie_embeddings=m.tie_embeddings, share_src=share,
-                       **_transformer_sizes(m))
+    family = {"seq2seq": Seq2Seq, "rnn": AttentionSeq2Seq}.get(m.arch, Transformer)
+    return family(m, src_vocab, tgt_vocab, share_src=joint_vocab and m.tie_embeddings)
 
 
 def build_encoder(m: ModelConfig, vocab: int, n_labels: int) -> EncoderClassifier:
     """The encoder-only classifier (``n_labels = 0``: its masked-LM pre-training network)."""
     _check_heads(m)
-    return EncoderClassifier(vocab, n_labels, layers=m.enc_layers, pooling=m.pooling,
-                             **_transformer_sizes(m))
+    return EncoderClassifier(m, vocab, n_labels)
 
 
 def build_lm(m: ModelConfig, vocab: int) -> DecoderLM:
     """The decoder-only language model."""
     _check_heads(m)
-    return DecoderLM(vocab, layers=m.dec_layers, **_transformer_sizes(m))
+    return DecoderLM(m, vocab)
 
 
 def build_for_task(task: str, m: ModelConfig, *, src_vocab: int, tgt_vocab: int,

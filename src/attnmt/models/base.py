@@ -53,7 +53,14 @@ class EncoderOutput:
     final: Any = None       # what the decoder starts from (RNN final states)
 
 
-class Seq2SeqModel(nn.Module):
+class ParameterCount:
+    """What every model reports: its number of parameters (``/info``, the training log)."""
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class Seq2SeqModel(ParameterCount, nn.Module):
     """Base class; see the module docstring for the contract."""
 
     has_attention = True
@@ -119,11 +126,8 @@ class Seq2SeqModel(nn.Module):
         """Longest output the model can write, counting ``</s>`` (None: no limit)."""
         return None
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
-
-class CausalLM(nn.Module):
+class CausalLM(ParameterCount, nn.Module):
     """Base class of decoder-only language models; see the module docstring."""
 
     has_attention = False
@@ -135,9 +139,6 @@ class CausalLM(nn.Module):
     def decode(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
         """tokens (B, T) after the cached prefix -> logits (B, T, V), new state."""
         raise NotImplementedError
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 def select_state(state: State, index: Tensor) -> State:

@@ -15,37 +15,32 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import CausalLM, State, padding_mask
+from ..config import ModelConfig
+from .base import CausalLM, ParameterCount, State, padding_mask
 from .transformer import (
     DecoderLayer,
-    Embeddings,
     EncoderLayer,
     LayerCache,
+    layer_sizes,
+    positioned,
     token_embedding,
     xavier_init,
 )
 
 
-class EncoderClassifier(nn.Module):
-    def __init__(self, vocab: int, n_labels: int, d_model: int = 256, heads: int = 4,
-                 ffn: int = 1024, layers: int = 3, dropout: float = 0.1, norm: str = "pre",
-                 positions: str = "sinusoidal", max_positions: int = 512,
-                 pooling: str = "cls", attention_dropout: float = 0.0,
-                 activation_dropout: float = 0.0):
+class EncoderClassifier(ParameterCount, nn.Module):
+    def __init__(self, m: ModelConfig, vocab: int, n_labels: int):
         super().__init__()
-        pre = norm == "pre"
-        embed = token_embedding(vocab, d_model)
-        self.embed = Embeddings(embed, max_positions, positions, dropout)
-        sizes = dict(d_model=d_model, heads=heads, ffn=ffn, dropout=dropout, pre_norm=pre,
-                     attention_dropout=attention_dropout, activation_dropout=activation_dropout)
-        self.layers = nn.ModuleList(EncoderLayer(**sizes) for _ in range(layers))
-        self.norm = nn.LayerNorm(d_model) if pre else nn.Identity()
-        self.pooling, self.n_labels, self.max_positions = pooling, n_labels, max_positions
+        embed = token_embedding(vocab, m.d_model)
+        self.embed = positioned(embed, m)
+        self.layers = nn.ModuleList(EncoderLayer(**layer_sizes(m)) for _ in range(m.enc_layers))
+        self.norm = nn.LayerNorm(m.d_model) if m.norm == "pre" else nn.Identity()
+        self.pooling, self.n_labels, self.max_positions = m.pooling, n_labels, m.max_positions
         if n_labels:
-            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, n_labels))
+            self.head = nn.Sequential(nn.Dropout(m.dropout), nn.Linear(m.d_model, n_labels))
         xavier_init(self)
         if not n_labels:                       # masked-LM pre-training: tied output layer
-            self.mlm = nn.Linear(d_model, vocab)
+            self.mlm = nn.Linear(m.d_model, vocab)
             self.mlm.weight = embed.weight
             nn.init.zeros_(self.mlm.bias)
 
@@ -76,29 +71,21 @@ class EncoderClassifier(nn.Module):
         self.encode(src, src_lengths, collected)
         return torch.stack(collected, 1)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 class DecoderLM(CausalLM):
     """A causal Transformer language model with a key/value cache."""
 
-    def __init__(self, vocab: int, d_model: int = 256, heads: int = 4, ffn: int = 1024,
-                 layers: int = 3, dropout: float = 0.1, norm: str = "pre",
-                 positions: str = "sinusoidal", max_positions: int = 512,
-                 attention_dropout: float = 0.0, activation_dropout: float = 0.0):
+    def __init__(self, m: ModelConfig, vocab: int):
         super().__init__()
-        pre = norm == "pre"
-        embed = token_embedding(vocab, d_model)
-        self.embed = Embeddings(embed, max_positions, positions, dropout)
-        sizes = dict(d_model=d_model, heads=heads, ffn=ffn, dropout=dropout, pre_norm=pre,
-                     attention_dropout=attention_dropout, activation_dropout=activation_dropout)
-        self.layers = nn.ModuleList(DecoderLayer(**sizes, cross=False) for _ in range(layers))
-        self.norm = nn.LayerNorm(d_model) if pre else nn.Identity()
+        embed = token_embedding(vocab, m.d_model)
+        self.embed = positioned(embed, m)
+        self.layers = nn.ModuleList(DecoderLayer(**layer_sizes(m), cross=False)
+                                    for _ in range(m.dec_layers))
+        self.norm = nn.LayerNorm(m.d_model) if m.norm == "pre" else nn.Identity()
         xavier_init(self)
-        self.out = nn.Linear(d_model, vocab, bias=False)
+        self.out = nn.Linear(m.d_model, vocab, bias=False)
         self.out.weight = embed.weight
-        self.max_positions = max_positions
+        self.max_positions = m.max_positions
 
     def init_state(self) -> State:
         return {"cache": [LayerCache() for _ in self.layers], "step": 0}

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..config import ModelConfig
 from .attention import rnn_attention
 from .base import EncoderOutput, Seq2SeqModel, State, padding_mask
 
@@ -69,29 +70,28 @@ class RNNEncoder(nn.Module):
 class RNNModelBase(Seq2SeqModel):
     """Embeddings, encoder, the bridge from encoder to decoder states, output layer."""
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, rnn_type: str, emb_size: int,
-                 enc_hidden: int, dec_hidden: int, enc_layers: int, dec_layers: int,
-                 bidirectional: bool, dropout: float, dec_input_size: int, out_size: int,
-                 tie_embeddings: bool, share_src: bool, forget_bias: float = 1.0):
+    def __init__(self, m: ModelConfig, src_vocab: int, tgt_vocab: int, *, share_src: bool,
+                 dec_input_size: int, out_size: int):
         super().__init__()
-        self.rnn_type, self.dec_layers = rnn_type, dec_layers
-        self.tgt_embed = nn.Embedding(tgt_vocab, emb_size, padding_idx=0)
-        src_embed = self.tgt_embed if share_src else nn.Embedding(src_vocab, emb_size,
+        self.rnn_type, self.dec_layers = m.rnn_type, m.dec_layers
+        self.tgt_embed = nn.Embedding(tgt_vocab, m.emb_size, padding_idx=0)
+        src_embed = self.tgt_embed if share_src else nn.Embedding(src_vocab, m.emb_size,
                                                                   padding_idx=0)
-        self.encoder = RNNEncoder(src_embed, rnn_type, enc_hidden, enc_layers, bidirectional,
-                                  dropout)
-        n_states = 2 if rnn_type == "lstm" else 1
-        self.bridge = nn.ModuleList(nn.Linear(self.encoder.output_size, dec_hidden)
+        self.encoder = RNNEncoder(src_embed, m.rnn_type, m.enc_hidden, m.enc_layers,
+                                  m.bidirectional, m.dropout)
+        n_states = 2 if m.rnn_type == "lstm" else 1
+        self.bridge = nn.ModuleList(nn.Linear(self.encoder.output_size, m.dec_hidden)
                                     for _ in range(n_states))
-        self.decoder = CELLS[rnn_type](dec_input_size, dec_hidden, dec_layers, batch_first=True,
-                                       dropout=dropout if dec_layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
+        self.decoder = CELLS[m.rnn_type](dec_input_size, m.dec_hidden, m.dec_layers,
+                                         batch_first=True,
+                                         dropout=m.dropout if m.dec_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(m.dropout)
         self.out = nn.Linear(out_size, tgt_vocab)
-        if tie_embeddings:
+        if m.tie_embeddings:
             self.out.weight = self.tgt_embed.weight
-        if rnn_type == "lstm":
-            set_forget_bias(self.encoder.rnn, forget_bias)
-            set_forget_bias(self.decoder, forget_bias)
+        if m.rnn_type == "lstm":
+            set_forget_bias(self.encoder.rnn, m.forget_bias)
+            set_forget_bias(self.decoder, m.forget_bias)
 
     def _initial_hidden(self, finals: tuple[Tensor, ...]) -> list[Tensor]:
         """Encoder final states -> decoder initial states, each (B, dec_layers, H)."""
@@ -127,20 +127,13 @@ class Seq2Seq(RNNModelBase):
 
     has_attention = False
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, rnn_type: str = "lstm",
-                 emb_size: int = 256, enc_hidden: int = 256, dec_hidden: int = 512,
-                 enc_layers: int = 1, dec_layers: int = 1, bidirectional: bool = True,
-                 dropout: float = 0.2, feed_context: bool = False, tie_embeddings: bool = False,
-                 share_src: bool = False, forget_bias: float = 1.0):
-        self.feed_context = feed_context
-        super().__init__(src_vocab, tgt_vocab, rnn_type, emb_size, enc_hidden, dec_hidden,
-                         enc_layers, dec_layers, bidirectional, dropout,
-                         emb_size + (dec_hidden if feed_context else 0),
-                         emb_size if tie_embeddings else dec_hidden, tie_embeddings, share_src,
-                         forget_bias=forget_bias)
-        out_size = emb_size if tie_embeddings else dec_hidden
-        pre_in = dec_hidden * (2 if feed_context else 1)
-        self.pre_output = nn.Linear(pre_in, out_size) if (feed_context or tie_embeddings) \
+    def __init__(self, m: ModelConfig, src_vocab: int, tgt_vocab: int, share_src: bool = False):
+        out_size = m.emb_size if m.tie_embeddings else m.dec_hidden
+        super().__init__(m, src_vocab, tgt_vocab, share_src=share_src, out_size=out_size,
+                         dec_input_size=m.emb_size + (m.dec_hidden if m.feed_context else 0))
+        self.feed_context = m.feed_context
+        pre_in = m.dec_hidden * (2 if m.feed_context else 1)
+        self.pre_output = nn.Linear(pre_in, out_size) if (m.feed_context or m.tie_embeddings) \
             else None
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
@@ -189,23 +182,18 @@ class AttentionSeq2Seq(RNNModelBase):
     Both: h̃ₜ = tanh(W_c [cₜ; hₜ]) (step 5), logits = W_s h̃ₜ.
     """
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, rnn_type: str = "gru",
-                 attention: str = "dot", emb_size: int = 256, enc_hidden: int = 256,
-                 dec_hidden: int = 512, enc_layers: int = 1, dec_layers: int = 1,
-                 bidirectional: bool = True, dropout: float = 0.2, input_feeding: bool = True,
-                 tie_embeddings: bool = False, share_src: bool = False,
-                 forget_bias: float = 1.0):
-        memory = enc_hidden * (2 if bidirectional else 1)
-        self.bahdanau = attention == "additive"
-        self.input_feeding = input_feeding and not self.bahdanau
-        out_size = emb_size if tie_embeddings else dec_hidden             # size of h̃ₜ
-        dec_in = emb_size + (memory if self.bahdanau else out_size if self.input_feeding else 0)
-        super().__init__(src_vocab, tgt_vocab, rnn_type, emb_size, enc_hidden, dec_hidden,
-                         enc_layers, dec_layers, bidirectional, dropout, dec_in, out_size,
-                         tie_embeddings, share_src, forget_bias=forget_bias)
-        self.attention_type = attention
-        self.attention = rnn_attention(attention, dec_hidden, memory)
-        self.combine = nn.Linear(memory + dec_hidden, out_size, bias=False)   # W_c
+    def __init__(self, m: ModelConfig, src_vocab: int, tgt_vocab: int, share_src: bool = False):
+        memory = m.enc_hidden * (2 if m.bidirectional else 1)
+        bahdanau = m.attention == "additive"
+        input_feeding = m.input_feeding and not bahdanau
+        out_size = m.emb_size if m.tie_embeddings else m.dec_hidden        # size of h̃ₜ
+        dec_in = m.emb_size + (memory if bahdanau else out_size if input_feeding else 0)
+        super().__init__(m, src_vocab, tgt_vocab, share_src=share_src, dec_input_size=dec_in,
+                         out_size=out_size)
+        self.bahdanau, self.input_feeding = bahdanau, input_feeding
+        self.attention_type = m.attention
+        self.attention = rnn_attention(m.attention, m.dec_hidden, memory)
+        self.combine = nn.Linear(memory + m.dec_hidden, out_size, bias=False)   # W_c
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
         memory, finals = self.encoder(src, src_lengths)                   # 1. (B, S, D_mem)

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..config import ModelConfig
 from .attention import MultiHeadAttention
 from .base import EncoderOutput, Seq2SeqModel, State, padding_mask, select_state
 
@@ -35,6 +36,18 @@ def xavier_init(model: nn.Module) -> None:
             nn.init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+
+def layer_sizes(m: ModelConfig) -> dict:
+    """The sizes of an encoder or decoder layer, as the model config gives them."""
+    return dict(d_model=m.d_model, heads=m.heads, ffn=m.ffn, dropout=m.dropout,
+                pre_norm=m.norm == "pre", attention_dropout=m.attention_dropout,
+                activation_dropout=m.activation_dropout)
+
+
+def positioned(embed: nn.Embedding, m: ModelConfig) -> Embeddings:
+    """Token embeddings with the config's positions and dropout."""
+    return Embeddings(embed, m.max_positions, m.positions, m.dropout)
 
 
 def token_embedding(vocab: int, d_model: int) -> nn.Embedding:
@@ -200,29 +213,21 @@ class DecoderLayer(_Sublayers):
 class Transformer(Seq2SeqModel):
     """Encoder-decoder Transformer with tied embeddings and a KV cache for decoding."""
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, d_model: int = 256, heads: int = 4,
-                 ffn: int = 1024, enc_layers: int = 3, dec_layers: int = 3,
-                 dropout: float = 0.1, norm: str = "pre", positions: str = "sinusoidal",
-                 max_positions: int = 1024, tie_embeddings: bool = True,
-                 share_src: bool = False, attention_dropout: float = 0.0,
-                 activation_dropout: float = 0.0):
+    def __init__(self, m: ModelConfig, src_vocab: int, tgt_vocab: int, share_src: bool = False):
         super().__init__()
-        pre = norm == "pre"
-        tgt_embed = token_embedding(tgt_vocab, d_model)
-        src_embed = tgt_embed if share_src else token_embedding(src_vocab, d_model)
-        self.src_embed = Embeddings(src_embed, max_positions, positions, dropout)
-        self.tgt_embed = Embeddings(tgt_embed, max_positions, positions, dropout)
-        sizes = dict(d_model=d_model, heads=heads, ffn=ffn, dropout=dropout, pre_norm=pre,
-                     attention_dropout=attention_dropout, activation_dropout=activation_dropout)
-        self.encoder = nn.ModuleList(EncoderLayer(**sizes) for _ in range(enc_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(**sizes) for _ in range(dec_layers))
-        self.enc_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
-        self.dec_norm = nn.LayerNorm(d_model) if pre else nn.Identity()
+        pre = m.norm == "pre"
+        tgt_embed = token_embedding(tgt_vocab, m.d_model)
+        src_embed = tgt_embed if share_src else token_embedding(src_vocab, m.d_model)
+        self.src_embed, self.tgt_embed = positioned(src_embed, m), positioned(tgt_embed, m)
+        self.encoder = nn.ModuleList(EncoderLayer(**layer_sizes(m)) for _ in range(m.enc_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(**layer_sizes(m)) for _ in range(m.dec_layers))
+        self.enc_norm = nn.LayerNorm(m.d_model) if pre else nn.Identity()
+        self.dec_norm = nn.LayerNorm(m.d_model) if pre else nn.Identity()
         xavier_init(self)
-        self.out = nn.Linear(d_model, tgt_vocab, bias=False)
-        if tie_embeddings:
+        self.out = nn.Linear(m.d_model, tgt_vocab, bias=False)
+        if m.tie_embeddings:
             self.out.weight = tgt_embed.weight
-        self.max_positions = max_positions
+        self.max_positions = m.max_positions
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
         mask = padding_mask(src, src_lengths)

@@ -120,14 +120,10 @@ def _lengths(texts: list[str], unit: str) -> list[int]:
 
 
 def _median_rate(run: RunDir) -> float:
-    rates = [r["tokens_per_s"] for r in _records(run) if r["type"] == "train" and r["step"] > 1]
+    rates = [r["tokens_per_s"] for r in run.records("train") if r["step"] > 1]
     return statistics.median(rates) if rates else 0.0
 
 
-def _records(run: RunDir) -> list[dict]:
-    if not run.metrics_file.is_file():
-        return []
-    return [json.loads(x) for x in run.metrics_file.read_text().splitlines() if x.strip()]
 
 
 def _decode_timed(translator: Translator, texts: list[str], beam: int) -> tuple[list[str], float]:
@@ -226,7 +222,7 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
         "by_length": scores_by_length(beam, test.tgt, lengths, ev["edges"],
                                       interval=ev["metric"]),
         "valid_curve": [{k: r[k] for k in ("step", "elapsed", "loss", "bleu", "chrf", "exact")
-                         if k in r} for r in _records(run) if r["type"] == "valid"],
+                         if k in r} for r in run.records("valid")],
     }
     write_json(cached, result)
     (run.path / "eval" / "study.hyp").write_text("".join(h + "\n" for h in beam))

@@ -10,6 +10,7 @@ signals) are agreed with an all-reduce so every rank stops at the same step.
 from __future__ import annotations
 
 import copy
+import gc
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -375,8 +376,23 @@ class Trainer:
 def train(cfg: Config, out: str | Path, resume: bool = False, quiet: bool = False) -> Progress:
     """Train a model as the config says, into the run directory ``out``."""
     trainer = Trainer(cfg, out, resume=resume, quiet=quiet)
+    distributed = trainer.world > 1 and dist.is_initialized()
     try:
-        return trainer.fit()
-    finally:
-        if trainer.world > 1 and dist.is_initialized():
+        progress = trainer.fit()
+    except BaseException:
+        if distributed:       # no barrier: another rank may be inside a collective
             dist.destroy_process_group()
+        raise
+    if distributed:
+        _leave_process_group(trainer)
+    return progress
+
+
+def _leave_process_group(trainer: Trainer) -> None:
+    """End torchrun's process group on every rank together, once DDP has let go of the
+    work it holds: a rank whose interpreter exits while Gloo's threads still hold that work
+    can abort (SIGABRT) after a run that finished."""
+    trainer.ddp = None
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
