@@ -23,13 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Config
-from ..data.batching import sentence_batches
 from ..data.tokenizers import EOS, Vocabs
 from ..errors import UserError
 from ..export.ctranslate2 import require_ctranslate2
 from ..rundir import RunDir
 from .search import Cancelled
-from .translator import NoAttentionError, Translation
+from .translator import NoAttentionError, Translation, translate_in_batches
 
 ENGINES = ("attnmt", "ctranslate2")
 
@@ -85,21 +84,21 @@ class CT2Translator:
         d = self.cfg.decode
         beam = d.beam if beam is None else beam
         ratio = max_len_ratio or d.max_len_ratio
-        results = [[Translation("", 0.0, [])] for _ in texts]    # empty in, empty out
-        todo = [i for i, t in enumerate(texts) if t.strip()]
-        ids = [self.encode_source(texts[i]) for i in todo]
-        for group in sentence_batches([len(s) for s in ids], batch_size or d.batch_size):
+
+        def decode(seqs: list[list[int]]) -> list[list[Translation]]:
             if cancelled is not None and cancelled():
                 raise Cancelled
-            limits = [self._limit(len(ids[j]), ratio) for j in group]
+            limits = [self._limit(len(ids), ratio) for ids in seqs]
             batch = self.translator.translate_batch(
-                [self._pieces(ids[j]) for j in group], beam_size=beam, num_hypotheses=nbest,
+                [self._pieces(ids) for ids in seqs], beam_size=beam, num_hypotheses=nbest,
                 length_penalty=1.0 if alpha is None else alpha, return_scores=scores,
                 max_decoding_length=max(limits) - 1, max_input_length=0)
-            for j, limit, result in zip(group, limits, batch, strict=True):
-                results[todo[j]] = [self._translation(hyp, limit, result.scores, k)
-                                    for k, hyp in enumerate(result.hypotheses)]
-        return results
+            return [[self._translation(hyp, limit, result.scores, k)
+                     for k, hyp in enumerate(result.hypotheses)]
+                    for limit, result in zip(limits, batch, strict=True)]
+
+        return translate_in_batches(texts, self.encode_source, batch_size or d.batch_size,
+                                    decode)
 
     def _translation(self, pieces: list[str], limit: int, scores: list, k: int) -> Translation:
         tokens = [self.vocabs.tgt.index_of(p) for p in pieces[: limit - 1]]

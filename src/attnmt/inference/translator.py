@@ -87,6 +87,23 @@ class Engine(Protocol):
                   cancelled: Callable[[], bool] | None = None) -> dict: ...
 
 
+def translate_in_batches(texts: list[str], encode: Callable[[str], list[int]],
+                         batch_size: int,
+                         decode: Callable[[list[list[int]]], list[list[Translation]]]
+                         ) -> list[list[Translation]]:
+    """The driver every engine shares: an empty line gives one empty translation; the others
+    are encoded, grouped by length (:func:`sentence_batches`), decoded a group at a time
+    (``decode``: the group's token ids -> each sentence's translations) and returned in
+    input order."""
+    results = [[Translation("", 0.0, [])] for _ in texts]
+    todo = [i for i, t in enumerate(texts) if t.strip()]
+    seqs = [encode(texts[i]) for i in todo]
+    for group in sentence_batches([len(s) for s in seqs], batch_size):
+        for j, hyps in zip(group, decode([seqs[j] for j in group]), strict=True):
+            results[todo[j]] = hyps
+    return results
+
+
 class Translator:
     """attnmt's own engine: the PyTorch model and :mod:`attnmt.inference.search`."""
 
@@ -148,15 +165,16 @@ class Translator:
         if seed is not None:
             generator.manual_seed(seed)
         self.model.eval()
-        results = [[Translation("", 0.0, [])] for _ in texts]
-        todo = [i for i, t in enumerate(texts) if t.strip()]
-        seqs = [self.encode_source(texts[i]) for i in todo]
-        truncated = sum(len(s) >= self.src_cap for s in seqs)
-        if truncated:
-            warnings.warn(f"{truncated} input(s) reached the model's limit of {self.src_cap} "
-                          "tokens and were truncated", stacklevel=2)
-        for group in sentence_batches([len(s) for s in seqs], batch_size or d.batch_size):
-            src, lengths = self.pad_batch([seqs[j] for j in group])
+        truncated = 0
+
+        def encode(text: str) -> list[int]:
+            nonlocal truncated
+            ids = self.encode_source(text)
+            truncated += len(ids) >= self.src_cap
+            return ids
+
+        def decode(seqs: list[list[int]]) -> list[list[Translation]]:
+            src, lengths = self.pad_batch(seqs)
             limits = max_lengths(lengths, ratio, self.tgt_cap)
             if sample or beam <= 1:
                 hyps = [[h] for h in sequential(self.model, src, lengths, limits,
@@ -166,9 +184,13 @@ class Translator:
                 hyps = beam_search(self.model, src, lengths, limits, beam, alpha, nbest,
                                    stopping or d.stopping, cancelled=cancelled,
                                    penalty=penalty or d.length_penalty)
-            for j, sentence_hyps in zip(group, hyps, strict=True):
-                results[todo[j]] = [Translation(self.vocabs.tgt.decode(h.tokens), h.score,
-                                                h.tokens) for h in sentence_hyps]
+            return [[Translation(self.vocabs.tgt.decode(h.tokens), h.score, h.tokens)
+                     for h in sentence_hyps] for sentence_hyps in hyps]
+
+        results = translate_in_batches(texts, encode, batch_size or d.batch_size, decode)
+        if truncated:
+            warnings.warn(f"{truncated} input(s) reached the model's limit of {self.src_cap} "
+                          "tokens and were truncated", stacklevel=2)
         return results
 
     @torch.inference_mode()
