@@ -1,5 +1,7 @@
 """Every family behind the one contract: shapes, masks, incremental = full, learning."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -155,7 +157,7 @@ def test_transformer_cache_grows_one_position_per_step_in_place():
     buffers = []
     for t in range(40):
         _, state, _ = model.decode_step(tgt[:, t % tgt.size(1)], state)
-        cache = state["cache"][0]
+        cache = state.cache[0]
         assert cache.length == t + 1
         if not buffers or buffers[-1] != cache.k.data_ptr():
             buffers.append(cache.k.data_ptr())
@@ -170,11 +172,11 @@ def test_a_selected_cache_is_not_changed_by_later_steps_of_the_original():
     state = model.init_state(model.encode(src, lengths))
     _, state, _ = model.decode_step(tgt[:, 0], state)
     picked = select_state(state, torch.arange(src.size(0)))
-    before = picked["cache"][0].k[:, :, :1].clone()
+    before = picked.cache[0].k[:, :, :1].clone()
     for t in range(1, 3):
         _, state, _ = model.decode_step(tgt[:, t], state)
-    assert torch.equal(picked["cache"][0].k[:, :, :1], before)
-    assert picked["cache"][0].length == 1
+    assert torch.equal(picked.cache[0].k[:, :, :1], before)
+    assert picked.cache[0].length == 1
 
 
 def test_beam_reorder_equals_picking_every_row():
@@ -200,9 +202,9 @@ def test_beam_reorder_equals_picking_every_row():
         return []
 
     def assert_same(fast, full):
-        assert fast.keys() == full.keys()
-        for key in full:
-            a, b = flat(fast[key]), flat(full[key])
+        assert type(fast) is type(full)
+        for key in (f.name for f in dataclasses.fields(full)):
+            a, b = flat(getattr(fast, key)), flat(getattr(full, key))
             assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b)), key
 
     assert_same(model.reorder_state(state, rows, source_rows), select_state(state, rows))

@@ -119,6 +119,17 @@ class RunDir:
         return self.path / "vocab"
 
     @property
+    def eval_dir(self) -> Path:
+        """``eval/``: what ``attnmt evaluate`` and a study wrote (scores and hypotheses)."""
+        return self.path / "eval"
+
+    def eval_results(self) -> list[dict]:
+        """Every score file of ``eval/`` (``SPLIT.beamN[.int8|.bf16].json``), by name."""
+        if not self.eval_dir.is_dir():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(self.eval_dir.glob("*.json"))]
+
+    @property
     def metrics_file(self) -> Path:
         return self.path / "metrics.jsonl"
 

@@ -20,7 +20,6 @@ The tokenizer is our SentencePiece model converted to a ``tokenizers`` Unigram m
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -145,8 +144,7 @@ def _tokenizer(spm_model: Path):
 
 def model_card(cfg, run: RunDir, version: str) -> str:
     """README.md of the exported folder: data, config, scores, how it was trained."""
-    evals = sorted((run.path / "eval").glob("*.json")) if (run.path / "eval").is_dir() else []
-    scores = [json.loads(p.read_text()) for p in evals]
+    scores = run.eval_results()
     lines = [f"# {cfg.data.src}→{cfg.data.tgt} Transformer, trained with attnmt {version}", "",
              "```python", "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
              'tok = AutoTokenizer.from_pretrained("THIS_FOLDER")',

@@ -37,7 +37,7 @@ def evaluate(run_dir: str | Path, split: str = "test", data_dir: str | Path | No
     result = {"split": name, "beam": beam, **scores,
               "by_length": scores_by_length(hyps, corpus.tgt, lengths, edges),
               "sentences_per_s": len(hyps) / seconds, "decode_seconds": seconds}
-    out = run.path / "eval"
+    out = run.eval_dir
     out.mkdir(exist_ok=True)
     write_json(out / f"{name}.beam{beam}{tag}.json", result)
     (out / f"{name}.beam{beam}{tag}.hyp").write_text("".join(h + "\n" for h in hyps))

@@ -6,7 +6,8 @@ branch on the architecture.
 :class:`Seq2SeqModel` (the fixed-context seq2seq, the attention RNNs, the Transformer):
 
 - ``encode(src, src_lengths) -> EncoderOutput``
-- ``init_state(enc) -> state``: a dict of batch-first tensors (and plain values)
+- ``init_state(enc) -> state``: the family's :class:`DecoderState` dataclass of
+  batch-first tensors (and plain values)
 - ``decode_step(prev_tokens, state) -> (logits, state, weights | None)``: it consumes
   ``state`` (a cache may be extended in place); continue from the state it returns
 - ``reorder_state(state, rows, source_rows) -> state``: beam search's reorder
@@ -38,12 +39,36 @@ Attention weights are ``(batch, tgt_len, src_len)``; a model without attention
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import Tensor, nn
 
-State = dict[str, Any]
+S = TypeVar("S", bound="DecoderState")
+
+
+@dataclass
+class DecoderState:
+    """Base of every family's decoder state: one typed field per part, batch-first."""
+
+    def select(self: S, index: Tensor, fields: Iterable[str] | None = None) -> S:
+        """A copy whose tensors (all of them, or those of ``fields``) keep the batch rows
+        ``index``, in that order (beam search's reorder); plain values stay as they are."""
+        names = [f.name for f in dataclasses.fields(self)] if fields is None else fields
+        return dataclasses.replace(self, **{n: _pick(getattr(self, n), index) for n in names})
+
+
+State = DecoderState
+
+
+def _pick(value: Any, index: Tensor) -> Any:
+    if hasattr(value, "index_select"):       # a tensor, or a cache that selects its rows
+        return value.index_select(0, index)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_pick(v, index) for v in value)
+    return value
 
 
 @dataclass
@@ -141,17 +166,9 @@ class CausalLM(ParameterCount, nn.Module):
         raise NotImplementedError
 
 
-def select_state(state: State, index: Tensor) -> State:
+def select_state(state: S, index: Tensor) -> S:
     """Keep/reorder the batch rows ``index`` of every tensor in a state (beam search)."""
-
-    def pick(value: Any) -> Any:
-        if hasattr(value, "index_select"):       # a tensor, or a cache that selects its rows
-            return value.index_select(0, index)
-        if isinstance(value, (list, tuple)):
-            return type(value)(pick(v) for v in value)
-        return value
-
-    return {key: pick(value) for key, value in state.items()}
+    return state.select(index)
 
 
 def padding_mask(src: Tensor, src_lengths: Tensor) -> Tensor:

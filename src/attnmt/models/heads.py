@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig
-from .base import CausalLM, ParameterCount, State, padding_mask
+from .base import CausalLM, DecoderState, ParameterCount, padding_mask
 from .transformer import (
     DecoderLayer,
     EncoderLayer,
@@ -72,6 +74,12 @@ class EncoderClassifier(ParameterCount, nn.Module):
         return torch.stack(collected, 1)
 
 
+@dataclass
+class LMState(DecoderState):
+    cache: list | None      # per layer: its self-attention LayerCache (None: keep none)
+    step: int = 0           # positions decoded so far
+
+
 class DecoderLM(CausalLM):
     """A causal Transformer language model with a key/value cache."""
 
@@ -87,18 +95,18 @@ class DecoderLM(CausalLM):
         self.out.weight = embed.weight
         self.max_positions = m.max_positions
 
-    def init_state(self) -> State:
-        return {"cache": [LayerCache() for _ in self.layers], "step": 0}
+    def init_state(self) -> LMState:
+        return LMState(cache=[LayerCache() for _ in self.layers])
 
-    def decode(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
+    def decode(self, tokens: Tensor, state: LMState) -> tuple[Tensor, LMState]:
         """tokens (B, T) after the cached prefix -> logits (B, T, V), new state (its cache
         extended in place)."""
-        x = self.embed(tokens, offset=state["step"])
-        caches = state["cache"]
+        x = self.embed(tokens, offset=state.step)
+        caches = state.cache
         for i, layer in enumerate(self.layers):
             x, _ = layer(x, None, None, caches[i] if caches is not None else None)
-        return self.out(self.norm(x)), {"cache": caches, "step": state["step"] + tokens.size(1)}
+        return self.out(self.norm(x)), LMState(cache=caches, step=state.step + tokens.size(1))
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Teacher forcing: tokens (B, T) -> next-token logits (B, T, V); no cache kept."""
-        return self.decode(tokens, {"cache": None, "step": 0})[0]
+        return self.decode(tokens, LMState(cache=None))[0]

@@ -8,10 +8,12 @@
   step the decoder attends over all encoder states (see ``attention.py``).
 
 RNN cells: ``rnn`` (Elman, tanh), ``lstm``, ``gru``. Decoder states are kept
-batch-first in the state dict: ``h``/``c`` are (B, layers, H).
+batch-first: ``h``/``c`` are (B, layers, H).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -19,9 +21,28 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config import ModelConfig
 from .attention import rnn_attention
-from .base import EncoderOutput, Seq2SeqModel, State, padding_mask
+from .base import DecoderState, EncoderOutput, Seq2SeqModel, padding_mask
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+@dataclass
+class RNNState(DecoderState):
+    h: Tensor                   # (B, layers, H) decoder hidden states
+    c: Tensor | None = None     # (B, layers, H) LSTM cell states
+
+
+@dataclass
+class FixedContextState(RNNState):
+    context: Tensor | None = None   # (B, H) the one context vector every step receives
+
+
+@dataclass
+class AttentionState(RNNState):
+    keys: Tensor | None = None      # (B, S, D) the scorer's projected keys
+    values: Tensor | None = None    # (B, S, D_mem) the encoder states
+    mask: Tensor | None = None      # (B, S) True at real source tokens
+    feed: Tensor | None = None      # (B, D_out) the previous h̃ (input feeding)
 
 
 def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
@@ -102,24 +123,20 @@ class RNNModelBase(Seq2SeqModel):
             states.append(torch.tanh(bridge(top)).transpose(0, 1).contiguous())
         return states
 
-    def _hidden_in(self, state: State):
-        h = state["h"].transpose(0, 1).contiguous()
-        return (h, state["c"].transpose(0, 1).contiguous()) if "c" in state else h
+    def _hidden_in(self, state: RNNState):
+        h = state.h.transpose(0, 1).contiguous()
+        return (h, state.c.transpose(0, 1).contiguous()) if state.c is not None else h
 
-    def _hidden_out(self, hidden, state: State) -> State:
-        state = dict(state)
+    def _hidden_out(self, hidden, state: RNNState) -> RNNState:
         if isinstance(hidden, tuple):
-            state["h"], state["c"] = hidden[0].transpose(0, 1), hidden[1].transpose(0, 1)
-        else:
-            state["h"] = hidden.transpose(0, 1)
-        return state
+            return replace(state, h=hidden[0].transpose(0, 1), c=hidden[1].transpose(0, 1))
+        return replace(state, h=hidden.transpose(0, 1))
 
-    def _start(self, enc: EncoderOutput) -> State:
+    @staticmethod
+    def _hidden_start(enc: EncoderOutput) -> dict:
+        """The decoder's first ``h`` (and ``c``) from the encoder's final states."""
         hidden = enc.final
-        state: State = {"h": hidden[0]}
-        if len(hidden) > 1:
-            state["c"] = hidden[1]
-        return state
+        return {"h": hidden[0], "c": hidden[1] if len(hidden) > 1 else None}
 
 
 class Seq2Seq(RNNModelBase):
@@ -140,14 +157,14 @@ class Seq2Seq(RNNModelBase):
         _, finals = self.encoder(src, src_lengths)
         return EncoderOutput(None, padding_mask(src, src_lengths), self._initial_hidden(finals))
 
-    def init_state(self, enc: EncoderOutput) -> State:
-        state = self._start(enc)
-        state["context"] = state["h"][:, -1]                  # the context vector (B, H)
-        return state
+    def init_state(self, enc: EncoderOutput) -> FixedContextState:
+        start = self._hidden_start(enc)
+        return FixedContextState(**start, context=start["h"][:, -1])   # the context vector
 
-    def _decode(self, emb: Tensor, state: State) -> tuple[Tensor, State]:
+    def _decode(self, emb: Tensor, state: FixedContextState
+                ) -> tuple[Tensor, FixedContextState]:
         """emb (B, T, E) -> logits (B, T, V)."""
-        context = state["context"].unsqueeze(1).expand(-1, emb.size(1), -1)
+        context = state.context.unsqueeze(1).expand(-1, emb.size(1), -1)
         x = torch.cat([emb, context], -1) if self.feed_context else emb
         out, hidden = self.decoder(x, self._hidden_in(state))      # (B, T, H)
         if self.feed_context:
@@ -156,14 +173,15 @@ class Seq2Seq(RNNModelBase):
             out = self.pre_output(out)
         return self.out(self.dropout(out)), self._hidden_out(hidden, state)
 
-    def decode_step(self, prev_tokens: Tensor, state: State, need_weights: bool = False
-                    ) -> tuple[Tensor, State, None]:
+    def decode_step(self, prev_tokens: Tensor, state: FixedContextState,
+                    need_weights: bool = False) -> tuple[Tensor, FixedContextState, None]:
         logits, state = self._decode(self.tgt_embed(prev_tokens)[:, None], state)
         return logits[:, 0], state, None
 
-    def explain_step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State, dict]:
+    def explain_step(self, prev_tokens: Tensor, state: FixedContextState
+                     ) -> tuple[Tensor, FixedContextState, dict]:
         """The one context vector every step receives: the bottleneck."""
-        context = state["context"]
+        context = state.context
         logits, state, _ = self.decode_step(prev_tokens, state)
         return logits, state, {"scorer": None, "context": context[:, None]}
 
@@ -199,41 +217,41 @@ class AttentionSeq2Seq(RNNModelBase):
         memory, finals = self.encoder(src, src_lengths)                   # 1. (B, S, D_mem)
         return EncoderOutput(memory, padding_mask(src, src_lengths), self._initial_hidden(finals))
 
-    def init_state(self, enc: EncoderOutput) -> State:
-        state = self._start(enc)
-        state.update(keys=self.attention.project_keys(enc.memory), values=enc.memory,
-                     mask=enc.mask)
-        if self.input_feeding:
-            state["feed"] = enc.memory.new_zeros(enc.memory.size(0), self.combine.out_features)
-        return state
+    def init_state(self, enc: EncoderOutput) -> AttentionState:
+        feed = (enc.memory.new_zeros(enc.memory.size(0), self.combine.out_features)
+                if self.input_feeding else None)
+        return AttentionState(**self._hidden_start(enc),
+                              keys=self.attention.project_keys(enc.memory), values=enc.memory,
+                              mask=enc.mask, feed=feed)
 
-    def _step(self, emb: Tensor, state: State, trace: dict | None = None
-              ) -> tuple[Tensor, State, Tensor]:
+    def _step(self, emb: Tensor, state: AttentionState, trace: dict | None = None
+              ) -> tuple[Tensor, AttentionState, Tensor]:
         """One decoder step. emb (B, E) -> logits (B, V), state, weights (B, S); ``trace``
         receives every step's numbers (:meth:`explain_step`)."""
-        attend = lambda q: self.attention(q[:, None], state["keys"], state["values"],  # noqa: E731
-                                          state["mask"], trace)
+        attend = lambda q: self.attention(q[:, None], state.keys, state.values,  # noqa: E731
+                                          state.mask, trace)
         if self.bahdanau:
-            context, weights = attend(state["h"][:, -1])                  # query sₜ₋₁
+            context, weights = attend(state.h[:, -1])                     # query sₜ₋₁
             x = torch.cat([emb, context[:, 0]], -1)
             out, hidden = self.decoder(x[:, None], self._hidden_in(state))
         else:
-            x = torch.cat([emb, state["feed"]], -1) if self.input_feeding else emb
+            x = torch.cat([emb, state.feed], -1) if self.input_feeding else emb
             out, hidden = self.decoder(x[:, None], self._hidden_in(state))
             context, weights = attend(out[:, 0])                          # query hₜ
         h_tilde = torch.tanh(self.combine(torch.cat([context, out], -1)))[:, 0]  # 5.
         state = self._hidden_out(hidden, state)
         if self.input_feeding:
-            state["feed"] = h_tilde
+            state = replace(state, feed=h_tilde)
         if trace is not None:
             trace.update(scorer=self.attention_type, decoder_state=out[:, 0], combined=h_tilde)
         return self.out(self.dropout(h_tilde)), state, weights[:, 0]
 
-    def decode_step(self, prev_tokens: Tensor, state: State, need_weights: bool = False
-                    ) -> tuple[Tensor, State, Tensor]:
+    def decode_step(self, prev_tokens: Tensor, state: AttentionState,
+                    need_weights: bool = False) -> tuple[Tensor, AttentionState, Tensor]:
         return self._step(self.tgt_embed(prev_tokens), state)
 
-    def explain_step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State, dict]:
+    def explain_step(self, prev_tokens: Tensor, state: AttentionState
+                     ) -> tuple[Tensor, AttentionState, dict]:
         trace: dict = {}
         logits, state, _ = self._step(self.tgt_embed(prev_tokens), state, trace)
         return logits, state, trace
@@ -245,8 +263,7 @@ class AttentionSeq2Seq(RNNModelBase):
         if not self.input_feeding and not self.bahdanau:
             # Nothing feeds back: run the RNN over the whole target, attend all at once.
             out, _ = self.decoder(emb, self._hidden_in(state))            # (B, T, H)
-            context, weights = self.attention(out, state["keys"], state["values"],
-                                              state["mask"])
+            context, weights = self.attention(out, state.keys, state.values, state.mask)
             h_tilde = torch.tanh(self.combine(torch.cat([context, out], -1)))
             return self.out(self.dropout(h_tilde)), weights
         logits, weights = [], []

@@ -10,13 +10,14 @@ per layer, and cross-attention keys/values are projected once per sentence.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .attention import MultiHeadAttention
-from .base import EncoderOutput, Seq2SeqModel, State, padding_mask, select_state
+from .base import DecoderState, EncoderOutput, Seq2SeqModel, padding_mask
 
 
 def sinusoidal_positions(length: int, d_model: int) -> Tensor:
@@ -210,6 +211,15 @@ class DecoderLayer(_Sublayers):
         return self.add(last, x, self.ffn(self.norm_in(last, x))), weights
 
 
+@dataclass
+class TransformerState(DecoderState):
+    memory_kv: list                 # per decoder layer: the encoder memory's (keys, values)
+    mask: Tensor                    # (B, S) True at real source tokens
+    cache: list | None = None       # per decoder layer: its self-attention LayerCache
+    step: int = 0                   # target positions decoded so far
+    head_gate: list | None = None   # per layer: (heads,) 1 or 0 (the explainer's silenced heads)
+
+
 class Transformer(Seq2SeqModel):
     """Encoder-decoder Transformer with tied embeddings and a KV cache for decoding."""
 
@@ -236,43 +246,40 @@ class Transformer(Seq2SeqModel):
             x = layer(x, mask)
         return EncoderOutput(self.enc_norm(x), mask)
 
-    def init_state(self, enc: EncoderOutput) -> State:
+    def init_state(self, enc: EncoderOutput) -> TransformerState:
         # contiguous once here, so no decoding step copies them for its matrix products
         memory_kv = [tuple(x.contiguous() for x in layer.cross_attn.project_kv(enc.memory))
                      for layer in self.decoder]
-        return {"memory_kv": memory_kv, "mask": enc.mask, "cache": None, "step": 0,
-                "head_gate": None}
+        return TransformerState(memory_kv=memory_kv, mask=enc.mask)
 
-    def reorder_state(self, state: State, rows: Tensor, source_rows: Tensor | None) -> State:
+    def reorder_state(self, state: TransformerState, rows: Tensor,
+                      source_rows: Tensor | None) -> TransformerState:
         """The projected encoder memory is the same for every beam of a sentence, so it is
         copied only when sentences leave the batch; the self-attention cache follows the
         hypotheses (the speed this buys is measured in ``benchmarks/README.md``)."""
-        source = {"memory_kv": state["memory_kv"], "mask": state["mask"]}
-        if source_rows is not None:
-            source = select_state(source, source_rows)
-        return {**select_state({"cache": state["cache"]}, rows), **source,
-                "step": state["step"], "head_gate": state.get("head_gate")}
+        state = state.select(rows, ["cache"])
+        return state if source_rows is None else state.select(source_rows, ["memory_kv", "mask"])
 
-    def _decode(self, tokens: Tensor, state: State, need_weights: bool,
+    def _decode(self, tokens: Tensor, state: TransformerState, need_weights: bool,
                 all_weights: list | None = None, keep_cache: bool = True,
-                traces: list | None = None) -> tuple[Tensor, State, Tensor | None]:
+                traces: list | None = None) -> tuple[Tensor, TransformerState, Tensor | None]:
         """Decode ``tokens`` after the cached positions; ``keep_cache=False`` (teacher
         forcing) keeps no cache; ``traces`` receives each layer's numbers (explainer)."""
-        x = self.tgt_embed(tokens, offset=state["step"])
-        caches = state["cache"]
+        x = self.tgt_embed(tokens, offset=state.step)
+        caches = state.cache
         if caches is None and keep_cache:
             caches = [LayerCache() for _ in self.decoder]
-        gates = state.get("head_gate") or [None] * len(self.decoder)
+        gates = state.head_gate or [None] * len(self.decoder)
         weights = []
         for i, layer in enumerate(self.decoder):
             trace = None if traces is None else {}
-            x, w = layer(x, state["memory_kv"][i], state["mask"],
+            x, w = layer(x, state.memory_kv[i], state.mask,
                          caches[i] if caches is not None else None, need_weights,
                          head_gate=gates[i], trace=trace)
             weights.append(w)
             if traces is not None:
                 traces.append(trace)
-        state = {**state, "cache": caches, "step": state["step"] + tokens.size(1)}
+        state = replace(state, cache=caches, step=state.step + tokens.size(1))
         logits = self.out(self.dec_norm(x))
         if not need_weights:
             return logits, state, None
@@ -280,8 +287,8 @@ class Transformer(Seq2SeqModel):
             all_weights.extend(weights)
         return logits, state, torch.stack(weights, 1).mean(dim=(1, 2))      # (B, T, S)
 
-    def explain_step(self, prev_tokens: Tensor, state: State
-                     ) -> tuple[Tensor, State, dict]:
+    def explain_step(self, prev_tokens: Tensor, state: TransformerState
+                     ) -> tuple[Tensor, TransformerState, dict]:
         """A decoding step with every layer's ``self`` and ``cross`` attention numbers."""
         traces: list[dict] = []
         logits, state, _ = self._decode(prev_tokens[:, None], state, False, traces=traces)
@@ -297,26 +304,28 @@ class Transformer(Seq2SeqModel):
             x = layer(x, mask, trace=traces[-1])
         return traces
 
-    def zero_heads(self, state: State, heads: list[tuple[int, int]]) -> State:
+    def zero_heads(self, state: TransformerState, heads: list[tuple[int, int]]
+                   ) -> TransformerState:
         """Silence cross-attention heads (layer, head) for the rest of decoding."""
         n, h = len(self.decoder), self.decoder[0].cross_attn.heads
         for layer, head in heads:
             if not (0 <= layer < n and 0 <= head < h):
                 raise ValueError(f"layer {layer}, head {head} does not exist: this model has "
                                  f"layers 0..{n - 1} with heads 0..{h - 1}")
-        device = state["mask"].device
+        device = state.mask.device
         gates = [torch.ones(h, device=device) for _ in range(n)]
         for layer, head in heads:
             gates[layer][head] = 0.0
-        return {**state, "head_gate": gates}
+        return replace(state, head_gate=gates)
 
     @property
     def attention_shape(self) -> tuple[int, int]:
         """(layers, heads) of the decoder's cross-attention."""
         return len(self.decoder), self.decoder[0].cross_attn.heads
 
-    def decode_step(self, prev_tokens: Tensor, state: State, need_weights: bool = False
-                    ) -> tuple[Tensor, State, Tensor | None]:
+    def decode_step(self, prev_tokens: Tensor, state: TransformerState,
+                    need_weights: bool = False
+                    ) -> tuple[Tensor, TransformerState, Tensor | None]:
         logits, state, weights = self._decode(prev_tokens[:, None], state, need_weights)
         return logits[:, 0], state, (weights[:, 0] if weights is not None else None)
 

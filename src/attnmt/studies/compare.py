@@ -187,12 +187,12 @@ def compare(study_path: str | Path, out: str | Path | None = None,
 
 
 def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
-    cached = run.path / "eval" / "study.json"
+    cached = run.eval_dir / "study.json"
     finished = json.loads((run.ckpt / "finished.json").read_text())
     if cached.is_file():
         result = json.loads(cached.read_text())
         if result.get("step") == finished["step"] and result.get("beam") == ev["beam"]:
-            hyps = (run.path / "eval" / "study.hyp").read_text().splitlines()
+            hyps = (run.eval_dir / "study.hyp").read_text().splitlines()
             result["by_length"] = scores_by_length(hyps, test.tgt, lengths, ev["edges"],
                                                    interval=ev["metric"])
             result["stopped_by"] = finished.get("reason", "")
@@ -225,7 +225,7 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
                          if k in r} for r in run.records("valid")],
     }
     write_json(cached, result)
-    (run.path / "eval" / "study.hyp").write_text("".join(h + "\n" for h in beam))
+    (run.eval_dir / "study.hyp").write_text("".join(h + "\n" for h in beam))
     log(f"   {run.path.name}: BLEU {result['bleu']:.2f}, exact {result['exact']:.1f}%")
     return result
 
