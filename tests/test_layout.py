@@ -1,7 +1,9 @@
-"""The README's Layout section lists every module of the package, and only those."""
+"""The README's Layout section lists every module of the package, and only those; modules
+and functions stay small enough to read in one go."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -39,6 +41,25 @@ def test_the_documented_tree_is_the_real_one():
     doc, real = documented(), actual()
     assert not real - doc, f"modules missing from README's Layout: {sorted(real - doc)}"
     assert not doc - real, f"README's Layout names modules that do not exist: {sorted(doc - real)}"
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def test_no_module_over_400_lines_and_no_function_over_60():
+    long_modules, long_functions = [], []
+    for f in sorted(PACKAGE.rglob("*.py")):
+        text = f.read_text()
+        rel = f.relative_to(PACKAGE)
+        if text.count("\n") > MAX_MODULE_LINES:
+            long_modules.append(f"{rel} ({text.count(chr(10))} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{rel}:{node.lineno} {node.name} ({n} lines)")
+    assert not long_modules, f"modules over {MAX_MODULE_LINES} lines: {long_modules}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"
 
 
 def _helpers() -> list[str]:

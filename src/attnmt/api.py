@@ -31,9 +31,7 @@ def _load(run_dir: str | Path, task: str, checkpoint: str = "best"):
 def _split_location(cfg, run: RunDir, split: str, data_dir) -> tuple[Path, str]:
     """The folder of a run's data (or ``data_dir``) and the file name of ``split``."""
     folder = run.data_folder(cfg, data_dir)
-    name = {"test": cfg.data.test, "val": cfg.data.valid, "valid": cfg.data.valid}.get(split,
-                                                                                        split)
-    return folder, name
+    return folder, cfg.data.split_name(split)
 
 
 SCORING_TOKENS = 8192   # token budget of a batch when classifying or scoring perplexity

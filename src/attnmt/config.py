@@ -94,6 +94,11 @@ class DataConfig:
     synth: dict = _f({}, "options for a synthetic dataset, as for `attnmt data synth`",
                      check=_check_synth)
 
+    def split_name(self, split: str) -> str:
+        """The file stem of a split asked for by role (``test``, ``val`` or ``valid``), or
+        ``split`` itself when it names a file stem already (e.g. ``test_2017_flickr``)."""
+        return {"test": self.test, "val": self.valid, "valid": self.valid}.get(split, split)
+
 
 @dataclass
 class ModelConfig:

@@ -22,8 +22,7 @@ def evaluate(run_dir: str | Path, split: str = "test", data_dir: str | Path | No
     translator = translator or Translator.from_run(run_dir)
     cfg = translator.cfg
     folder = run.data_folder(cfg, data_dir, log=log)
-    name = cfg.data.test if split == "test" else cfg.data.valid if split in ("val", "valid") \
-        else split
+    name = cfg.data.split_name(split)
     corpus = read_split(folder, name, cfg.data.src, cfg.data.tgt, required=False)
     if corpus is None:
         raise UserError(f"split {name!r} is not in {folder} (files {name}.{cfg.data.src} and "
