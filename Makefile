@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install test test-portable lint browser demo clean
+.PHONY: install test test-portable lint browser docs docs-serve demo clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -55,8 +55,16 @@ browser:
 	  fi; \
 	fi
 
+# The documentation site, built offline into site/ (reference pages generated from the code;
+# --strict: a broken link or reference fails). The suite builds it too (tests/test_docs.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
 demo: $(STAMP)
 	$(BIN)/attnmt demo --out runs/demo
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -118,3 +119,23 @@ def kept_run(task, tmp_path_factory):
                  keep_every=40, keep_last=1)
     train(load_config(cfg), tmp / "run", quiet=True)
     return tmp / "run"
+
+
+# ---- a real browser (Debian's Chromium, driven by Playwright) ----------------------------------
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def page():
+    """A headless Chromium page; without Chromium or Playwright the test is skipped and
+    says why."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test "
+                    "skipped")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser.new_page(viewport={"width": 1280, "height": 900})
+        browser.close()

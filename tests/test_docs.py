@@ -1,0 +1,91 @@
+"""The documentation site: built offline with ``mkdocs build --strict`` (broken links,
+missing pages and bad references fail), its reference pages generated from the code, and
+nothing in it that reaches past this machine — checked in the files and in a real browser."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import subprocess
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("mkdocs")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d",
+                        str(out)], cwd=ROOT, capture_output=True, text=True,
+                       env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def test_the_config_reference_names_every_key(site):
+    from attnmt.config import _SECTION_CLASSES
+
+    text = (site / "reference/config/index.html").read_text()
+    keys = [f"{s}.{f.name}" for s, cls in _SECTION_CLASSES.items()
+            for f in dataclasses.fields(cls)]
+    missing = [k for k in keys if f"<code>{k}</code>" not in text]
+    assert len(keys) > 50 and not missing, missing
+
+
+def test_the_cli_reference_names_every_command(site):
+    from attnmt.cli import cli
+
+    text = (site / "reference/cli/index.html").read_text()
+    assert cli.commands and all(f"attnmt {name}" in text for name in cli.commands)
+
+
+def test_the_api_and_design_pages_come_from_the_docstrings(site):
+    api = (site / "reference/python-api/index.html").read_text()
+    assert "TranslationModel" in api and "five_steps" in api
+    design = (site / "explanation/design/index.html").read_text()
+    assert "<code>training</code>" in design and "reorder_state" in design
+
+
+def test_no_file_of_the_site_loads_anything_from_the_network(site):
+    loads = re.compile(r"""<(?:script|link|img|iframe)[^>]*(?:src|href)=["']https?://"""
+                       r"""|@import\s+url\(["']?https?://|fonts\.googleapis""")
+    offenders = [str(p.relative_to(site)) for p in site.rglob("*")
+                 if p.suffix in (".html", ".css", ".js") and loads.search(p.read_text())]
+    assert not offenders
+    assert (site / "search/search_index.json").is_file()     # search works from the files
+
+
+@pytest.fixture
+def served(site):
+    """The built site over HTTP on 127.0.0.1 (as ``make docs-serve``; file:// would keep
+    the search worker from loading)."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *a: None
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_the_site_in_a_real_browser_shows_its_pages_and_stays_on_this_machine(page, served):
+    errors, requests = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(served + "/", wait_until="networkidle")
+    assert "attnmt" in page.title()
+    assert page.locator("img[src*='demo_exact_by_length']").first.evaluate(
+        "img => img.naturalWidth") > 0
+    page.goto(served + "/reference/config/", wait_until="networkidle")
+    assert page.locator("code", has_text="train.max_steps").count() > 0
+    assert not errors, errors
+    assert requests and all(u.startswith(served) for u in requests), \
+        [u for u in requests if not u.startswith(served)]
