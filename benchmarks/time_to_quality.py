@@ -15,7 +15,8 @@ run and writes
 An ablation row (``--row NAME --set KEY=VALUE ...``) trains the config with those
 settings and scores every mark on **val only** (the recipe is chosen on val, never on
 test2016), plus the average of the last 2 and 3 marks' weights at the end; rows go to
-``results/time_to_quality_ablation.json`` and ``--table`` prints them as the README's table.
+``results/time_to_quality_ablation.json`` and ``--table`` prints them as the table of
+docs/results/multi30k.md.
 A screening row (``--stop-at 12.5``) keeps the whole budget's schedule but stops the run
 once that mark is kept and scores that mark only: a point of the full curve at part of the
 cost.
@@ -180,7 +181,7 @@ def ablation(config: Path, name: str, settings: list[str], rows: list[dict],
 
 
 def print_marks(marks: list[dict], label: str, minute: str) -> None:
-    """One curve as the README's markdown table: a column per mark."""
+    """One curve as the results page's markdown table: a column per mark."""
     print(f"| {label} | " + " | ".join(format(m["minutes"], minute) for m in marks) + " |")
     print("|---" * (len(marks) + 1) + "|")
     print("| updates | " + " | ".join(f"{m['step']:,}" for m in marks) + " |")

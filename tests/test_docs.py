@@ -29,6 +29,13 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
+def test_the_readme_is_a_front_door_into_the_site():
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count("\n") <= 150
+    linked = re.findall(r"\]\((docs/[^)#]+)", readme)
+    assert linked and all((ROOT / p).is_file() for p in linked), linked
+
+
 def test_the_config_reference_names_every_key(site):
     from attnmt.config import _SECTION_CLASSES
 
@@ -84,6 +91,8 @@ def test_the_site_in_a_real_browser_shows_its_pages_and_stays_on_this_machine(pa
     assert "attnmt" in page.title()
     assert page.locator("img[src*='demo_exact_by_length']").first.evaluate(
         "img => img.naturalWidth") > 0
+    page.goto(served + "/tutorial/five-steps/", wait_until="networkidle")
+    assert page.locator("h1").first.inner_text().startswith("Learn attention")
     page.goto(served + "/reference/config/", wait_until="networkidle")
     assert page.locator("code", has_text="train.max_steps").count() > 0
     assert not errors, errors

@@ -1,4 +1,5 @@
-"""The README's Layout section lists every module of the package, and only those; modules
+"""The layout page (docs/explanation/layout.md) lists every module of the package, and only
+those; modules
 and functions stay small enough to read in one go."""
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ PACKAGE = ROOT / "src/attnmt"
 
 
 def documented() -> set[str]:
-    """Paths (relative to src/attnmt) of the modules and packages the Layout tree names."""
-    text = (ROOT / "README.md").read_text()
-    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    """Paths (relative to src/attnmt) of the modules and packages the layout tree names."""
+    text = (ROOT / "docs/explanation/layout.md").read_text()
+    block = text.split("```", 2)[1]
     paths, stack = set(), []
     for line in block.splitlines()[2:]:                       # after "src/attnmt/"
         m = re.match(r"( *)(\S+)", line)
@@ -39,8 +40,9 @@ def actual() -> set[str]:
 
 def test_the_documented_tree_is_the_real_one():
     doc, real = documented(), actual()
-    assert not real - doc, f"modules missing from README's Layout: {sorted(real - doc)}"
-    assert not doc - real, f"README's Layout names modules that do not exist: {sorted(doc - real)}"
+    page = "docs/explanation/layout.md"
+    assert not real - doc, f"modules missing from {page}: {sorted(real - doc)}"
+    assert not doc - real, f"{page} names modules that do not exist: {sorted(doc - real)}"
 
 
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
