@@ -15,6 +15,13 @@ from pathlib import Path
 
 import pytest
 
+class QuietHandler(SimpleHTTPRequestHandler):
+    """Serves files without a log line per request."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("mkdocs")
 
@@ -73,8 +80,7 @@ def test_no_file_of_the_site_loads_anything_from_the_network(site):
 def served(site):
     """The built site over HTTP on 127.0.0.1 (as ``make docs-serve``; file:// would keep
     the search worker from loading)."""
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a: None
+    handler = functools.partial(QuietHandler, directory=str(site))
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
