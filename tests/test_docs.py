@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+
 class QuietHandler(SimpleHTTPRequestHandler):
     """Serves files without a log line per request."""
 

@@ -14,6 +14,7 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+
 class QuietHandler(SimpleHTTPRequestHandler):
     """Serves files without a log line per request."""
 
