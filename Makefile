@@ -55,9 +55,11 @@ browser:
 	  fi; \
 	fi
 
-# The documentation site, built offline into site/ (reference pages generated from the code;
+# The documentation site, built offline into site/ (tables regenerated from benchmarks/results,
+# reference pages generated from the code;
 # --strict: a broken link or reference fails). The suite builds it too (tests/test_docs.py).
 docs: $(STAMP)
+	$(BIN)/python docs/scripts/tables.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs-serve: $(STAMP)

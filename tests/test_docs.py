@@ -105,3 +105,16 @@ def test_the_site_in_a_real_browser_shows_its_pages_and_stays_on_this_machine(pa
     assert not errors, errors
     assert requests and all(u.startswith(served) for u in requests), \
         [u for u in requests if not u.startswith(served)]
+
+
+def test_every_generated_table_is_the_one_its_results_file_makes():
+    r = subprocess.run([sys.executable, "docs/scripts/tables.py", "--check"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    sys.path.insert(0, str(ROOT / "docs/scripts"))
+    import tables
+
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- table:time-to-quality -->" in readme
+    stale = readme.replace("| attnmt | ", "| attnmt | 99.99 | ", 1)   # a hand-edited row
+    assert stale != readme and tables.render(stale) == readme
