@@ -9,7 +9,6 @@ drift from it. A page asks for one with a marker line:
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,23 +21,18 @@ def _cell(value: object) -> str:
 
 
 def config_keys() -> str:
-    """One table per config section."""
-    from attnmt.config import _SECTION_CLASSES
+    """One table per config section, from the same key list as ``attnmt config-keys``."""
+    from attnmt.cli.keys import key_infos
 
-    out = []
-    for section, cls in _SECTION_CLASSES.items():
-        out += [f"## `{section}`", "", "| key | type | default | allowed | meaning |",
-                "|---|---|---|---|---|"]
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            meta = f.metadata
-            allowed = " · ".join(f"`{c}`" for c in meta.get("choices") or () if c is not None)
-            lo, hi = meta.get("min"), meta.get("max")
-            if lo is not None or hi is not None:
-                allowed = f"{'' if lo is None else f'{lo:g}'} .. {'' if hi is None else f'{hi:g}'}"
-            out.append(f"| `{section}.{f.name}` | `{_cell(f.type)}` | `{_cell(repr(default))}` "
-                       f"| {_cell(allowed)} | {_cell(meta.get('help', ''))} |")
-        out.append("")
+    out, current = [], None
+    for k in key_infos():
+        if k.section != current:
+            current = k.section
+            out += [f"\n## `{k.section}`\n", "| key | type | default | allowed | meaning |",
+                    "|---|---|---|---|---|"]
+        allowed = " · ".join(f"`{a}`" for a in k.allowed.split("|")) if k.allowed else ""
+        out.append(f"| `{k.section}.{k.name}` | `{_cell(k.type)}` | `{_cell(repr(k.default))}` "
+                   f"| {_cell(allowed)} | {_cell(k.help)} |")
     return "\n".join(out)
 
 

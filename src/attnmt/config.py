@@ -380,21 +380,3 @@ def config_from_dict(raw: dict) -> Config:
     raw.get("model", {}).pop("preset", None)  # already resolved into the keys
     cfg = load_config(raw=raw)
     return cfg
-
-
-def describe(section: str | None = None) -> str:
-    """Every key with its default and documentation, for `attnmt config-keys`."""
-    lines = []
-    for name, cls in _SECTION_CLASSES.items():
-        if section and name != section:
-            continue
-        lines.append(f"{name}:")
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            choices = f.metadata.get("choices")
-            extra = f" [{'|'.join(str(c) for c in choices if c is not None)}]" if choices else ""
-            lo, hi = f.metadata.get("min"), f.metadata.get("max")
-            if hi is not None:
-                extra += f" [{'' if lo is None else f'{lo:g}'}..{hi:g}]"
-            lines.append(f"  {f.name}: {default!r}  # {f.metadata['help']}{extra}")
-    return "\n".join(lines)

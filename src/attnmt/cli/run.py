@@ -138,7 +138,7 @@ def presets() -> None:
                 type=click.Choice(["data", "model", "train", "decode"]))
 def config_keys(section) -> None:
     """Every config key with its default and meaning."""
-    from ..config import describe
+    from .keys import describe
 
     click.echo(describe(section))
 
