@@ -157,6 +157,28 @@ def test_language_model_learns_a_pattern_and_cache_equals_no_cache(pattern, tmp_
     r = subprocess.run([sys.executable, "-m", "attnmt.cli", "translate", str(tmp_path / "lm")],
                        capture_output=True, text=True, input="a\n")
     assert r.returncode == 2 and "use attnmt generate" in r.stderr
+    att = lm.attention("a b c")
+    layers = np.array(att["layers"])                                # (layers, heads, T, T)
+    assert att["src_tokens"] == ["<s>", "a", "b", "c"] and layers.shape[2:] == (4, 4)
+    assert np.allclose(layers.sum(-1), 1, atol=1e-4)
+    assert np.abs(np.triu(layers, k=1)).max() == 0                  # nothing sees the future
+    r = subprocess.run([sys.executable, "-m", "attnmt.cli", "plot", "attention",
+                        str(tmp_path / "lm"), "a b c", "--layer", "1", "--head", "0",
+                        "--out", str(tmp_path / "lm.png")], capture_output=True, text=True)
+    assert r.returncode == 0 and (tmp_path / "lm.png").stat().st_size > 0, r.stderr
+
+
+def test_plot_curves_draws_runs_and_names_a_missing_metric(pattern, tmp_path):
+    train(cfg(pattern, "lm", max_steps=60, valid_every=20), tmp_path / "a", quiet=True)
+    command = [sys.executable, "-m", "attnmt.cli", "plot", "curves", str(tmp_path / "a")]
+    r = subprocess.run([*command, "--metric", "ppl", "--x", "updates", "--out",
+                        str(tmp_path / "c.png")], capture_output=True, text=True)
+    assert r.returncode == 0 and (tmp_path / "c.png").stat().st_size > 0, r.stderr
+    r = subprocess.run([*command, "--metric", "bleu"], capture_output=True, text=True)
+    assert r.returncode == 2 and "records no 'bleu'" in r.stderr and "ppl" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([*command[:-1], str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "no validation records" in r.stderr
 
 
 def test_langid_data_from_multi30k(multi30k_dir, tmp_path):

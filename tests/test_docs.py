@@ -62,6 +62,37 @@ def test_the_cli_reference_names_every_command(site):
     assert cli.commands and all(f"attnmt {name}" in text for name in cli.commands)
 
 
+def test_the_rest_and_metrics_references_come_from_the_code(site):
+    from attnmt.serve.app import openapi_schema
+    from attnmt.training.reporting import RECORDS
+
+    rest = (site / "reference/rest-api/index.html").read_text()
+    schema = openapi_schema()
+    routes = [f"{m.upper()} {p}" for p, ms in schema["paths"].items() for m in ms]
+    assert len(routes) >= 6 and not [r for r in routes if f"<code>{r}</code>" not in rest]
+    fields = schema["components"]["schemas"]["TranslateRequest"]["properties"]
+    assert all(f"<code>{f}</code>" in rest for f in fields)
+    run_dir = (site / "reference/run-directory/index.html").read_text()
+    assert all(f"<code>{kind}</code>" in run_dir for kind in RECORDS)
+    how_to = (site / "how-to/benchmarks/index.html").read_text()
+    scripts = [p.name for p in (ROOT / "benchmarks").glob("*.py") if p.name != "common.py"]
+    assert len(scripts) > 10 and all(f"benchmarks/{n}</code>" in how_to for n in scripts)
+
+
+def test_the_notebook_page_is_the_notebook_executed(site):
+    import nbformat
+
+    notebook = ROOT / "docs/notebooks/attention_in_5_steps.ipynb"
+    source = nbformat.read(notebook, as_version=4)
+    executed = nbformat.read(notebook.with_suffix(".executed.ipynb"), as_version=4)
+    assert [c.source for c in executed.cells] == [c.source for c in source.cells], \
+        "the executed copy is stale: run python docs/scripts/execute_notebook.py"
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert outputs and not [o for o in outputs if o.output_type == "error"]
+    page = (site / "tutorial/notebook/index.html").read_text()
+    assert "data:image/png;base64," in page and "weights sum to" in page
+
+
 def test_the_api_and_design_pages_come_from_the_docstrings(site):
     api = (site / "reference/python-api/index.html").read_text()
     assert "TranslationModel" in api and "five_steps" in api

@@ -288,3 +288,19 @@ def test_checkpoints_at_training_time_marks_are_kept_and_resume(task, tmp_path):
     assert len(after) > len(first) and after[: len(first)] == first
     minutes = [m["minutes"] for m in after]
     assert minutes == sorted(set(minutes))                  # no mark twice across the resume
+
+
+def test_a_metrics_record_carries_only_declared_fields(tmp_path):
+    """metrics.jsonl's reference (docs/reference/run-directory.md) is generated from
+    ``RECORDS``; a record with a field it does not declare is refused, so the two agree."""
+    from attnmt.rundir import RunDir
+    from attnmt.training.reporting import Reporter
+
+    report = Reporter(RunDir(tmp_path), rank=0, quiet=True)
+    report.record({"type": "mark", "step": 3, "elapsed": 1.5, "minutes": 0.025})
+    assert RunDir(tmp_path).records("mark") == [{"type": "mark", "step": 3, "elapsed": 1.5,
+                                                  "minutes": 0.025}]
+    with pytest.raises(ValueError, match="undeclared"):
+        report.record({"type": "mark", "step": 4, "surprise": 1})
+    with pytest.raises(ValueError, match="undeclared"):
+        report.record({"type": "unheard-of", "step": 4})

@@ -31,9 +31,22 @@ def _load(name: str) -> dict:
 
 
 def _machine(d: dict) -> str:
+    """CPU model, its bf16/AMX/AVX flags (results written before the flags were recorded
+    say so), cores, torch and any GPU."""
     m = d.get("machine", {})
-    return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}"
-            + (f", {m['cuda']}" if m.get("cuda") else ""))
+    if isinstance(m, str):
+        return m + " (CPU flags not recorded)"
+    flags = ", ".join(m["flags"]) if m.get("flags") else "CPU flags not recorded"
+    return (f"{m.get('cpu', '?')} ({flags}), {m.get('cores', '?')} cores, torch "
+            f"{m.get('torch', '?')}" + (f", {m['cuda']}" if m.get("cuda") else ""))
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _head(cells) -> list[str]:
+    return [_row(cells), "|---" * len(cells) + "|"]
 
 
 def _provenance(d: dict, name: str, command: str) -> str:
@@ -63,8 +76,169 @@ def test_margins() -> str:
     return d["table"].rstrip() + "\n\n" + _provenance(d, "test_margins", d["command"])
 
 
-TABLES: dict[str, Callable[[], str]] = {"time-to-quality": time_to_quality,
-                                        "test-margins": test_margins}
+def multi30k_marks() -> str:
+    """Every kept checkpoint of the two time-to-quality curves, scored on val and test2016."""
+    ours, theirs = _load("time_to_quality"), _load("time_to_quality_fairseq")
+    fields = [("val, beam 5", "val_beam5"), ("test2016, greedy", "test_greedy"),
+              ("test2016, beam 5", "test_beam5"), ("test2016, beam 5, lowercased",
+                                                   "test_beam5_lc")]
+    out = []
+    for title, d, fmt in (("attnmt, the shipped config", ours, "{:g}"),
+                          ("fairseq, the peers' recipe (lr 5e-4, inverse sqrt, 4,096-token "
+                           "batches), each checkpoint at its own minute", theirs, "{:.2f}")):
+        marks = d["marks"]
+        out += [title + ":", "", *_head(["minutes", *(fmt.format(m["minutes"]) for m in marks)]),
+                _row(["updates", *(f"{m['step']:,}" for m in marks)])]
+        out += [_row([name, *(f"{m[key]:.2f}" if key in m else "–" for m in marks)])
+                for name, key in fields]
+        out.append("")
+    return "\n".join(out + [_provenance(ours, "time_to_quality", "python benchmarks/"
+                                        "time_to_quality.py --table") + " fairseq: `benchmarks/"
+                            "results/time_to_quality_fairseq.json`, rerun: `python benchmarks/"
+                            f"fairseq_curve.py --minutes {theirs['minutes']:g} --every "
+                            f"{theirs['every_updates']}`."])
+
+
+def multi30k_levers() -> str:
+    """The screening runs behind the shipped recipe: val BLEU (beam 5) per lever."""
+    d = _load("time_to_quality_ablation")
+
+    def at(row: dict, minutes: float) -> str:
+        mark = next((m for m in row["marks"] if m["minutes"] == minutes), None)
+        return f"{mark['val_beam5']:.2f}" if mark else "—"
+
+    lines = _head(["row", "settings", "updates", "val @12.5", "val @25",
+                   "avg of the last 2 / 3 marks"])
+    rows = sorted(d["rows"].items(), key=lambda item: bool(item[1]["settings"]))
+    for name, row in rows:
+        avg = (f"{row['avg2']['val_beam5']:.2f} / {row['avg3']['val_beam5']:.2f}"
+               if "avg2" in row else "—")
+        lines.append(_row([name, " ".join(row["settings"]) or "—",
+                           f"{row['marks'][-1]['step']:,}", at(row, 12.5), at(row, 25.0), avg]))
+    return "\n".join(lines + ["", f"Base: {d['base']}.", "",
+                              _provenance(d, "time_to_quality_ablation", "python benchmarks/"
+                                          "time_to_quality.py --stop-at 12.5 --row NAME --set "
+                                          "KEY=VALUE ...")])
+
+
+def multi30k_rnn() -> str:
+    """The attention RNN's config after 25 minutes, and the same with 2,048-token batches."""
+    run, small = _load("run_m30k-rnn-dot"), _load("time_to_quality_multi30k_rnn_dot")
+    ev, last = run["eval"], small["marks"][-1]
+    lines = _head(["`configs/multi30k_rnn_dot.yaml`", "updates", "val BLEU beam 5",
+                   "test2016 BLEU greedy / beam 5"])
+    lines.append(_row(["as shipped (4,096-token batches)", f"{run['steps']:,}",
+                       f"{ev['val.beam5']['bleu']:.2f}",
+                       f"{ev['test_2016_flickr.beam1']['bleu']:.2f} / "
+                       f"{ev['test_2016_flickr.beam5']['bleu']:.2f}"]))
+    lines.append(_row([" ".join(small["settings"]), f"{last['step']:,}",
+                       f"{last['val_beam5']:.2f}",
+                       f"{last['test_greedy']:.2f} / {last['test_beam5']:.2f}"]))
+    return "\n".join(lines + [
+        "", _provenance(run, "run_m30k-rnn-dot", "python benchmarks/run_summary.py "
+                        "runs/m30k-rnn-dot"),
+        _provenance(small, "time_to_quality_multi30k_rnn_dot", "python benchmarks/"
+                    "time_to_quality.py --config configs/multi30k_rnn_dot.yaml --set "
+                    + " --set ".join(small["settings"]))])
+
+
+def peers() -> str:
+    """attnmt against fairseq and JoeyNMT on one spec, in one run."""
+    d = _load("peers")
+    return d["table"].rstrip() + "\n\n" + _provenance(
+        d, "peers", f"python benchmarks/peers.py run --minutes {d['minutes']:g} --window "
+        f"{d['window_minutes']:g} --attnmt-run {d['attnmt_run']}")
+
+
+def parallelism() -> str:
+    """Training cost per target token against length, at the most threads measured."""
+    d = _load("parallelism")
+    threads, models = max(d["settings"]["threads"]), d["settings"]["models"]
+    cost = {(r["model"], r["length"]): r["train_us_per_token"] for r in d["rows"]
+            if r["threads"] == threads}
+    ratio = d["summary"]["rnn_over_transformer"][f"train_us_per_token@{threads}"]
+    lines = _head(["length", *models])
+    for n in d["settings"]["lengths"]:
+        lines.append(_row([n, *(f"{cost[m, n]:,.0f}" + (f" ({ratio[m][str(n)]:.2f})"
+                                                          if m in ratio else "")
+                                for m in models)]))
+    return "\n".join([f"Training, µs per target token at {threads} threads (in brackets: the "
+                      "model's cost over the Transformer's):", "", *lines, "",
+                      _provenance(d, "parallelism", "python benchmarks/parallelism.py")])
+
+
+ENGINES = {"attnmt": "attnmt, float32 (pure PyTorch)", "attnmt_bf16": "attnmt `--bf16`",
+           "attnmt_int8": "attnmt `--int8` (dynamic int8 Linear layers)",
+           "ctranslate2": "CTranslate2 float32 through attnmt (`--engine ctranslate2`)",
+           "ctranslate2_direct": "CTranslate2 float32, direct",
+           "ctranslate2_int8": "CTranslate2 int8 through attnmt",
+           "ctranslate2_direct_int8": "CTranslate2 int8, direct",
+           "ctranslate2_fairseq": "CTranslate2 float32 on fairseq's model (direct)",
+           "ctranslate2_fairseq_int8": "CTranslate2 int8 on fairseq's model (direct)"}
+
+
+def decoding_speed() -> str:
+    """Every engine's decoding speed and BLEU on test2016, against CTranslate2 float32."""
+    d = _load("decode_speed_m30k-tsmall")
+    base = d["ctranslate2"]
+    lines = _head(["engine", "greedy sent/s · tok/s (BLEU)", "beam 5 sent/s · tok/s (BLEU)",
+                   "greedy / CTranslate2 f32", "beam 5 / CTranslate2 f32"])
+    for key, name in ENGINES.items():
+        if key not in d:
+            continue
+        cells = [f"{d[key][m]['sentences_per_s']:.1f} · {d[key][m]['tokens_per_s']:,.0f} "
+                 f"({d[key][m]['bleu']:.2f})" for m in ("greedy", "beam5")]
+        ratios = (["", ""] if "fairseq" in key else
+                  [f"{d[key][m]['sentences_per_s'] / base[m]['sentences_per_s']:.2f}×"
+                   for m in ("greedy", "beam5")])
+        lines.append(_row([name, *cells, *ratios]))
+    agree = base.get("greedy_agreement")
+    return "\n".join(lines + ["", f"Greedy lines equal between CTranslate2 float32 and attnmt: "
+                              f"{agree}." if agree else "", "",
+                              _provenance(d, "decode_speed_m30k-tsmall", "python benchmarks/"
+                                          f"decode_speed.py {d['run']} --int8 --bf16 "
+                                          f"--ctranslate2 --fairseq-ct2 --rounds {d['rounds']}")])
+
+
+def search_gap() -> str:
+    """attnmt's beam search against CTranslate2's on the same weights and objective."""
+    d = _load("search_gap_val")
+    lines = _head(["search", f"{d['split']} BLEU, beam {d['beam']}",
+                   "mean log-probability per token", "mean length (words)"])
+    lines += [_row([name, f"{e['bleu']:.2f}", f"{e['mean_logprob_per_token']:.4f}",
+                    f"{e['mean_length']:.2f}"]) for name, e in d["engines"].items()]
+    gap = d["attnmt_average_vs_ctranslate2"]
+    return "\n".join(lines + [
+        "", f"Per-token average against CTranslate2: the outputs differ on {gap['lines_differ']} "
+        f"lines; on {gap['a_scores_higher']} of them attnmt's has the higher score under the "
+        f"shared objective, on {gap['b_scores_higher']} CTranslate2's.", "",
+        _provenance(d, "search_gap_val", f"python benchmarks/search_gap.py {d['run']} "
+                    f"--split {d['split']}")])
+
+
+def _study(name: str) -> Callable[[], str]:
+    def table() -> str:
+        from attnmt.studies.compare import length_table, summary_table
+
+        report = json.loads((ROOT / "docs/results" / name / "results.json").read_text())
+        return "\n".join([*summary_table(report), "", "¹ high-water mark of the process that "
+                          "trains the runs one after another, so a run's figure includes the "
+                          "runs before it.", "", f"{report['eval']['metric']} by source "
+                          f"length ({report['eval']['length']}), 95 % bootstrap interval in "
+                          "brackets:", "", *length_table(report), "",
+                          f"*From `docs/results/{name}/results.json`; rerun: `attnmt compare "
+                          f"{report['study_file']} --out docs/results/{name}`.*"])
+    table.__doc__ = f"The {name} study's summary and its score by length."
+    return table
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "time-to-quality": time_to_quality, "test-margins": test_margins,
+    "multi30k-marks": multi30k_marks, "multi30k-levers": multi30k_levers,
+    "multi30k-rnn": multi30k_rnn, "peers": peers, "parallelism": parallelism,
+    "decoding-speed": decoding_speed, "search-gap": search_gap,
+    **{f"study-{p.parent.name}": _study(p.parent.name)
+       for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 
 
 def render(text: str, source: str = "") -> str:

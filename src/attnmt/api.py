@@ -37,6 +37,10 @@ def _split_location(cfg, run: RunDir, split: str, data_dir) -> tuple[Path, str]:
 SCORING_TOKENS = 8192   # token budget of a batch when classifying or scoring perplexity
 
 
+# A self-attention heatmap's axes: each row is a token attending, each column one attended.
+SELF_ATTENTION_AXES = ("attended token", "attending token")
+
+
 class Classifier:
     """A trained encoder-only classifier."""
 
@@ -99,7 +103,8 @@ class Classifier:
         tokens = ["<s>", *[self.vocabs.src.piece(i) for i in data.src_ids(0)[1:]], "</s>"]
         return {"src_tokens": tokens, "tgt_tokens": tokens, "translation": None,
                 "weights": layers.mean((0, 1)).tolist(), "layers": layers.tolist(),
-                "title": "encoder self-attention (mean over layers and heads)"}
+                "title": "encoder self-attention (mean over layers and heads)",
+                "axes": SELF_ATTENTION_AXES}
 
 
 class LanguageModel:
@@ -126,8 +131,17 @@ class LanguageModel:
                 f"({result['tokens']} tokens, {result['sentences']} lines)"]
 
     def attention(self, text: str, beam: int = 1) -> dict:
-        raise UserError("plot attention shows translation and classification models; this "
-                        "run is a language model")
+        """Causal self-attention over ``<s>`` and ``text``'s tokens: each position (row)
+        attends to itself and the positions before it (columns); mean and per layer/head."""
+        if not text.strip():
+            raise UserError("the text is empty")
+        ids = [BOS, *self.vocabs.tgt.encode(text)][: self.model.max_positions]
+        layers = self.model.self_attention(torch.tensor([ids]))[0]          # (L, H, T, T)
+        tokens = ["<s>", *(self.vocabs.tgt.piece(i) for i in ids[1:])]
+        return {"src_tokens": tokens, "tgt_tokens": tokens, "translation": None,
+                "weights": layers.mean((0, 1)).tolist(), "layers": layers.tolist(),
+                "title": "causal self-attention (mean over layers and heads)",
+                "axes": SELF_ATTENTION_AXES}
 
     def evaluate(self, split: str, data_dir: str | Path | None = None, **_) -> dict:
         return self.perplexity(split, data_dir)

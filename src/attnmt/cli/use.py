@@ -181,15 +181,46 @@ def plot() -> None:
 @click.option("--head", default=None, type=click.IntRange(min=0),
               help="Transformer: one head of --layer")
 def plot_attention(run_dir, sentence, out, beam, layer, head) -> None:
-    """Heatmap of the attention while translating (or classifying) SENTENCE."""
+    """Heatmap of the attention while translating SENTENCE (a classifier: its encoder
+    self-attention; a language model: its causal self-attention over SENTENCE)."""
     from ..api import load_predictor
     from ..studies.plots import attention_heatmap
 
     result = load_predictor(run_dir).attention(sentence, beam=beam)
     weights, title = pick_layer_head(result, layer, head)
-    attention_heatmap(weights, result["src_tokens"], result["tgt_tokens"], out, title)
+    attention_heatmap(weights, result["src_tokens"], result["tgt_tokens"], out, title,
+                      axes=result.get("axes", ("source", "generated")))
     if result["translation"] is not None:
         click.echo(result["translation"])
+    click.echo(f"wrote {out}")
+
+
+@plot.command("curves")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--metric", default="loss", show_default=True,
+              help="a validation metric the runs record (loss, ppl, bleu, chrf, exact, "
+                   "accuracy, macro_f1)")
+@click.option("--x", "x", default="minutes", show_default=True,
+              type=click.Choice(["minutes", "updates"]))
+@click.option("--out", default="curves.png", show_default=True, type=click.Path())
+def plot_curves(run_dirs, metric, x, out) -> None:
+    """Learning curves: the validation METRIC of each run in RUN_DIRS (from its
+    metrics.jsonl) against training time or updates, one line per run."""
+    from ..rundir import RunDir
+    from ..studies.plots import learning_curves
+
+    series = {}
+    for path in run_dirs:
+        records = RunDir(path).records("valid")
+        if not records:
+            raise UserError(f"{path} has no validation records in metrics.jsonl; is it a run "
+                            "directory that has validated at least once?")
+        if not any(metric in r for r in records):
+            known = sorted({k for r in records for k in r} - {"type", "step", "elapsed",
+                                                              "confusion"})
+            raise UserError(f"{path} records no {metric!r}; it records {', '.join(known)}")
+        series[Path(path).name] = records
+    learning_curves(series, out, metric, x)
     click.echo(f"wrote {out}")
 
 

@@ -110,3 +110,14 @@ class DecoderLM(CausalLM):
     def forward(self, tokens: Tensor) -> Tensor:
         """Teacher forcing: tokens (B, T) -> next-token logits (B, T, V); no cache kept."""
         return self.decode(tokens, LMState(cache=None))[0]
+
+    @torch.no_grad()
+    def self_attention(self, tokens: Tensor) -> Tensor:
+        """Causal self-attention of every layer and head over ``tokens`` (B, T):
+        (B, layers, heads, T, T), zero above the diagonal (no position sees a later one)."""
+        x, collected = self.embed(tokens), []
+        for layer in self.layers:
+            trace: dict = {}
+            x, _ = layer(x, None, None, trace=trace)
+            collected.append(trace["self"]["weights"])
+        return torch.stack(collected, 1)

@@ -45,7 +45,7 @@ from .checks import (
 from .explain_routes import STATIC, add_explain_routes
 from .limits import BodyLimit, Limits
 
-__all__ = ["Limits", "create_app", "serve"]
+__all__ = ["Limits", "create_app", "openapi_schema", "serve"]
 
 
 def _request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
@@ -130,6 +130,13 @@ def _admit(req, translator: Engine, batcher: MicroBatcher, limits: Limits
     return texts, beam, work
 
 
+def _items(results, nbest: int) -> list[dict]:
+    """Each text's best translation and score (and its n-best list when asked)."""
+    return [{"text": hyps[0].text, "score": hyps[0].score,
+             **({"nbest": [{"text": h.text, "score": h.score} for h in hyps]}
+                if nbest > 1 else {})} for hyps in results]
+
+
 def _base_app(batcher: MicroBatcher, limits: Limits):
     """The FastAPI app with offline docs, the body limit and JSON error handlers."""
 
@@ -160,33 +167,40 @@ def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32
     batcher = MicroBatcher(translator, max_batch, max_wait_ms)
     TranslateRequest, AttentionRequest = _request_models(limits)
     app = _base_app(batcher, limits)
-    info = _info(translator, run_dir, limits, max_batch, max_wait_ms)
-    info["study"] = list(study or {})
+    info: dict[str, Any] = {}
 
     @app.get("/health")
     async def health() -> dict:
+        """``{"status": "ok"}`` while the server runs."""
         return {"status": "ok"}
 
     @app.get("/info")
     async def get_info() -> dict:
+        """The served model (architecture, languages, parameters, engine, checkpoint step,
+        kept checkpoints), its decoding defaults, the limits and the micro-batching."""
+        if not info:
+            info.update(_info(translator, run_dir, limits, max_batch, max_wait_ms),
+                        study=list(study or {}))
         return info
 
     @app.post("/translate")
     async def translate(req: TranslateRequest) -> dict:
+        """Translate one text or several: ``{"translations": [{"text", "score"[, "nbest"]}],
+        "beam", "alpha", "time_ms"}``. Each text is checked on its own before it joins a
+        micro-batch."""
         texts, beam, work = _admit(req, translator, batcher, limits)
         alpha = translator.default_alpha if req.alpha is None else float(req.alpha)
         start = time.perf_counter()
         results = await run_model(batcher.submit(texts, beam, alpha, req.nbest, work=work,
                                                  deadline=time.monotonic() + limits.timeout_s),
                                   limits, "translation")
-        items = [{"text": hyps[0].text, "score": hyps[0].score,
-                  **({"nbest": [{"text": h.text, "score": h.score} for h in hyps]}
-                     if req.nbest > 1 else {})} for hyps in results]
-        return {"translations": items, "beam": beam, "alpha": alpha,
+        return {"translations": _items(results, req.nbest), "beam": beam, "alpha": alpha,
                 "time_ms": round(1000 * (time.perf_counter() - start), 2)}
 
     @app.post("/attention")
     async def attention(req: AttentionRequest) -> dict:
+        """Translate one text and return its tokens and the attention matrix (per layer and
+        head for a Transformer); 422 for a model without attention."""
         check_texts([req.text], limits)
         if not re.search(NOT_BLANK, req.text):
             raise HTTPError(422, "text", "text is empty")
@@ -203,6 +217,14 @@ def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32
     add_explain_routes(app, translator=translator, run_dir=run_dir, study=study,
                        batcher=batcher, limits=limits)
     return app
+
+
+def openapi_schema(limits: Limits | None = None) -> dict:
+    """The REST API's OpenAPI schema, as a server with ``limits`` publishes it at
+    ``/openapi.json``. The routes and request bodies do not depend on the model (a route
+    that needs something the served run lacks answers 404 or 422), so none is loaded: the
+    docs build it from here."""
+    return create_app(None, limits=limits).openapi()  # type: ignore[arg-type]
 
 
 class _HeaderTimeout:

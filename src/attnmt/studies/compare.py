@@ -263,7 +263,9 @@ def _figures(out: Path, report: dict, test, lengths: list[int]) -> None:
     write_json(out / "results.json", report)
 
 
-def _table(report: dict) -> list[str]:
+def summary_table(report: dict) -> list[str]:
+    """One markdown row per run: size, updates, speeds and scores (the report's first table,
+    and the docs' generated study tables)."""
     ev = report["eval"]
     lines = [f"| run | parameters | steps (stopped by) | train tok/s | peak RSS MiB¹ | "
              f"decode sent/s greedy / beam {ev['beam']} | BLEU greedy / beam {ev['beam']} | "
@@ -280,7 +282,8 @@ def _table(report: dict) -> list[str]:
     return lines
 
 
-def _length_table(report: dict) -> list[str]:
+def length_table(report: dict) -> list[str]:
+    """The study's metric per run and source-length bucket, with each bucket's size."""
     metric = report["eval"]["metric"]
     buckets: list[str] = []
     for r in report["runs"].values():
@@ -321,7 +324,7 @@ def _markdown(report: dict) -> str:
     parts = [f"# Study: {report['study']}", "", report.get("description", "").strip(), "",
              f"Command: `attnmt compare {report['study_file']}` · budget: {budget_text} · "
              f"test split `{report['test_split']}` · beam {ev['beam']}.", "",
-             *_table(report), "",
+             *summary_table(report), "",
              "¹ high-water mark of the process that trains the runs one after another, so a "
              "run's figure includes the runs before it.", "",
              f"sacreBLEU: `{first['bleu_signature']}`", "",
@@ -329,7 +332,7 @@ def _markdown(report: dict) -> str:
              "In brackets: the 95 % bootstrap interval (1,000 resamples of the bucket's "
              f"sentences); buckets under {ev.get('min_bucket', 0)} sentences are merged with "
              "a neighbour.", "",
-             *_length_table(report), "", "![score by length](score_by_length.png)", "",
+             *length_table(report), "", "![score by length](score_by_length.png)", "",
              "## Learning curves", "", "![learning curves](learning_curves.png)", ""]
     if report.get("heatmaps"):
         parts += ["## Attention", ""]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # files only; in Jupyter the notebook's inline figures stay
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -26,8 +28,10 @@ def _font_for(tokens: Sequence[str]) -> None:
 
 
 def attention_heatmap(weights, src_tokens: Sequence[str], tgt_tokens: Sequence[str],
-                      out: str | Path, title: str = "", ax=None) -> Path | None:
-    """Heatmap of a (T, S) attention matrix: source on x, generated tokens on y."""
+                      out: str | Path, title: str = "", ax=None,
+                      axes: Sequence[str] = ("source", "generated")) -> Path | None:
+    """Heatmap of a (T, S) attention matrix: source on x, generated tokens on y (``axes``
+    names the two, x first: a self-attention's are the attended and the attending token)."""
     w = np.asarray(weights, dtype=float)
     _font_for([*src_tokens, *tgt_tokens])
     own = ax is None
@@ -37,8 +41,8 @@ def attention_heatmap(weights, src_tokens: Sequence[str], tgt_tokens: Sequence[s
     im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(src_tokens)), src_tokens, rotation=90, fontsize=8)
     ax.set_yticks(range(len(tgt_tokens)), tgt_tokens, fontsize=8)
-    ax.set_xlabel("source")
-    ax.set_ylabel("generated")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
     if title:
         ax.set_title(title, fontsize=10)
     if own:
@@ -99,14 +103,16 @@ def score_by_length(series: dict[str, list[dict]], out: str | Path, metric: str 
     return _finish(fig, ax, out)
 
 
-def learning_curves(series: dict[str, list[dict]], out: str | Path, metric: str = "bleu") -> Path:
-    """Validation ``metric`` against wall-clock minutes, one line per run."""
+def learning_curves(series: dict[str, list[dict]], out: str | Path, metric: str = "bleu",
+                    x: str = "minutes") -> Path:
+    """Validation ``metric`` against training minutes (or ``x="updates"``), one line per
+    run."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, points in series.items():
         pts = [p for p in points if metric in p]
-        ax.plot([p["elapsed"] / 60 for p in pts], [p[metric] for p in pts], marker=".",
-                label=name)
-    ax.set_xlabel("training time (minutes)")
+        ax.plot([p["elapsed"] / 60 if x == "minutes" else p["step"] for p in pts],
+                [p[metric] for p in pts], marker=".", label=name)
+    ax.set_xlabel("training time (minutes)" if x == "minutes" else "updates")
     ax.set_ylabel(f"validation {metric}")
     return _finish(fig, ax, out)
 

@@ -17,6 +17,22 @@ from .runtime import tensorboard_writer
 
 LOG_SECONDS = 30.0
 
+# Every kind of metrics.jsonl record: when it is written and the fields it may carry (its
+# "type" aside). ``Reporter.record`` refuses a field that is not listed, so this table — the
+# docs' reference for the file — cannot fall behind the code that writes it.
+RECORDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "train": ("every `train.log_every` updates", (
+        "step", "epoch", "loss", "lr", "tokens_per_s", "elapsed", "peak_rss_mib")),
+    "valid": ("every `train.valid_every` updates and at the end; the metrics depend on the "
+              "task: loss and ppl always, bleu, chrf and exact for translation with "
+              "`train.valid_bleu`, accuracy, macro_f1 and confusion (rows = gold) for a "
+              "classifier", (
+                  "step", "elapsed", "loss", "ppl", "bleu", "chrf", "exact", "accuracy",
+                  "macro_f1", "confusion")),
+    "mark": ("at each `train.save_every_minutes` mark of training time, with the kept "
+             "checkpoint", ("step", "elapsed", "minutes")),
+}
+
 
 class Reporter:
     """The run's voice: log lines, the bar with its postfix, and the metric records."""
@@ -34,6 +50,11 @@ class Reporter:
 
     def record(self, record: dict) -> None:
         """One JSON line in metrics.jsonl, and TensorBoard scalars when it is installed."""
+        kind = RECORDS.get(record.get("type"))
+        unknown = set(record) - {"type"} - set(kind[1] if kind else ())
+        if kind is None or unknown:
+            raise ValueError(f"metrics record {record.get('type')!r} with undeclared field(s) "
+                             f"{sorted(unknown)}: declare them in RECORDS")
         if self.rank != 0:
             return
         with open(self.run.metrics_file, "a") as f:
