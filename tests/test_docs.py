@@ -131,7 +131,10 @@ def test_the_site_in_a_real_browser_shows_its_pages_and_stays_on_this_machine(pa
     assert page.locator("img[src*='demo_exact_by_length']").first.evaluate(
         "img => img.naturalWidth") > 0
     page.goto(served + "/tutorial/five-steps/", wait_until="networkidle")
-    assert page.locator("h1").first.inner_text().startswith("Learn attention")
+    assert page.locator("h1").first.inner_text().startswith("2. Attention in five steps")
+    page.goto(served + "/tutorial/notebook/", wait_until="networkidle")
+    assert page.locator("img[src^='data:image/png']").first.evaluate(
+        "img => img.naturalWidth") > 0
     page.goto(served + "/reference/config/", wait_until="networkidle")
     assert page.locator("code", has_text="train.max_steps").count() > 0
     assert not errors, errors
