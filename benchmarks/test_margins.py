@@ -45,7 +45,7 @@ def copy_task(seed: int) -> dict:
 def reverse_run(seed: int, tmp: Path) -> dict:
     """The shared tiny Transformer (conftest.trained) with another seed, and what the tests
     read from it: validation exact match, the best update, test exact, probe sentences,
-    and agreement of int8 and bf16 inference with float32."""
+    and agreement of int8 and bf16 inference with float32, and its attention's AER."""
     from conftest import TINY_TRANSFORMER, TRAINED, config
 
     from attnmt.config import load_config
@@ -80,7 +80,19 @@ def reverse_run(seed: int, tmp: Path) -> dict:
                 x == y for x, y in zip(hyps, base[b], strict=True)) / len(src)
     out["reverse first 5 test lines right, beam 3"] = sum(
         h.split() == s.split()[::-1] for h, s in zip(base[3][:5], src[:5], strict=True))
-    return out
+    return {**out, **_alignment(fp32, task, src)}
+
+
+def _alignment(translator, task: Path, src: list[str]) -> dict:
+    """AER of the shared run's attention against the reverse task's gold (the
+    anti-diagonal), forced to the references: the mean, the best layer and the best head."""
+    from attnmt.inference.alignment import head_scores, read_gold
+
+    tgt = (task / "test.tgt").read_text().splitlines()
+    scores = head_scores(translator, src, tgt, read_gold(str(task / "test.align"), src, tgt))
+    return {"reverse AER, mean attention": scores["mean"]["aer"],
+            "reverse AER, best layer": min(x["aer"] for x in scores["layers"]),
+            "reverse AER, best head": min(x["aer"] for x in scores["heads"])}
 
 
 def bf16_pair(seed: int, tmp: Path) -> dict:

@@ -43,12 +43,15 @@ def test_tiny_study_writes_every_report_file_and_resumes_without_training(task, 
     assert runs["s2s"]["stopped_by"] == "max_steps" and "20 (max_steps)" in \
         (out / "report.md").read_text()
     assert runs["dot"]["has_attention"] and not runs["s2s"]["has_attention"]
+    # the synthetic data's gold alignment scores the attention model only
+    assert 0 <= runs["dot"]["alignment"]["aer"] <= 100 and "alignment" not in runs["s2s"]
     assert sum(b["n"] for b in runs["dot"]["by_length"]) == 60
     for bucket in runs["dot"]["by_length"]:          # sparse buckets merged, intervals given
         low, high = bucket["ci95"]
         assert bucket["n"] >= 30 and low <= bucket["exact"] <= high
     md = (out / "report.md").read_text()
     assert "| s2s |" in md and "nrefs:1" in md and "![score by length]" in md
+    assert "attention AER²" in md
     assert "data:image/png;base64," in (out / "report.html").read_text()
     # both runs share one vocabulary
     assert (out / "runs/s2s/vocab/joint.json").read_text() == \

@@ -97,6 +97,18 @@ def test_model_without_attention_says_so(seq2seq_run):
         r = c.post("/attention", json={"text": "a b"})
         assert r.status_code == 422 and "no attention" in r.json()["error"]
         assert c.post("/translate", json={"text": "a b"}).status_code == 200
+        r = c.post("/translate", json={"text": "a b", "alignments": True})
+        assert r.status_code == 422 and r.json()["field"] == "alignments"
+
+
+def test_translations_carry_their_alignments_on_request(client):
+    r = client.post("/translate", json={"texts": ["a b c", "d e"], "alignments": True})
+    assert r.status_code == 200, r.json()
+    for item in r.json()["translations"]:
+        links = [tuple(map(int, x.split("-"))) for x in item["alignment"].split()]
+        assert len(links) == len(item["text"].split())       # argmax: one per target word
+    assert "alignment" not in client.post("/translate", json={"text": "a b"}).json()[
+        "translations"][0]
 
 
 @pytest.mark.numerics

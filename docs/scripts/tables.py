@@ -216,6 +216,29 @@ def search_gap() -> str:
                     f"--split {d['split']}")])
 
 
+def alignment() -> str:
+    """AER of each attention model of the demo study against the synthetic gold."""
+    d = _load("alignment_demo")
+
+    def cell(entry: dict | None, where: str = "") -> str:
+        return "–" if entry is None else f"{entry['aer']:.2f}{where}"
+
+    lines = _head(["run", "attention read at", "AER, mean attention", "precision / recall",
+                   "best layer", "best head"])
+    for name, modes in d["runs"].items():
+        for mode, s in modes.items():
+            layer, head = s["best_layer"], s["best_head"]
+            lines.append(_row([name, "the step that writes the word" if mode == "as written"
+                               else "the step that reads it (shift)", cell(s["mean"]),
+                               f"{s['mean']['precision']:.2f} / {s['mean']['recall']:.2f}",
+                               cell(layer, layer and f" (layer {layer['layer']})"),
+                               cell(head, head and f" (layer {head['layer']} head "
+                                                   f"{head['head']})")]))
+    return "\n".join(lines + ["", f"{d['task']}, {d['split']} split, {d['sentences']} pairs, "
+                              f"{d['method']} per target word; lower AER is better.", "",
+                              _provenance(d, "alignment_demo", d["command"])])
+
+
 def _study(name: str) -> Callable[[], str]:
     def table() -> str:
         from attnmt.studies.compare import length_table, summary_table
@@ -236,7 +259,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "time-to-quality": time_to_quality, "test-margins": test_margins,
     "multi30k-marks": multi30k_marks, "multi30k-levers": multi30k_levers,
     "multi30k-rnn": multi30k_rnn, "peers": peers, "parallelism": parallelism,
-    "decoding-speed": decoding_speed, "search-gap": search_gap,
+    "decoding-speed": decoding_speed, "search-gap": search_gap, "alignment": alignment,
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 

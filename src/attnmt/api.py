@@ -194,6 +194,24 @@ class TranslationModel:
             raise UserError("scoring needs the attnmt engine (load the run, not an export)")
         return self.translator.score(sources, targets)
 
+    def align(self, sources: str | list[str], targets: str | list[str] | None = None, *,
+              method: str = "argmax", shift: bool = False, threshold: float = 0.5,
+              layer: int | None = None, head: int | None = None, beam: int = 1
+              ) -> str | list[str]:
+        """Word alignments in Pharaoh format (``"0-0 1-2 ..."``: source word i, target word
+        j, whitespace words from 0) read from the attention, of each source with its target
+        (forced decoding) or, without targets, with the model's own translation; options
+        as ``attnmt align`` (:mod:`attnmt.inference.alignment`)."""
+        from .inference.alignment import align, to_pharaoh
+
+        one = isinstance(sources, str)
+        wrap = (lambda x: [x]) if one else list
+        links, _ = align(self.translator, wrap(sources),
+                         None if targets is None else wrap(targets), method=method,
+                         shift=shift, threshold=threshold, layer=layer, head=head, beam=beam)
+        lines = [to_pharaoh(x) for x in links]
+        return lines[0] if one else lines
+
     def evaluate(self, split: str, data_dir: str | Path | None = None, *,
                  beam: int | None = None, alpha: float | None = None, log=print) -> dict:
         from .inference.evaluate import evaluate

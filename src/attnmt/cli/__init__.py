@@ -50,14 +50,6 @@ TASK_USE = {"translate": "attnmt translate", "classify": "attnmt classify",
             "lm": "attnmt generate", "mlm": "it as train.init_from for a classifier"}
 
 
-def check_layer_head(shape: tuple[int, int], layer: int | None, head: int | None) -> None:
-    """``--layer`` and ``--head`` within a model of ``shape`` = (layers, heads)."""
-    if layer is not None and not 0 <= layer < shape[0]:
-        raise UserError(f"--layer {layer} is out of range: layers 0..{shape[0] - 1}")
-    if head is not None and not 0 <= head < shape[1]:
-        raise UserError(f"--head {head} is out of range: heads 0..{shape[1] - 1}")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="attnmt")
 @click.option("--debug", is_flag=True, help="show the full traceback of an unexpected error")
@@ -65,7 +57,7 @@ def cli(debug: bool) -> None:
     """attnmt — sequence-to-sequence learning built around attention."""
 
 
-from . import data, explain, run, use  # noqa: E402,F401  (each module adds its commands to `cli`)
+from . import align, data, explain, run, use  # noqa: E402,F401  (each module adds its commands to `cli`)
 
 
 def _one_line(e: BaseException | str) -> str:

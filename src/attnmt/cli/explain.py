@@ -13,7 +13,8 @@ import click
 
 from ..errors import UserError
 from ..explain.text import describe
-from . import check_layer_head, cli
+from ..inference.alignment import check_layer_head
+from . import cli
 
 
 def _positions(text: str | None) -> list[int]:

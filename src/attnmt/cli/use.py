@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from ..config import PENALTIES, STOPPING
 from ..errors import UserError
-from . import SEED, Finite, check_layer_head, cli
+from . import SEED, Finite, cli
 
 
 @cli.command()
@@ -184,10 +183,11 @@ def plot_attention(run_dir, sentence, out, beam, layer, head) -> None:
     """Heatmap of the attention while translating SENTENCE (a classifier: its encoder
     self-attention; a language model: its causal self-attention over SENTENCE)."""
     from ..api import load_predictor
+    from ..inference.alignment import attention_matrix
     from ..studies.plots import attention_heatmap
 
     result = load_predictor(run_dir).attention(sentence, beam=beam)
-    weights, title = pick_layer_head(result, layer, head)
+    weights, title = attention_matrix(result, layer, head)
     attention_heatmap(weights, result["src_tokens"], result["tgt_tokens"], out, title,
                       axes=result.get("axes", ("source", "generated")))
     if result["translation"] is not None:
@@ -222,21 +222,3 @@ def plot_curves(run_dirs, metric, x, out) -> None:
         series[Path(path).name] = records
     learning_curves(series, out, metric, x)
     click.echo(f"wrote {out}")
-
-
-def pick_layer_head(result: dict, layer: int | None, head: int | None
-                    ) -> tuple[list | np.ndarray, str]:
-    """The (T, S) weights of one layer (mean of its heads) or one head of an attention
-    result, and a title; the mean over everything when neither is given."""
-    if layer is None and head is None:
-        return result["weights"], result.get("title", "attention")
-    if result["layers"] is None:
-        raise UserError("--layer/--head apply to models with several attention layers "
-                        "(the Transformer)")
-    layers = np.asarray(result["layers"])                         # (layers, heads, T, S)
-    if layer is None:
-        raise UserError("--head needs --layer")
-    check_layer_head(layers.shape[:2], layer, head)
-    if head is None:
-        return layers[layer].mean(0), f"layer {layer}, mean of heads"
-    return layers[layer, head], f"layer {layer}, head {head}"

@@ -71,6 +71,31 @@ def make_pair(task: str, rng: random.Random, n_items: int, src: str, tgt: str,
     raise DataError(f"unknown synthetic task {task!r}; choose from " + ", ".join(TASKS))
 
 
+def gold_alignment(task: str, src: str, tgt: str) -> str:
+    """The word alignment the generator knows, in Pharaoh format: ``i-j`` (source word i,
+    target word j, from 0) for a sure link, ``i?j`` for a possible one.
+
+    copy and reverse: letter k to letter k (reverse: to n-1-k), all sure. numbers and
+    dates: item k of the source to item k of the target and separator to separator; an
+    item of one word on both sides is a sure link, the words of a longer item ("zweihundert"
+    -> "two hundred", "3. März 1975" -> "1975-03-03") are all possible links to each other.
+    """
+    if task in ("copy", "reverse"):
+        n = len(src.split())
+        return " ".join(f"{k}-{k if task == 'copy' else n - 1 - k}" for k in range(n))
+    links, i0, j0 = [], 0, 0
+    src_items, tgt_items = src.split(ITEM_SEP), tgt.split(ITEM_SEP)
+    for k, (a, b) in enumerate(zip(src_items, tgt_items, strict=True)):
+        if k:                                   # the separator before item k
+            links.append(f"{i0}-{j0}")
+            i0, j0 = i0 + 1, j0 + 1
+        na, nb = len(a.split()), len(b.split())
+        mark = "-" if na == nb == 1 else "?"
+        links += [f"{i0 + i}{mark}{j0 + j}" for i in range(na) for j in range(nb)]
+        i0, j0 = i0 + na, j0 + nb
+    return " ".join(links)
+
+
 def generate(task: str, n: int, src: str, tgt: str, min_items: int, max_items: int,
              seed: int, max_value: int = 9999) -> list[tuple[str, str]]:
     """``n`` pairs with item counts drawn uniformly from [min_items, max_items]."""
@@ -91,7 +116,9 @@ def write_task(out_dir: str | Path, task: str, src: str | None = None, tgt: str 
                max_value: int = 9999) -> dict:
     """Write train/val/test splits of a task; the test split may reach longer items.
 
-    Returns the description of what was written (also stored as ``task.json``).
+    Beside each split, ``{split}.align`` holds its gold word alignment (one line per pair,
+    :func:`gold_alignment`). Returns the description of what was written (also stored as
+    ``task.json``).
     """
     import json
 
@@ -105,6 +132,8 @@ def write_task(out_dir: str | Path, task: str, src: str | None = None, tgt: str 
     }
     for split, pairs in splits.items():
         write_parallel(out_dir, split, src, tgt, pairs)
+        (Path(out_dir) / f"{split}.align").write_text(
+            "".join(gold_alignment(task, a, b) + "\n" for a, b in pairs), encoding="utf-8")
     info = dict(task=task, src=src, tgt=tgt, n=n, n_valid=n_valid, n_test=n_test,
                 min_items=min_items, max_items=max_items, test_max_items=test_max,
                 seed=seed, max_value=max_value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import DataError
@@ -39,6 +39,11 @@ class Tokenizer:
 
     def index_of(self, piece: str) -> int:
         """The id of a token string (the inverse of :meth:`piece`)."""
+        raise NotImplementedError
+
+    def word_index(self, ids: Sequence[int]) -> list[int]:
+        """The whitespace word of the text each token belongs to (0, 1, ...), -1 for a token
+        that belongs to none: what word alignments are counted in."""
         raise NotImplementedError
 
     def __len__(self) -> int:
@@ -82,6 +87,15 @@ class SentencePieceTokenizer(Tokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.sp.decode([i for i in ids if i > EOS])
+
+    def word_index(self, ids: Sequence[int]) -> list[int]:
+        """A piece that starts with ``▁`` starts a word; the others continue it."""
+        out, word = [], -1
+        for i in ids:
+            if word < 0 or self.piece(i).startswith(SPACE):
+                word += 1
+            out.append(word)
+        return out
 
     def normalize(self, text: str) -> str:
         """The text as SentencePiece normalises it (what a round trip gives back)."""
@@ -130,6 +144,10 @@ class _ListTokenizer(Tokenizer):
     def index_of(self, piece: str) -> int:
         return self.index.get(piece, UNK)
 
+    def word_index(self, ids: Sequence[int]) -> list[int]:
+        """Each token is one word."""
+        return list(range(len(ids)))
+
     def __len__(self) -> int:
         return len(self.symbols)
 
@@ -147,6 +165,17 @@ class CharTokenizer(_ListTokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.symbols[i] for i in ids if i > EOS).replace(SPACE, " ")
+
+    def word_index(self, ids: Sequence[int]) -> list[int]:
+        """Characters up to a space are one word; the space itself belongs to none (-1)."""
+        out, word = [], 0
+        for i in ids:
+            if self.symbols[int(i)] == SPACE:
+                out.append(-1)
+                word += 1
+            else:
+                out.append(word)
+        return out
 
 
 class WordTokenizer(_ListTokenizer):

@@ -231,15 +231,27 @@ class Translator:
                                    "source only through one fixed context vector, so there "
                                    "is no attention to show")
         best = self.translate([text], beam=beam, cancelled=cancelled)[0][0]
-        src_ids = self.encode_source(text)
+        return {"translation": best.text, "score": best.score,
+                **self._attention_of(self.encode_source(text), best.tokens)}
+
+    def forced_attention(self, text: str, target: str) -> dict:
+        """The attention while the decoder is forced to write ``target`` (teacher forcing of
+        a given translation, e.g. the reference), in :meth:`attention`'s format, with the
+        token ids of both sides (``src_ids``, ``tgt_ids``, each ending in ``</s>``)."""
+        if not self.has_attention:
+            raise NoAttentionError("this model is a seq2seq without attention: there is no "
+                                   "attention to align with")
+        tgt_ids = self.vocabs.tgt.encode(target)[: self.tgt_cap - 1]
+        return {"translation": target, **self._attention_of(self.encode_source(text), tgt_ids)}
+
+    @torch.no_grad()
+    def _attention_of(self, src_ids: list[int], tgt_ids: list[int]) -> dict:
         src, lengths = self.pad_batch([src_ids])
-        tgt_in = torch.tensor([[BOS, *best.tokens]], device=self.device)
+        tgt_in = torch.tensor([[BOS, *tgt_ids]], device=self.device)
         _, weights = self.model(src, lengths, tgt_in, need_weights=True)
-        out = {"translation": best.text, "score": best.score,
-               "src_tokens": [self.vocabs.src.piece(i) for i in src_ids],
-               "tgt_tokens": [self.vocabs.tgt.piece(i) for i in best.tokens] + ["</s>"],
-               "weights": weights[0].tolist(), "layers": None}
         layers = self.model.attention_layers(src, lengths, tgt_in)
-        if layers is not None:
-            out["layers"] = layers[0].tolist()
-        return out
+        return {"src_tokens": [self.vocabs.src.piece(i) for i in src_ids],
+                "tgt_tokens": [self.vocabs.tgt.piece(i) for i in tgt_ids] + ["</s>"],
+                "src_ids": list(src_ids), "tgt_ids": [*tgt_ids, EOS],
+                "weights": weights[0].float().tolist(),
+                "layers": None if layers is None else layers[0].float().tolist()}

@@ -27,8 +27,9 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
 
+from ..errors import UserError
 from ..inference.ct2engine import load_translator
 from ..inference.translator import Engine
 from ..rundir import RunDir, study_runs
@@ -65,6 +66,9 @@ def _request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
         alpha: StrictFloat = Field(None, ge=0, le=5, description="GNMT length penalty")
         nbest: Integer = Field(1, ge=1, le=limits.max_beam, description="translations per "
                                  "text; must not exceed the beam (422 otherwise)")
+        alignments: StrictBool = Field(False, description="add each best translation's word "
+                                       "alignment, Pharaoh i-j, argmax of the attention "
+                                       "(attnmt engine, models with attention)")
 
     class AttentionRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -137,6 +141,20 @@ def _items(results, nbest: int) -> list[dict]:
                 if nbest > 1 else {})} for hyps in results]
 
 
+def _add_alignments(translator: Engine, texts: list[str], items: list[dict]) -> None:
+    """Each item's ``alignment``: its text's word alignment with the best translation."""
+    from ..inference.alignment import align, to_pharaoh
+
+    if not getattr(translator, "has_attention", False) or translator.engine != "attnmt":
+        error = UserError("alignments are read from the attention: they need a model with "
+                          "attention served by the attnmt engine")
+        error.field = "alignments"
+        raise error
+    links, _ = align(translator, texts, [item["text"] for item in items])
+    for item, found in zip(items, links, strict=True):
+        item["alignment"] = to_pharaoh(found)
+
+
 def _base_app(batcher: MicroBatcher, limits: Limits):
     """The FastAPI app with offline docs, the body limit and JSON error handlers."""
 
@@ -157,16 +175,8 @@ def _base_app(batcher: MicroBatcher, limits: Limits):
     return app
 
 
-def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32,
-               max_wait_ms: float = 10.0, limits: Limits | None = None,
-               study: dict[str, Engine] | None = None):
-    """The app serving ``translator`` (from ``run_dir``); with ``study`` (every run of a
-    study folder by name, ``translator`` among them) ``POST /study`` explains a sentence
-    under all of them."""
-    limits = limits or Limits()
-    batcher = MicroBatcher(translator, max_batch, max_wait_ms)
-    TranslateRequest, AttentionRequest = _request_models(limits)
-    app = _base_app(batcher, limits)
+def _add_status_routes(app, make_info) -> None:
+    """``/health``, and ``/info`` made by ``make_info`` on its first call."""
     info: dict[str, Any] = {}
 
     @app.get("/health")
@@ -179,9 +189,22 @@ def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32
         """The served model (architecture, languages, parameters, engine, checkpoint step,
         kept checkpoints), its decoding defaults, the limits and the micro-batching."""
         if not info:
-            info.update(_info(translator, run_dir, limits, max_batch, max_wait_ms),
-                        study=list(study or {}))
+            info.update(make_info())
         return info
+
+
+def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32,
+               max_wait_ms: float = 10.0, limits: Limits | None = None,
+               study: dict[str, Engine] | None = None):
+    """The app serving ``translator`` (from ``run_dir``); with ``study`` (every run of a
+    study folder by name, ``translator`` among them) ``POST /study`` explains a sentence
+    under all of them."""
+    limits = limits or Limits()
+    batcher = MicroBatcher(translator, max_batch, max_wait_ms)
+    TranslateRequest, AttentionRequest = _request_models(limits)
+    app = _base_app(batcher, limits)
+    _add_status_routes(app, lambda: {**_info(translator, run_dir, limits, max_batch,
+                                             max_wait_ms), "study": list(study or {})})
 
     @app.post("/translate")
     async def translate(req: TranslateRequest) -> dict:
@@ -194,7 +217,11 @@ def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32
         results = await run_model(batcher.submit(texts, beam, alpha, req.nbest, work=work,
                                                  deadline=time.monotonic() + limits.timeout_s),
                                   limits, "translation")
-        return {"translations": _items(results, req.nbest), "beam": beam, "alpha": alpha,
+        items = _items(results, req.nbest)
+        if req.alignments:
+            await run_model(batcher.run_in_model_thread(_add_alignments, translator, texts,
+                                                        items), limits, "alignment")
+        return {"translations": items, "beam": beam, "alpha": alpha,
                 "time_ms": round(1000 * (time.perf_counter() - start), 2)}
 
     @app.post("/attention")

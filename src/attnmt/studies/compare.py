@@ -174,6 +174,9 @@ def compare(study_path: str | Path, out: str | Path | None = None,
         else:
             log(f"== {name}: finished earlier, not retrained")
         results[name] = _evaluate_run(run, test, lengths, ev, log)
+        aligned = _alignment_score(run, data_dir / f"{base.data.test}.align", test)
+        if aligned:
+            results[name]["alignment"] = aligned
     report = {"study": study.get("name"), "description": study.get("description", ""),
               "study_file": str(study_path), "budget": budget_minutes and {"minutes":
                                                                            budget_minutes}
@@ -230,6 +233,21 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
     return result
 
 
+def _alignment_score(run: RunDir, gold_path: Path, test) -> dict | None:
+    """AER, precision and recall of the run's attention (mean over layers and heads, argmax
+    per target word, forced to the references) against the split's gold word alignment —
+    when the data has one (the synthetic tasks write it) and the model has attention."""
+    from ..inference.alignment import align, read_gold, score
+
+    if not gold_path.is_file():
+        return None
+    translator = Translator.from_run(run.path)
+    if not translator.has_attention:
+        return None
+    links, _ = align(translator, test.src, test.tgt)
+    return score(links, read_gold(str(gold_path), test.src, test.tgt))
+
+
 def _pick_sentences(lengths: list[int], n: int) -> list[int]:
     """Fixed test sentences for heatmaps: spread over lengths, shortest index first."""
     if n <= 0:
@@ -267,18 +285,20 @@ def summary_table(report: dict) -> list[str]:
     """One markdown row per run: size, updates, speeds and scores (the report's first table,
     and the docs' generated study tables)."""
     ev = report["eval"]
+    aer = any("alignment" in r for r in report["runs"].values())
     lines = [f"| run | parameters | steps (stopped by) | train tok/s | peak RSS MiB¹ | "
              f"decode sent/s greedy / beam {ev['beam']} | BLEU greedy / beam {ev['beam']} | "
-             "chrF | exact % |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "chrF | exact % |" + (" attention AER² |" if aer else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if aer else "")]
     for name, r in report["runs"].items():
         speed = r["decode_sentences_per_s"]
         stopped = f" ({r['stopped_by']})" if r.get("stopped_by") else ""
+        aligned = f" {r['alignment']['aer']:.1f} |" if "alignment" in r else " – |"
         lines.append(f"| {name} | {r['parameters']:,} | {r['step']}{stopped} | "
                      f"{r['train_tokens_per_s']:,.0f} | {r['peak_rss_mib']:,} | "
                      f"{speed['greedy']:.1f} / {speed['beam']:.1f} | "
                      f"{r['greedy']['bleu']:.2f} / {r['bleu']:.2f} | "
-                     f"{r['chrf']:.2f} | {r['exact']:.1f} |")
+                     f"{r['chrf']:.2f} | {r['exact']:.1f} |" + (aligned if aer else ""))
     return lines
 
 
@@ -327,6 +347,10 @@ def _markdown(report: dict) -> str:
              *summary_table(report), "",
              "¹ high-water mark of the process that trains the runs one after another, so a "
              "run's figure includes the runs before it.", "",
+             *(["² alignment error rate of the attention (mean over layers and heads, "
+                "argmax per target word, forced to the references) against the test split's "
+                "gold word alignment; lower is better (`attnmt align --gold`).", ""]
+               if any("alignment" in r for r in report["runs"].values()) else []),
              f"sacreBLEU: `{first['bleu_signature']}`", "",
              f"## {ev['metric']} by source length ({ev['length']})", "",
              "In brackets: the 95 % bootstrap interval (1,000 resamples of the bucket's "
