@@ -93,8 +93,9 @@ def test_a_trained_model_aligns_the_reverse_task_along_the_anti_diagonal(trained
     golds = read_gold(str(task / "test.align"), src, tgt)
     scores = head_scores(translator, src, tgt, golds)
     best_head = min(h["aer"] for h in scores["heads"])
-    # measured over seeds x kernel settings: benchmarks/results/test_margins.json
-    assert best_head <= 20, scores
+    # measured 2.72..6.61 (mean) and 5.45..10.51 (best head) over seeds x kernel settings
+    # (benchmarks/results/test_margins.json)
+    assert scores["mean"]["aer"] <= 15 and best_head <= 20, scores
     links, written = align(translator, src[:3], tgt[:3])
     assert written == tgt[:3] and all(len(x) == len(t.split()) for x, t in zip(
         links, tgt, strict=False))

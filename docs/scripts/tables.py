@@ -239,6 +239,20 @@ def alignment() -> str:
                               _provenance(d, "alignment_demo", d["command"])])
 
 
+def alignment_timeline() -> str:
+    """Exact match and attention AER at each kept checkpoint of one run."""
+    d = _load("alignment_timeline_align-timeline")
+    points = d["points"]
+    lines = [*_head(["updates", *(f"{p['step']:,}" for p in points)]),
+             _row(["test exact match %", *(f"{p['exact']:.1f}" for p in points)]),
+             _row(["attention AER, as written", *(f"{p['aer']:.1f}" for p in points)]),
+             _row(["attention AER, shifted", *(f"{p['aer_shifted']:.1f}" for p in points)])]
+    return "\n".join(lines + ["", f"{d['task']}, the first {d['sentences']} test pairs, greedy; "
+                              "AER against the generator's gold.", "",
+                              _provenance(d, "alignment_timeline_align-timeline",
+                                          d["command"])])
+
+
 def _study(name: str) -> Callable[[], str]:
     def table() -> str:
         from attnmt.studies.compare import length_table, summary_table
@@ -260,6 +274,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "multi30k-marks": multi30k_marks, "multi30k-levers": multi30k_levers,
     "multi30k-rnn": multi30k_rnn, "peers": peers, "parallelism": parallelism,
     "decoding-speed": decoding_speed, "search-gap": search_gap, "alignment": alignment,
+    "alignment-timeline": alignment_timeline,
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 
