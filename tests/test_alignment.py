@@ -121,6 +121,9 @@ def test_align_from_the_command_line_and_its_one_line_errors(trained, task, seq2
     short.write_text("0-0\n")
     wrong = tmp_path / "wrong.align"
     wrong.write_text("".join("0-99\n" for _ in src.read_text().splitlines()))
+    r = _align(trained, stdin="a b\n" + " ".join(["a"] * 5000) + "\n")
+    assert r.returncode == 2 and "line 2: the source has 5000 tokens and the model reads at " \
+        "most" in r.stderr, r.stderr
     for args, message in [
         ((trained, "-i", src, "-t", tgt, "--gold", short), "has 1 lines and the source"),
         ((trained, "-i", src, "-t", tgt, "--gold", wrong), "line 1: link 0-99 is past"),

@@ -70,6 +70,8 @@ def test_evaluate_and_plot(trained, tmp_path):
     # exact measured 96.7..100 % of 60 (benchmarks/results/test_margins.json)
     assert result["n"] == 60 and result["exact"] > 50 and result["by_length"]
     assert sum(b["n"] for b in result["by_length"]) == 60
+    # the reverse task's gold alignment: AER 2.72..6.61 (test_margins.json)
+    assert result["alignment"]["aer"] <= 15 and "attention as word alignment" in r.stdout
     png = tmp_path / "a.png"
     r = attnmt("plot", "attention", trained, "a b c d", "--out", png, "--layer", "1", "--head", "0")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

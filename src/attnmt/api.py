@@ -226,6 +226,10 @@ class TranslationModel:
                  f"chrF {result['chrf']:.2f}  exact {result['exact']:.1f}%  "
                  f"({result['n']} sentences, {result['sentences_per_s']:.1f} sent/s)",
                  result["bleu_signature"], "by source length (words):"]
+        if "alignment" in result:
+            a = result["alignment"]
+            lines.append(f"attention as word alignment (gold {result['split']}.align): AER "
+                         f"{a['aer']:.2f}, precision {a['precision']}, recall {a['recall']}")
         return lines + [f"  {r['bucket']:>7}  n={r['n']:<5} BLEU {r['bleu']:6.2f}  "
                         f"chrF {r['chrf']:6.2f}  exact {r['exact']:5.1f}%"
                         for r in result["by_length"]]

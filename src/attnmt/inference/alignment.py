@@ -152,10 +152,25 @@ def _results(translator, sources: Sequence[str], targets: Sequence[str] | None, 
     for k, text in enumerate(sources):
         if not text.strip() or (targets is not None and not targets[k].strip()):
             yield None
-        elif targets is not None:
+            continue
+        _check_fits(translator, k + 1, text, None if targets is None else targets[k])
+        if targets is not None:
             yield translator.forced_attention(text, targets[k])
         else:
             yield translator.attention(text, beam=beam)
+
+
+def _check_fits(translator, line: int, text: str, target: str | None) -> None:
+    """A sentence the model would cut short cannot be aligned word for word: one line."""
+    for side, sentence, cap in (("source", text, translator.src_cap),
+                                ("target", target, translator.tgt_cap)):
+        if sentence is None:
+            continue
+        vocab = translator.vocabs.src if side == "source" else translator.vocabs.tgt
+        n = len(vocab.encode(sentence))
+        if n > cap - 1:
+            raise UserError(f"line {line}: the {side} has {n} tokens and the model reads at "
+                            f"most {cap - 1}; shorten or split it to align it")
 
 
 def align(translator, sources: Sequence[str], targets: Sequence[str] | None = None, *,

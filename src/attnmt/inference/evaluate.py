@@ -17,7 +17,9 @@ def evaluate(run_dir: str | Path, split: str = "test", data_dir: str | Path | No
              edges: tuple[int, ...] = DEFAULT_BUCKETS, translator: Translator | None = None,
              log=print, tag: str = "") -> dict:
     """Translate ``split`` and score it; writes ``eval/{split}.beam{B}{tag}.json`` and
-    ``.hyp`` (``tag`` marks a variant such as ``.int8``)."""
+    ``.hyp`` (``tag`` marks a variant such as ``.int8``). Where the split has a gold word
+    alignment (``{split}.align``, as the synthetic tasks write), the attention's alignment
+    error rate too (mean attention, argmax, forced to the references)."""
     run = RunDir(run_dir)
     translator = translator or Translator.from_run(run_dir)
     cfg = translator.cfg
@@ -36,6 +38,13 @@ def evaluate(run_dir: str | Path, split: str = "test", data_dir: str | Path | No
     result = {"split": name, "beam": beam, **scores,
               "by_length": scores_by_length(hyps, corpus.tgt, lengths, edges),
               "sentences_per_s": len(hyps) / seconds, "decode_seconds": seconds}
+    gold = Path(folder) / f"{name}.align"
+    if gold.is_file() and getattr(translator, "has_attention", False) and \
+            translator.engine == "attnmt":
+        from .alignment import align, read_gold, score
+
+        links, _ = align(translator, corpus.src, corpus.tgt)
+        result["alignment"] = score(links, read_gold(str(gold), corpus.src, corpus.tgt))
     out = run.eval_dir
     out.mkdir(exist_ok=True)
     write_json(out / f"{name}.beam{beam}{tag}.json", result)
