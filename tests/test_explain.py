@@ -127,6 +127,21 @@ def test_a_silenced_head_is_zero_and_decoding_matches_search(trained):
     assert shown["tgt_tokens"] == _greedy(m, text)
 
 
+def test_silencing_heads_over_a_corpus_is_the_explainers_intervention(trained, task):
+    """translate(zero_heads=...) decodes every sentence as the explainer's intervention does,
+    in batches that shrink as sentences finish (the gates are per head, not per row)."""
+    m = attnmt.load(trained)
+    src = (task / "test.src").read_text().splitlines()[:12]
+    heads = [(0, 1), (1, 0)]
+    greedy = [h[0].text for h in m.translator.translate(src, beam=1, zero_heads=heads)]
+    assert greedy[:3] == [m.explain(t, zero_heads=heads)["translation"] for t in src[:3]]
+    batched = [h[0].text for h in m.translator.translate(src, beam=3, zero_heads=heads)]
+    alone = [m.translator.translate([t], beam=3, zero_heads=heads)[0][0].text for t in src]
+    assert batched == alone
+    assert [h[0].text for h in m.translator.translate(src, beam=3, zero_heads=[])] == \
+        [h[0].text for h in m.translator.translate(src, beam=3)]
+
+
 def test_the_fixed_context_model_shows_one_vector_and_refuses_attention_interventions(
         seq2seq_run):
     m = attnmt.load(seq2seq_run)

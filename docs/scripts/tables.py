@@ -253,6 +253,23 @@ def alignment_timeline() -> str:
                                           d["command"])])
 
 
+def head_importance() -> str:
+    """Each cross-attention head of the demo's Transformer: what silencing it costs, and
+    how well it aligns on its own."""
+    d = _load("head_importance_transformer")
+    heads = d["heads"]
+    lines = [*_head(["head", *(f"L{h['layer']}H{h['head']}" for h in heads)]),
+             _row(["exact match lost", *(f"{h['exact_lost']:.1f}" for h in heads)]),
+             _row(["BLEU lost", *(f"{h['bleu_lost']:.1f}" for h in heads)]),
+             _row(["AER of the head", *(f"{h['aer']:.1f}" for h in heads)])]
+    return "\n".join(lines + [
+        "", f"The full model: exact match {d['full']['exact']:.1f} %, BLEU "
+        f"{d['full']['bleu']:.2f} ({d['sentences']} {d['split']} sentences, greedy). Spearman "
+        f"rank correlation with the head's AER: {d['spearman_exact_lost_vs_aer']} (exact "
+        f"lost), {d['spearman_bleu_lost_vs_aer']} (BLEU lost), over {len(heads)} heads.", "",
+        _provenance(d, "head_importance_transformer", d["command"])])
+
+
 def _study(name: str) -> Callable[[], str]:
     def table() -> str:
         from attnmt.studies.compare import length_table, summary_table
@@ -274,7 +291,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "multi30k-marks": multi30k_marks, "multi30k-levers": multi30k_levers,
     "multi30k-rnn": multi30k_rnn, "peers": peers, "parallelism": parallelism,
     "decoding-speed": decoding_speed, "search-gap": search_gap, "alignment": alignment,
-    "alignment-timeline": alignment_timeline,
+    "alignment-timeline": alignment_timeline, "head-importance": head_importance,
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 

@@ -10,7 +10,7 @@ bookkeeping per operation than ``no_grad``; what it buys is in ``benchmarks/READ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -74,14 +74,24 @@ def _filter_top(logits: Tensor, top_k: int, top_p: float) -> Tensor:
 
 
 @torch.inference_mode()
+def _start(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor,
+           zero_heads: Sequence[tuple[int, int]]):
+    """The decoder's first state, with ``zero_heads`` silenced (the model contract's
+    ``zero_heads``; a model without heads to silence refuses them)."""
+    state = model.init_state(model.encode(src, src_lengths))
+    return model.zero_heads(state, list(zero_heads)) if zero_heads else state
+
+
 def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
                temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
                generator: torch.Generator | None = None,
-               cancelled: Callable[[], bool] | None = None) -> list[Hypothesis]:
+               cancelled: Callable[[], bool] | None = None,
+               zero_heads: Sequence[tuple[int, int]] = ()) -> list[Hypothesis]:
     """Greedy decoding (``temperature == 0``) or sampling, one hypothesis per sentence.
-    ``cancelled`` is asked before every step; when it says so, :class:`Cancelled` is raised."""
+    ``cancelled`` is asked before every step; when it says so, :class:`Cancelled` is raised.
+    ``zero_heads`` (layer, head) silences those cross-attention heads throughout."""
     b = src.size(0)
-    state = model.init_state(model.encode(src, src_lengths))
+    state = _start(model, src, src_lengths, zero_heads)
     active = torch.arange(b, device=src.device)
     prev = torch.full((b,), BOS, dtype=torch.long, device=src.device)
     out = torch.full((b, int(max_lens.max())), PAD, dtype=torch.long, device=src.device)
@@ -117,8 +127,8 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
 @torch.inference_mode()
 def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
                 beam: int = 5, alpha: float = 0.6, nbest: int = 1, stopping: str = "current",
-                cancelled: Callable[[], bool] | None = None, penalty: str = "gnmt"
-                ) -> list[list[Hypothesis]]:
+                cancelled: Callable[[], bool] | None = None, penalty: str = "gnmt",
+                zero_heads: Sequence[tuple[int, int]] = ()) -> list[list[Hypothesis]]:
     """Batched beam search with a length penalty (``penalty``: see :func:`length_penalty`);
     returns ``nbest`` per sentence.
 
@@ -134,14 +144,14 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
     - ``beam``: it has ``beam`` finished hypotheses (fairseq's rule).
 
     What each rule costs in speed and BLEU is measured in ``benchmarks/README.md``.
-    ``cancelled`` is asked before every step, as in :func:`sequential`.
+    ``cancelled`` and ``zero_heads`` as in :func:`sequential`.
     """
     if stopping not in STOPPING:
         raise ValueError(f"stopping {stopping!r} is not one of {STOPPING}")
     lp = partial(length_penalty, alpha=alpha, form=penalty)
     lp(1)                                                  # an unknown form fails here
     k, device = beam, src.device
-    state = model.init_state(model.encode(src, src_lengths))
+    state = _start(model, src, src_lengths, zero_heads)
     sent = torch.arange(src.size(0), device=device)                     # active sentences
     # The first step has one live row per sentence (all beams would start from <s>);
     # after it, every sentence has k rows.

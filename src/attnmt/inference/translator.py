@@ -8,7 +8,7 @@ gives an empty output, so files stay aligned.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -153,10 +153,12 @@ class Translator:
                   top_k: int = 0, top_p: float = 1.0, max_len_ratio: float | None = None,
                   seed: int | None = None, batch_size: int | None = None,
                   stopping: str | None = None, cancelled: Callable[[], bool] | None = None,
-                  penalty: str | None = None) -> list[list[Translation]]:
+                  penalty: str | None = None, zero_heads: Sequence[tuple[int, int]] = ()
+                  ) -> list[list[Translation]]:
         """``nbest`` translations per text (one when greedy or sampling). ``cancelled`` is
         asked before every decoding step; when it returns True, ``search.Cancelled`` is
-        raised (the server's deadline)."""
+        raised (the server's deadline). ``zero_heads`` (layer, head) silences Transformer
+        cross-attention heads for the whole translation (head importance)."""
         d = self.cfg.decode
         beam = d.beam if beam is None else beam
         alpha = d.alpha if alpha is None else alpha
@@ -179,11 +181,13 @@ class Translator:
             if sample or beam <= 1:
                 hyps = [[h] for h in sequential(self.model, src, lengths, limits,
                                                 temperature if sample else 0.0, top_k, top_p,
-                                                generator, cancelled=cancelled)]
+                                                generator, cancelled=cancelled,
+                                                zero_heads=zero_heads)]
             else:
                 hyps = beam_search(self.model, src, lengths, limits, beam, alpha, nbest,
                                    stopping or d.stopping, cancelled=cancelled,
-                                   penalty=penalty or d.length_penalty)
+                                   penalty=penalty or d.length_penalty,
+                                   zero_heads=zero_heads)
             return [[Translation(self.vocabs.tgt.decode(h.tokens), h.score, h.tokens)
                      for h in sentence_hyps] for sentence_hyps in hyps]
 

@@ -9,7 +9,9 @@ per layer, and cross-attention keys/values are projected once per sentence.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import torch
@@ -218,6 +220,12 @@ class TransformerState(DecoderState):
     cache: list | None = None       # per decoder layer: its self-attention LayerCache
     step: int = 0                   # target positions decoded so far
     head_gate: list | None = None   # per layer: (heads,) 1 or 0 (the explainer's silenced heads)
+
+    def select(self, index: Tensor, fields: Iterable[str] | None = None) -> TransformerState:
+        """As :meth:`DecoderState.select`; the head gates are per head, not per row, and
+        stay as they are."""
+        names = [f.name for f in dataclasses.fields(self) if f.name != "head_gate"]
+        return super().select(index, names if fields is None else fields)
 
 
 class Transformer(Seq2SeqModel):
