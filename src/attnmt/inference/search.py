@@ -73,7 +73,6 @@ def _filter_top(logits: Tensor, top_k: int, top_p: float) -> Tensor:
     return logits
 
 
-@torch.inference_mode()
 def _start(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor,
            zero_heads: Sequence[tuple[int, int]]):
     """The decoder's first state, with ``zero_heads`` silenced (the model contract's
@@ -82,6 +81,7 @@ def _start(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor,
     return model.zero_heads(state, list(zero_heads)) if zero_heads else state
 
 
+@torch.inference_mode()
 def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
                temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
                generator: torch.Generator | None = None,
