@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -211,6 +212,19 @@ def read_gold(path: str, sources: Sequence[str], targets: Sequence[str]) -> list
                             f"pair ({n_src} source and {n_tgt} target words)")
         golds.append(gold)
     return golds
+
+
+def gold_score(translator, gold: Path, sources: Sequence[str], targets: Sequence[str]
+               ) -> dict | None:
+    """The attention's AER, precision and recall (mean attention, argmax, forced to the
+    targets) against the gold file ``gold`` — None when there is no such file or the model
+    has no attention to read (what ``evaluate`` and study reports add)."""
+    if not gold.is_file() or not getattr(translator, "has_attention", False) or \
+            getattr(translator, "engine", "") != "attnmt":
+        return None
+    golds = read_gold(str(gold), sources, targets)          # checked before any model work
+    links, _ = align(translator, sources, targets)
+    return score(links, golds)
 
 
 def head_scores(translator, sources: Sequence[str], targets: Sequence[str],

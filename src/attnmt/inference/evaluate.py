@@ -8,6 +8,7 @@ from pathlib import Path
 from ..data.registry import read_split
 from ..errors import UserError
 from ..rundir import RunDir, write_json
+from .alignment import gold_score
 from .metrics import DEFAULT_BUCKETS, corpus_scores, scores_by_length
 from .translator import Translator
 
@@ -38,13 +39,9 @@ def evaluate(run_dir: str | Path, split: str = "test", data_dir: str | Path | No
     result = {"split": name, "beam": beam, **scores,
               "by_length": scores_by_length(hyps, corpus.tgt, lengths, edges),
               "sentences_per_s": len(hyps) / seconds, "decode_seconds": seconds}
-    gold = Path(folder) / f"{name}.align"
-    if gold.is_file() and getattr(translator, "has_attention", False) and \
-            translator.engine == "attnmt":
-        from .alignment import align, read_gold, score
-
-        links, _ = align(translator, corpus.src, corpus.tgt)
-        result["alignment"] = score(links, read_gold(str(gold), corpus.src, corpus.tgt))
+    aligned = gold_score(translator, Path(folder) / f"{name}.align", corpus.src, corpus.tgt)
+    if aligned:
+        result["alignment"] = aligned
     out = run.eval_dir
     out.mkdir(exist_ok=True)
     write_json(out / f"{name}.beam{beam}{tag}.json", result)

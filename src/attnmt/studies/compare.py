@@ -37,6 +37,7 @@ from ..data.registry import read_split, resolve_dir
 from ..data.synthetic import ITEM_SEP
 from ..data.tokenizers import Vocabs
 from ..errors import ConfigError, UserError
+from ..inference.alignment import gold_score
 from ..inference.metrics import corpus_scores, merge_sparse_buckets, scores_by_length
 from ..inference.translator import Translator
 from ..presets import PRESETS
@@ -174,9 +175,10 @@ def compare(study_path: str | Path, out: str | Path | None = None,
         else:
             log(f"== {name}: finished earlier, not retrained")
         results[name] = _evaluate_run(run, test, lengths, ev, log)
-        aligned = _alignment_score(run, data_dir / f"{base.data.test}.align", test)
-        if aligned:
-            results[name]["alignment"] = aligned
+        gold = data_dir / f"{base.data.test}.align"
+        if gold.is_file() and results[name]["has_attention"]:
+            results[name]["alignment"] = gold_score(Translator.from_run(run.path), gold,
+                                                    test.src, test.tgt)
     report = {"study": study.get("name"), "description": study.get("description", ""),
               "study_file": str(study_path), "budget": budget_minutes and {"minutes":
                                                                            budget_minutes}
@@ -231,21 +233,6 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
     (run.eval_dir / "study.hyp").write_text("".join(h + "\n" for h in beam))
     log(f"   {run.path.name}: BLEU {result['bleu']:.2f}, exact {result['exact']:.1f}%")
     return result
-
-
-def _alignment_score(run: RunDir, gold_path: Path, test) -> dict | None:
-    """AER, precision and recall of the run's attention (mean over layers and heads, argmax
-    per target word, forced to the references) against the split's gold word alignment —
-    when the data has one (the synthetic tasks write it) and the model has attention."""
-    from ..inference.alignment import align, read_gold, score
-
-    if not gold_path.is_file():
-        return None
-    translator = Translator.from_run(run.path)
-    if not translator.has_attention:
-        return None
-    links, _ = align(translator, test.src, test.tgt)
-    return score(links, read_gold(str(gold_path), test.src, test.tgt))
 
 
 def _pick_sentences(lengths: list[int], n: int) -> list[int]:
