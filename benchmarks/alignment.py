@@ -1,10 +1,13 @@
 """Does attention align words? Each run of a study on a synthetic task, scored against gold.
 
     .venv/bin/python benchmarks/alignment.py runs/demo     # after `make demo` (+ chapter 3)
+    .venv/bin/python benchmarks/alignment.py runs/align-m30k --data ../shared/data/multi30k \
+        --split test_2016_flickr --gold runs/silver/test_2016_flickr.de-en.align
 
 The synthetic generator knows the word alignment of every pair it writes
-(``attnmt.data.synthetic.gold_alignment``). For every run with attention in the study
-folder, the attention of the test split, forced to the references, is read as word
+(``attnmt.data.synthetic.gold_alignment``); a real corpus is scored against ``--gold``, e.g.
+eflomal's silver alignment (``attnmt data silver-align``). For every run with attention in
+the study folder, the attention of the test split, forced to the references, is read as word
 alignments (argmax per target word) and scored against that gold — alignment error rate,
 precision and recall — for the mean attention, each layer and each head (Transformer),
 as written (the step that writes a word) and shifted (the step that reads it, Chen et al.
@@ -15,14 +18,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from common import save
 
+from attnmt.data.corpus import read_lines
+from attnmt.data.pharaoh import parse_pharaoh
 from attnmt.data.synthetic import gold_alignment
-from attnmt.inference.alignment import head_scores, parse_pharaoh
+from attnmt.inference.alignment import head_scores, read_gold
 from attnmt.inference.translator import Translator
-from attnmt.rundir import study_runs
+from attnmt.rundir import RunDir, study_runs
+
+
+def load_pairs(study: Path, data: Path | None, split: str, gold: Path | None, n: int):
+    """The split's source and target lines (the first ``n``; 0: all), their gold (or
+    silver) alignment, and what the data is (the synthetic task, or the gold file)."""
+    if gold is None:
+        data = data or study / "data"
+        task = json.loads((data / "task.json").read_text())
+        src, tgt = (read_lines(data / f"{split}.{task[k]}") for k in ("src", "tgt"))
+        golds = [parse_pharaoh(gold_alignment(task["task"], a, b), "gold")
+                 for a, b in zip(src, tgt, strict=True)]
+        what = task["task"]
+    else:
+        cfg = RunDir(next(iter((study_runs(study) or {}).values()))).load_config()
+        src_lang, tgt_lang = cfg.data.src, cfg.data.tgt
+        src, tgt = (read_lines(data / f"{split}.{lang}") for lang in (src_lang, tgt_lang))
+        golds = read_gold(str(gold), src, tgt)
+        what = f"{src_lang}-{tgt_lang}, gold {gold.name}"
+    n = n or len(src)
+    return src[:n], tgt[:n], golds[:n], what
 
 
 def _best(entries: list[dict]) -> dict | None:
@@ -33,15 +59,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("study", type=Path, help="a study folder (the output of attnmt compare)")
     ap.add_argument("--sentences", type=int, default=0, help="the first N test pairs (0: all)")
+    ap.add_argument("--data", type=Path, help="the folder of the split (default: the study's "
+                                              "synthetic data)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--gold", type=Path, help="a gold or silver Pharaoh file of the split "
+                                              "(default: the synthetic generator's gold)")
     args = ap.parse_args()
-    data = args.study / "data"
-    task = json.loads((data / "task.json").read_text())
-    src = (data / f"test.{task['src']}").read_text().splitlines()
-    tgt = (data / f"test.{task['tgt']}").read_text().splitlines()
-    if args.sentences:
-        src, tgt = src[: args.sentences], tgt[: args.sentences]
-    golds = [parse_pharaoh(gold_alignment(task["task"], a, b), "gold")
-             for a, b in zip(src, tgt, strict=True)]
+    src, tgt, golds, task = load_pairs(args.study, args.data, args.split, args.gold,
+                                       args.sentences)
     rows = {}
     for name, path in (study_runs(args.study) or {}).items():
         translator = Translator.from_run(path)
@@ -57,8 +82,9 @@ def main() -> None:
                   + (f"  best head L{best['layer']}H{best['head']} {best['aer']:6.2f}"
                      if best else ""))
     save(f"alignment_{args.study.name}", {
-        "command": f"python benchmarks/alignment.py {args.study}", "study": str(args.study),
-        "task": task["task"], "split": "test", "sentences": len(src), "method": "argmax",
+        "command": "python benchmarks/alignment.py " + " ".join(sys.argv[1:]),
+        "study": str(args.study), "task": task, "split": args.split, "sentences": len(src),
+        "method": "argmax",
         "runs": rows})
 
 

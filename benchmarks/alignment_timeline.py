@@ -23,8 +23,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from common import save  # noqa: E402
 
+from attnmt.data.pharaoh import parse_pharaoh  # noqa: E402
 from attnmt.data.synthetic import gold_alignment  # noqa: E402
-from attnmt.inference.alignment import align, parse_pharaoh, score  # noqa: E402
+from attnmt.inference.alignment import align, score  # noqa: E402
 from attnmt.inference.metrics import corpus_scores  # noqa: E402
 from attnmt.inference.translator import Translator  # noqa: E402
 from attnmt.rundir import RunDir  # noqa: E402

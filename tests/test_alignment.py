@@ -11,18 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from attnmt.data.pharaoh import Gold, parse_pharaoh, to_pharaoh
 from attnmt.errors import UserError
-from attnmt.inference.alignment import (
-    Gold,
-    align,
-    extract,
-    head_scores,
-    parse_pharaoh,
-    read_gold,
-    score,
-    to_pharaoh,
-    word_matrix,
-)
+from attnmt.inference.alignment import align, extract, head_scores, read_gold, score, word_matrix
 
 
 def test_aer_precision_and_recall_of_a_hand_made_alignment():

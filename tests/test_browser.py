@@ -126,6 +126,26 @@ def test_explain_view_steps_masks_and_silences_with_the_api_numbers(page, server
     assert page.locator('section[data-step="5"]').count() == 0   # no next word there
 
 
+def test_explain_view_shows_attention_beside_the_attributions(page, server):
+    import httpx
+
+    _press(page, server, "#explain", "a b c d", shows=".step-box")
+    page.click("#ex-attribute")
+    page.wait_for_selector('#ex-attribution .method[data-method="masking"]')
+    data = httpx.post(f"{server}/explain", json={"text": "a b c d", "attribution": True},
+                      timeout=60).json()["attribution"]
+    rows = page.locator("#ex-attribution .method b").all_text_contents()
+    assert len(rows) == 4 and rows[0] == "attention"
+    shown = page.locator('#ex-attribution .method[data-method="integrated_gradients"] '
+                         '.bar-value').all_text_contents()
+    assert shown == [f"{x:.3f}" for x in data["methods"]["integrated_gradients"][0]]
+    assert "Spearman" in page.text_content("#ex-attribution ul")
+    page.click("#ex-next")                                  # the rows follow the word
+    shown = page.locator('#ex-attribution .method[data-method="masking"] '
+                         '.bar-value').all_text_contents()
+    assert shown == [f"{x:.3f}" for x in data["methods"]["masking"][1]]
+
+
 def test_timeline_slider_and_study_side_by_side(page, study_server):
     import httpx
 

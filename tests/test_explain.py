@@ -213,6 +213,10 @@ def test_api_explain_and_its_422s(trained, seq2seq_run):
         data = r.json()
         assert data["masked"] == [0] and data["zeroed_heads"] == [[0, 1]]
         assert data["steps"][0]["layers"][0]["cross"]["weights"][0][0] == 0
+        r = client.post("/explain", json={"text": "a b c", "masked": [0], "attribution": True})
+        a = r.json()["attribution"]                 # of the translation the masked model wrote
+        assert r.status_code == 200 and a["tgt_tokens"] == r.json()["tgt_tokens"]
+        assert {len(rows) for rows in a["methods"].values()} == {len(r.json()["steps"])}
         assert client.get("/static/explain.js").status_code == 200
         for body, field in [({"text": " "}, "text"), ({"text": "a", "masked": [5]}, "masked"),
                             ({"text": "a", "zero_heads": [[0, 9]]}, "zero_heads"),

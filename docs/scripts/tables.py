@@ -216,9 +216,9 @@ def search_gap() -> str:
                     f"--split {d['split']}")])
 
 
-def alignment() -> str:
-    """AER of each attention model of the demo study against the synthetic gold."""
-    d = _load("alignment_demo")
+def alignment(name: str = "alignment_demo") -> str:
+    """AER of each attention model of a study against its gold (or silver) alignment."""
+    d = _load(name)
 
     def cell(entry: dict | None, where: str = "") -> str:
         return "–" if entry is None else f"{entry['aer']:.2f}{where}"
@@ -236,7 +236,7 @@ def alignment() -> str:
                                                    f"{head['head']})")]))
     return "\n".join(lines + ["", f"{d['task']}, {d['split']} split, {d['sentences']} pairs, "
                               f"{d['method']} per target word; lower AER is better.", "",
-                              _provenance(d, "alignment_demo", d["command"])])
+                              _provenance(d, name, d["command"])])
 
 
 def alignment_timeline() -> str:
@@ -253,10 +253,10 @@ def alignment_timeline() -> str:
                                           d["command"])])
 
 
-def head_importance() -> str:
-    """Each cross-attention head of the demo's Transformer: what silencing it costs, and
-    how well it aligns on its own."""
-    d = _load("head_importance_transformer")
+def head_importance(name: str = "head_importance_transformer") -> str:
+    """Each cross-attention head of a Transformer: what silencing it costs, and how well it
+    aligns on its own."""
+    d = _load(name)
     heads = d["heads"]
     lines = [*_head(["head", *(f"L{h['layer']}H{h['head']}" for h in heads)]),
              _row(["exact match lost", *(f"{h['exact_lost']:.1f}" for h in heads)]),
@@ -267,7 +267,53 @@ def head_importance() -> str:
         f"{d['full']['bleu']:.2f} ({d['sentences']} {d['split']} sentences, greedy). Spearman "
         f"rank correlation with the head's AER: {d['spearman_exact_lost_vs_aer']} (exact "
         f"lost), {d['spearman_bleu_lost_vs_aer']} (BLEU lost), over {len(heads)} heads.", "",
-        _provenance(d, "head_importance_transformer", d["command"])])
+        _provenance(d, name, d["command"])])
+
+
+PAIR_NAMES = {"attention": "attention", "input_x_gradient": "input × gradient",
+              "integrated_gradients": "integrated gradients", "masking": "masking"}
+
+
+def attribution(name: str = "attribution_align-m30k") -> str:
+    """Per run: each method read as an alignment (AER), and the rank agreement of each pair
+    of methods over the output tokens."""
+    d = _load(name)
+    runs = d["runs"]
+    pairs = list(next(iter(runs.values()))["agreement"])
+    methods = list(next(iter(runs.values()))["aer"])
+    lines = _head(["run", *(f"AER, {PAIR_NAMES[m]}" for m in methods),
+                   *(" ~ ".join(PAIR_NAMES[m] for m in p.split("~")) for p in pairs)])
+    for run, r in runs.items():
+        lines.append(_row([run, *(f"{r['aer'][m]:.1f}" for m in methods),
+                           *(f"{r['agreement'][p]['spearman']:+.2f} "
+                             f"({100 * r['agreement'][p]['top1']:.0f} %)" for p in pairs)]))
+    tokens = next(iter(runs.values()))["agreement"][pairs[0]]["tokens"]
+    return "\n".join(lines + [
+        "", f"{d['task']}, the first {d['sentences']} {d['split']} pairs forced to the "
+        f"references ({tokens:,} output tokens); AER of the argmax per target word; agreement: "
+        "mean Spearman correlation of the magnitudes over the source tokens, per output token, "
+        f"and in brackets how often both put the same source token first; integrated "
+        f"gradients with {d['ig_steps']} steps.", "", _provenance(d, name, d["command"])])
+
+
+def attribution_speed(name: str = "explain_speed_transformer-small") -> str:
+    """How long `attnmt explain --attribution` computes, beside the explanation alone."""
+    d = _load(name)
+    m = d["median"]
+    steps = sorted(int(k.split("_")[1]) for k in m if k.startswith("attribution_"))
+    lines = _head(["what", "median ms", "× greedy translation"])
+    lines += [_row(["greedy translation", f"{m['greedy_ms']:.0f}", "1.0"]),
+              _row(["explain (every number of every step)", f"{m['explain_ms']:.0f}",
+                    f"{m['explain_ms'] / m['greedy_ms']:.1f}"])]
+    lines += [_row([f"explain --attribution, {n} integrated-gradient steps (completeness gap "
+                    f"{m[f'ig_delta_{n}']:.2f} nats)", f"{m[f'attribution_{n}_ms']:.0f}",
+                    f"{m[f'attribution_{n}_ms'] / m['greedy_ms']:.1f}"]) for n in steps]
+    words = d["sentences"][0]["output_words"]
+    return "\n".join(lines + [
+        "", f"{Path(d['run']).name}, {len(d['sentences'])} validation sentences of "
+        f"{d['sentences'][0]['source_tokens']} source tokens (the first has {words} output "
+        f"tokens), {d['threads']} threads, in-process (the command adds its start-up).", "",
+        _provenance(d, name, d["command"])])
 
 
 def _study(name: str) -> Callable[[], str]:
@@ -292,6 +338,9 @@ TABLES: dict[str, Callable[[], str]] = {
     "multi30k-rnn": multi30k_rnn, "peers": peers, "parallelism": parallelism,
     "decoding-speed": decoding_speed, "search-gap": search_gap, "alignment": alignment,
     "alignment-timeline": alignment_timeline, "head-importance": head_importance,
+    "alignment-multi30k": lambda: alignment("alignment_align-m30k"),
+    "head-importance-multi30k": lambda: head_importance("head_importance_multi30k"),
+    "attribution-multi30k": attribution, "attribution-speed": attribution_speed,
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 

@@ -202,7 +202,8 @@ class TranslationModel:
         j, whitespace words from 0) read from the attention, of each source with its target
         (forced decoding) or, without targets, with the model's own translation; options
         as ``attnmt align`` (:mod:`attnmt.inference.alignment`)."""
-        from .inference.alignment import align, to_pharaoh
+        from .data.pharaoh import to_pharaoh
+        from .inference.alignment import align
 
         one = isinstance(sources, str)
         wrap = (lambda x: [x]) if one else list
@@ -235,14 +236,31 @@ class TranslationModel:
                         for r in result["by_length"]]
 
     def explain(self, text: str, *, top_k: int = 5, masked: Sequence[int] = (),
-                zero_heads: Sequence[tuple[int, int]] = ()) -> dict:
+                zero_heads: Sequence[tuple[int, int]] = (), attribution: bool = False) -> dict:
         """Every number of attention at every output word of the greedy translation of
         ``text``, optionally with source positions masked out of attention or
-        Transformer heads silenced (see :mod:`attnmt.explain.numbers`); arrays are numpy."""
+        Transformer heads silenced (see :mod:`attnmt.explain.numbers`), and with
+        ``attribution`` the gradient attributions beside it; arrays are numpy."""
         from .explain.numbers import explain
 
         return explain(self.translator, text, top_k=top_k, masked=masked,
-                       zero_heads=zero_heads)
+                       zero_heads=zero_heads, attribution=attribution)
+
+    def attribute(self, text: str, target: str | None = None, *, ig_steps: int = 16) -> dict:
+        """Attention, input x gradient, integrated gradients (Captum) and masking: how much
+        each source token mattered to each output word of the greedy translation (or of
+        ``target``), and how far the four methods agree (:mod:`attnmt.explain.attribution`)."""
+        from .explain.attribution import attribute
+
+        return attribute(self.translator, text, target, ig_steps=ig_steps)
+
+    def attribution_agreement(self, sources: list[str], targets: list[str] | None = None, *,
+                              ig_steps: int = 16) -> dict:
+        """The four methods' agreement pooled over a corpus: per pair, the mean Spearman
+        correlation over output tokens and how often their top source token is the same."""
+        from .explain.attribution import corpus_agreement
+
+        return corpus_agreement(self.translator, sources, targets, ig_steps=ig_steps)
 
     def five_steps(self, text: str, top_k: int = 5) -> dict:
         """Attention's five steps at every output word of the greedy translation of

@@ -47,6 +47,7 @@ def align(run_dir, input_path, target_path, output_path, method, shift, threshol
     """Word alignments between each source line and its translation, read from the model's
     attention: Pharaoh `i-j` links (source word i, target word j, whitespace words from 0),
     as fast_align and eflomal write them."""
+    from ..data.pharaoh import to_pharaoh
     from ..inference import alignment
     from ..inference.translator import Translator
 
@@ -62,7 +63,7 @@ def align(run_dir, input_path, target_path, output_path, method, shift, threshol
     links, written = alignment.align(translator, sources, targets, method=method,
                                      threshold=threshold, layer=layer, head=head, beam=beam,
                                      shift=shift)
-    lines = [alignment.to_pharaoh(x) for x in links]
+    lines = [to_pharaoh(x) for x in links]
     if with_translation and not targets:
         lines = [f"{text}\t{line}" for text, line in zip(written, lines, strict=True)]
     _write_output("".join(line + "\n" for line in lines), output_path)

@@ -110,3 +110,34 @@ def data_prepare(config, overrides, out) -> None:
     task = make_task(load_config(config, overrides), run, log=click.echo)
     for split, folder in task.prepared_folders.items():
         click.echo(f"{split}: {folder}")
+
+
+@data.command("silver-align")
+@click.option("-s", "--src", "src_path", required=True, type=click.Path(),
+              help="source sentences, one per line (whitespace words)")
+@click.option("-t", "--tgt", "tgt_path", required=True, type=click.Path(),
+              help="their translations, line by line")
+@click.option("--with-src", default=None, type=click.Path(),
+              help="more source text (e.g. the training data) that adds statistics")
+@click.option("--with-tgt", default=None, type=click.Path(), help="its target side")
+@click.option("--symmetrise", "method", default="grow-diag-final-and", show_default=True,
+              type=click.Choice(["grow-diag-final-and", "intersection", "union"]))
+@click.option("-o", "--output", "output_path", required=True, type=click.Path(),
+              help="the silver alignment, Pharaoh i-j per line")
+def data_silver_align(src_path, tgt_path, with_src, with_tgt, method, output_path) -> None:
+    """A silver word alignment of SRC/TGT from eflomal (pip install eflomal), both
+    directions symmetrised: the reference `attnmt align --gold` scores attention against
+    on a corpus without human alignments. A statistical aligner's output, not gold."""
+    from ..data.corpus import read_lines
+    from ..data.pharaoh import to_pharaoh
+    from ..data.silver import eflomal_align
+    from ..errors import UserError
+
+    if bool(with_src) != bool(with_tgt):
+        raise UserError("--with-src and --with-tgt go together: give both sides")
+    extra = (read_lines(with_src), read_lines(with_tgt)) if with_src else ((), ())
+    links = eflomal_align(read_lines(src_path), read_lines(tgt_path), extra_sources=extra[0],
+                          extra_targets=extra[1], method=method)
+    Path(output_path).write_text("".join(to_pharaoh(x) + "\n" for x in links),
+                                 encoding="utf-8")
+    click.echo(f"wrote {output_path}: {sum(map(len, links))} links over {len(links)} pairs")

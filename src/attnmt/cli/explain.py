@@ -12,7 +12,7 @@ import json
 import click
 
 from ..errors import UserError
-from ..explain.text import describe
+from ..explain.text import describe, describe_attribution
 from ..inference.alignment import check_layer_head
 from . import cli
 
@@ -74,9 +74,13 @@ def _check_view(data: dict, step: int, kind: str, layer: int | None, head: int |
 @click.option("--json", "json_path", default=None, type=click.Path(), help="write the numbers")
 @click.option("--timeline", is_flag=True, help="the attention under every checkpoint the "
               "run kept (train.keep_every), oldest first")
+@click.option("--attribution", is_flag=True,
+              help="beside attention: input x gradient and integrated gradients (Captum) on "
+                   "the source embeddings and the exact effect of masking each source token, "
+                   "with their rank agreement (--png draws the four side by side)")
 @click.option("--checkpoint", default="best", show_default=True)
 def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, html_path,
-            png_path, json_path, timeline, checkpoint) -> None:
+            png_path, json_path, timeline, attribution, checkpoint) -> None:
     """Attention's five steps, with the model's own numbers, while translating SENTENCE.
 
     RUN_DIR may also be a study folder (the output of `attnmt compare`): every run of the
@@ -89,7 +93,8 @@ def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, 
     one_run = [name for name, used in (("--step", step), ("--mask", mask),
                                        ("--zero-head", zero_head), ("--attention", kind != "cross"),
                                        ("--layer", layer is not None), ("--head", head is not None),
-                                       ("--checkpoint", checkpoint != "best")) if used]
+                                       ("--checkpoint", checkpoint != "best"),
+                                       ("--attribution", attribution)) if used]
     if (runs or timeline) and one_run:
         raise UserError(f"{', '.join(one_run)} apply to one run's explanation, not to "
                         f"{'a study folder' if runs else '--timeline'}; leave them out")
@@ -101,10 +106,13 @@ def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, 
     if not hasattr(model, "explain"):
         raise UserError(f"{run_dir} is not a translation run; explain shows translation models")
     data = to_json(model.explain(sentence, top_k=top_k, masked=_positions(mask),
-                                 zero_heads=_heads(zero_head)))
+                                 zero_heads=_heads(zero_head), attribution=attribution))
     _check_view(data, step, kind, layer, head)
     for line in describe(data, step, kind, layer, head):
         click.echo(line)
+    if attribution and kind != "encoder":
+        for line in describe_attribution(data["attribution"], step):
+            click.echo(line)
     _write(data, run_dir, step, html_path, png_path, json_path)
 
 
@@ -159,9 +167,12 @@ def _write(data: dict, run_dir: str, step: int, html_path, png_path, json_path,
             f.write(page)
         click.echo(f"wrote {html_path}")
     if png_path:
-        from ..studies.plots import explain_figure
+        from ..studies.plots import attribution_figure, explain_figure
 
-        explain_figure(data, step, png_path)
+        if "attribution" in data:
+            attribution_figure(data["attribution"], png_path)
+        else:
+            explain_figure(data, step, png_path)
         click.echo(f"wrote {png_path}")
     if json_path:
         with open(json_path, "w", encoding="utf-8") as f:

@@ -124,12 +124,24 @@ def _start(translator: Translator, src_ids: list[int], masked: Sequence[int],
     return state, encoder, limit
 
 
-@torch.inference_mode()
 def explain(translator: Translator, text: str, *, top_k: int = 5, masked: Sequence[int] = (),
-            zero_heads: Sequence[tuple[int, int]] = ()) -> dict:
+            zero_heads: Sequence[tuple[int, int]] = (), attribution: bool = False) -> dict:
     """The numbers of every output word of the greedy translation of ``text`` (see the
     module docstring); arrays are numpy. ``masked`` are source positions (``</s>``
-    included), ``zero_heads`` (layer, head) pairs, both counted from 0."""
+    included), ``zero_heads`` (layer, head) pairs, both counted from 0. ``attribution``
+    adds ``attribution``: attention beside gradient attributions and masking for the same
+    translation, of the model without interventions (:mod:`attnmt.explain.attribution`)."""
+    out = _explain(translator, text, top_k=top_k, masked=masked, zero_heads=zero_heads)
+    if attribution:
+        from .attribution import attribute
+
+        out["attribution"] = attribute(translator, text, target_ids=out["tgt_ids"])
+    return out
+
+
+@torch.inference_mode()
+def _explain(translator: Translator, text: str, *, top_k: int, masked: Sequence[int],
+             zero_heads: Sequence[tuple[int, int]]) -> dict:
     if getattr(translator, "engine", None) != "attnmt":
         raise ExplainError("the explainer needs the attnmt engine (load the run, not an "
                            "export)", "engine")
@@ -163,7 +175,8 @@ def explain(translator: Translator, text: str, *, top_k: int = 5, masked: Sequen
            "formula": FORMULAS[scorer], "translation": vocabs.tgt.decode(tokens[:-1]),
            "src_tokens": [vocabs.src.piece(i) for i in src_ids],
            "tgt_tokens": [vocabs.tgt.piece(i) for i in tokens[:-1]] + ["</s>"],
-           "masked": sorted(set(masked)), "zeroed_heads": [list(x) for x in zero_heads],
+           "tgt_ids": tokens[:-1], "masked": sorted(set(masked)),
+           "zeroed_heads": [list(x) for x in zero_heads],
            "steps": steps, **kv}
     if encoder is not None:
         out["encoder_layers"] = encoder

@@ -69,3 +69,30 @@ def describe(data: dict, t: int, kind: str = "cross", layer: int | None = None,
     lines.append("5. next word: " + ", ".join(f"{w} {p:.3f}" for w, p in s["top"]) +
                  f"  -> greedy writes {s['chosen']!r}")
     return lines
+
+
+ATTRIBUTION_NAMES = {"attention": "attention", "input_x_gradient": "input×grad",
+                     "integrated_gradients": "int. grads", "masking": "masking Δlogp"}
+
+
+def describe_attribution(attr: dict, t: int) -> list[str]:
+    """Output word ``t``'s row of every method, one column each, and how far the methods
+    agree (Spearman's rank correlation of the magnitudes; at this word and the mean over
+    the sentence)."""
+    methods = list(attr["methods"])
+    lines = [f"attention beside attribution for {attr['tgt_tokens'][t]!r} (the model "
+             "without interventions):",
+             f"   {'source':>14}  " + "  ".join(f"{ATTRIBUTION_NAMES[m]:>13}" for m in methods)]
+    for s, tok in enumerate(attr["src_tokens"]):
+        lines.append(f"   {tok:>14}  " + "  ".join(f"{attr['methods'][m][t][s]:13.3g}"
+                                                  for m in methods))
+    lines.append("agreement (Spearman of magnitudes: this word / the sentence's mean):")
+    for pair, a in attr["agreement"].items():
+        here = a["spearman"][t]
+        shown = [("–" if x is None else f"{x:+.2f}") for x in (here, a["mean"])]
+        names = " ~ ".join(ATTRIBUTION_NAMES[m] for m in pair.split("~"))
+        lines.append(f"   {names:<30} {shown[0]:>6} / {shown[1]:>6}   same top token "
+                     f"{100 * a['top1']:.0f}% of words")
+    lines.append(f"(integrated gradients: {attr['ig_steps']} steps, largest completeness gap "
+                 f"{attr['ig_delta']:.3f} nats)")
+    return lines

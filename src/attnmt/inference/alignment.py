@@ -18,26 +18,15 @@ have without penalty and need not have). Scored with their alignment error rate
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..data.pharaoh import Gold, Link, parse_pharaoh
 from ..errors import UserError
 
 METHODS = ("argmax", "threshold")
-Link = tuple[int, int]
-_LINK = re.compile(r"^(\d+)([-?])(\d+)$")
-
-
-@dataclass
-class Gold:
-    """One sentence's gold alignment: sure links, and possible ones (sure included)."""
-
-    sure: set[Link]
-    possible: set[Link]
 
 
 def attention_matrix(result: dict, layer: int | None = None, head: int | None = None
@@ -99,26 +88,6 @@ def extract(words: np.ndarray, method: str = "argmax", threshold: float = 0.5) -
     return {(int(i), int(j)) for j, i in zip(*np.nonzero(words >= threshold), strict=True)}
 
 
-def to_pharaoh(links: set[Link]) -> str:
-    return " ".join(f"{i}-{j}" for i, j in sorted(links))
-
-
-def parse_pharaoh(line: str, where: str) -> Gold:
-    """A Pharaoh line (``i-j`` sure, ``i?j`` possible); ``where`` names the file and line
-    in the one-line error a malformed link gets."""
-    sure, possible = set(), set()
-    for item in line.split():
-        m = _LINK.match(item)
-        if not m:
-            raise UserError(f"{where}: {item!r} is not an alignment link; write i-j (sure) or "
-                            "i?j (possible), word positions from 0")
-        link = (int(m.group(1)), int(m.group(3)))
-        possible.add(link)
-        if m.group(2) == "-":
-            sure.add(link)
-    return Gold(sure, possible)
-
-
 def score(hypotheses: Sequence[set[Link]], golds: Sequence[Gold]) -> dict:
     """Corpus AER, precision and recall (in percent) of ``hypotheses`` against ``golds``;
     precision is None without any hypothesis link, recall None without any sure link."""
@@ -154,14 +123,14 @@ def _results(translator, sources: Sequence[str], targets: Sequence[str] | None, 
         if not text.strip() or (targets is not None and not targets[k].strip()):
             yield None
             continue
-        _check_fits(translator, k + 1, text, None if targets is None else targets[k])
+        check_fits(translator, k + 1, text, None if targets is None else targets[k])
         if targets is not None:
             yield translator.forced_attention(text, targets[k])
         else:
             yield translator.attention(text, beam=beam)
 
 
-def _check_fits(translator, line: int, text: str, target: str | None) -> None:
+def check_fits(translator, line: int, text: str, target: str | None) -> None:
     """A sentence the model would cut short cannot be aligned word for word: one line."""
     for side, sentence, cap in (("source", text, translator.src_cap),
                                 ("target", target, translator.tgt_cap)):

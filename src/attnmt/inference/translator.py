@@ -236,7 +236,7 @@ class Translator:
                                    "is no attention to show")
         best = self.translate([text], beam=beam, cancelled=cancelled)[0][0]
         return {"translation": best.text, "score": best.score,
-                **self._attention_of(self.encode_source(text), best.tokens)}
+                **self.attention_of(self.encode_source(text), best.tokens)}
 
     def forced_attention(self, text: str, target: str) -> dict:
         """The attention while the decoder is forced to write ``target`` (teacher forcing of
@@ -246,10 +246,12 @@ class Translator:
             raise NoAttentionError("this model is a seq2seq without attention: there is no "
                                    "attention to align with")
         tgt_ids = self.vocabs.tgt.encode(target)[: self.tgt_cap - 1]
-        return {"translation": target, **self._attention_of(self.encode_source(text), tgt_ids)}
+        return {"translation": target, **self.attention_of(self.encode_source(text), tgt_ids)}
 
     @torch.no_grad()
-    def _attention_of(self, src_ids: list[int], tgt_ids: list[int]) -> dict:
+    def attention_of(self, src_ids: list[int], tgt_ids: list[int]) -> dict:
+        """The teacher-forced attention of token ids ``src_ids`` (ending in ``</s>``) and
+        ``tgt_ids`` (without it), in :meth:`forced_attention`'s format."""
         src, lengths = self.pad_batch([src_ids])
         tgt_in = torch.tensor([[BOS, *tgt_ids]], device=self.device)
         _, weights = self.model(src, lengths, tgt_in, need_weights=True)

@@ -5,13 +5,18 @@ branch on the architecture.
 
 :class:`Seq2SeqModel` (the fixed-context seq2seq, the attention RNNs, the Transformer):
 
-- ``encode(src, src_lengths) -> EncoderOutput``
+- ``encode(src, src_lengths, embedded=None) -> EncoderOutput``; ``embedded`` (B, S, E)
+  replaces the source token embeddings (``src`` still gives the padding)
+- ``embed_source(src) -> (B, S, E)``: those token embeddings (before positions and
+  dropout), what gradient attributions differentiate
 - ``init_state(enc) -> state``: the family's :class:`DecoderState` dataclass of
   batch-first tensors (and plain values)
 - ``decode_step(prev_tokens, state) -> (logits, state, weights | None)``: it consumes
   ``state`` (a cache may be extended in place); continue from the state it returns
 - ``reorder_state(state, rows, source_rows) -> state``: beam search's reorder
-- ``forward(src, src_lengths, tgt_in) -> (logits, weights | None)`` (teacher forcing)
+- ``forward(src, src_lengths, tgt_in, embedded=None, positions=None) -> (logits,
+  weights | None)`` (teacher forcing); ``positions`` (B,) keeps only the logits of one
+  target position per row (B, 1, V), all an attribution of that position needs
 - ``explain_step(prev_tokens, state) -> (logits, state, numbers | None)``: a decoding
   step with the numbers of attention's five steps (RNN families) or of every layer's
   attention (the Transformer)
@@ -90,7 +95,12 @@ class Seq2SeqModel(ParameterCount, nn.Module):
 
     has_attention = True
 
-    def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
+    def encode(self, src: Tensor, src_lengths: Tensor, embedded: Tensor | None = None
+               ) -> EncoderOutput:
+        raise NotImplementedError
+
+    def embed_source(self, src: Tensor) -> Tensor:
+        """src (B, S) -> the token embeddings (B, S, E) the encoder reads."""
         raise NotImplementedError
 
     def init_state(self, enc: EncoderOutput) -> State:
@@ -102,8 +112,10 @@ class Seq2SeqModel(ParameterCount, nn.Module):
         raise NotImplementedError
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Teacher forcing: logits (B, T, V) and weights (B, T, S) or None."""
+                need_weights: bool = False, embedded: Tensor | None = None,
+                positions: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Teacher forcing: logits (B, T, V) and weights (B, T, S) or None; ``embedded``
+        as in :meth:`encode`; ``positions`` (B,): logits (B, 1, V) at those positions."""
         raise NotImplementedError
 
     def reorder_state(self, state: State, rows: Tensor, source_rows: Tensor | None) -> State:

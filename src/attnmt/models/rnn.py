@@ -78,9 +78,11 @@ class RNNEncoder(nn.Module):
         return h.view(self.layers, self.dirs, b, hid).transpose(1, 2).reshape(
             self.layers, b, self.dirs * hid)
 
-    def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """src (B, S) -> states (B, S, dirs*H), final states: tuple of (layers, B, dirs*H)."""
-        x = self.dropout(self.embed(src))
+    def forward(self, src: Tensor, lengths: Tensor, embedded: Tensor | None = None
+                ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """src (B, S) -> states (B, S, dirs*H), final states: tuple of (layers, B, dirs*H);
+        ``embedded`` (B, S, E) replaces the embedding of ``src``."""
+        x = self.dropout(self.embed(src) if embedded is None else embedded)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, final = self.rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
@@ -113,6 +115,15 @@ class RNNModelBase(Seq2SeqModel):
         if m.rnn_type == "lstm":
             set_forget_bias(self.encoder.rnn, m.forget_bias)
             set_forget_bias(self.decoder, m.forget_bias)
+
+    def embed_source(self, src: Tensor) -> Tensor:
+        return self.encoder.embed(src)
+
+    def _project(self, hidden: Tensor, positions: Tensor | None = None) -> Tensor:
+        """The output layer over (B, T, H), or only at each row's position in ``positions``."""
+        if positions is not None:
+            hidden = hidden[torch.arange(hidden.size(0), device=hidden.device), positions, None]
+        return self.out(self.dropout(hidden))
 
     def _initial_hidden(self, finals: tuple[Tensor, ...]) -> list[Tensor]:
         """Encoder final states -> decoder initial states, each (B, dec_layers, H)."""
@@ -153,17 +164,18 @@ class Seq2Seq(RNNModelBase):
         self.pre_output = nn.Linear(pre_in, out_size) if (m.feed_context or m.tie_embeddings) \
             else None
 
-    def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
-        _, finals = self.encoder(src, src_lengths)
+    def encode(self, src: Tensor, src_lengths: Tensor, embedded: Tensor | None = None
+               ) -> EncoderOutput:
+        _, finals = self.encoder(src, src_lengths, embedded)
         return EncoderOutput(None, padding_mask(src, src_lengths), self._initial_hidden(finals))
 
     def init_state(self, enc: EncoderOutput) -> FixedContextState:
         start = self._hidden_start(enc)
         return FixedContextState(**start, context=start["h"][:, -1])   # the context vector
 
-    def _decode(self, emb: Tensor, state: FixedContextState
+    def _decode(self, emb: Tensor, state: FixedContextState, positions: Tensor | None = None
                 ) -> tuple[Tensor, FixedContextState]:
-        """emb (B, T, E) -> logits (B, T, V)."""
+        """emb (B, T, E) -> logits (B, T, V), or (B, 1, V) at ``positions``."""
         context = state.context.unsqueeze(1).expand(-1, emb.size(1), -1)
         x = torch.cat([emb, context], -1) if self.feed_context else emb
         out, hidden = self.decoder(x, self._hidden_in(state))      # (B, T, H)
@@ -171,7 +183,7 @@ class Seq2Seq(RNNModelBase):
             out = torch.tanh(self.pre_output(torch.cat([out, context], -1)))
         elif self.pre_output is not None:
             out = self.pre_output(out)
-        return self.out(self.dropout(out)), self._hidden_out(hidden, state)
+        return self._project(out, positions), self._hidden_out(hidden, state)
 
     def decode_step(self, prev_tokens: Tensor, state: FixedContextState,
                     need_weights: bool = False) -> tuple[Tensor, FixedContextState, None]:
@@ -186,9 +198,10 @@ class Seq2Seq(RNNModelBase):
         return logits, state, {"scorer": None, "context": context[:, None]}
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
-                need_weights: bool = False) -> tuple[Tensor, None]:
-        state = self.init_state(self.encode(src, src_lengths))
-        logits, _ = self._decode(self.dropout(self.tgt_embed(tgt_in)), state)
+                need_weights: bool = False, embedded: Tensor | None = None,
+                positions: Tensor | None = None) -> tuple[Tensor, None]:
+        state = self.init_state(self.encode(src, src_lengths, embedded))
+        logits, _ = self._decode(self.dropout(self.tgt_embed(tgt_in)), state, positions)
         return logits, None
 
 
@@ -213,8 +226,9 @@ class AttentionSeq2Seq(RNNModelBase):
         self.attention = rnn_attention(m.attention, m.dec_hidden, memory)
         self.combine = nn.Linear(memory + m.dec_hidden, out_size, bias=False)   # W_c
 
-    def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
-        memory, finals = self.encoder(src, src_lengths)                   # 1. (B, S, D_mem)
+    def encode(self, src: Tensor, src_lengths: Tensor, embedded: Tensor | None = None
+               ) -> EncoderOutput:
+        memory, finals = self.encoder(src, src_lengths, embedded)         # 1. (B, S, D_mem)
         return EncoderOutput(memory, padding_mask(src, src_lengths), self._initial_hidden(finals))
 
     def init_state(self, enc: EncoderOutput) -> AttentionState:
@@ -226,8 +240,8 @@ class AttentionSeq2Seq(RNNModelBase):
 
     def _step(self, emb: Tensor, state: AttentionState, trace: dict | None = None
               ) -> tuple[Tensor, AttentionState, Tensor]:
-        """One decoder step. emb (B, E) -> logits (B, V), state, weights (B, S); ``trace``
-        receives every step's numbers (:meth:`explain_step`)."""
+        """One decoder step. emb (B, E) -> h̃ₜ (B, H) (the output layer's input), state,
+        weights (B, S); ``trace`` receives every step's numbers (:meth:`explain_step`)."""
         attend = lambda q: self.attention(q[:, None], state.keys, state.values,  # noqa: E731
                                           state.mask, trace)
         if self.bahdanau:
@@ -244,31 +258,33 @@ class AttentionSeq2Seq(RNNModelBase):
             state = replace(state, feed=h_tilde)
         if trace is not None:
             trace.update(scorer=self.attention_type, decoder_state=out[:, 0], combined=h_tilde)
-        return self.out(self.dropout(h_tilde)), state, weights[:, 0]
+        return h_tilde, state, weights[:, 0]
 
     def decode_step(self, prev_tokens: Tensor, state: AttentionState,
                     need_weights: bool = False) -> tuple[Tensor, AttentionState, Tensor]:
-        return self._step(self.tgt_embed(prev_tokens), state)
+        h_tilde, state, weights = self._step(self.tgt_embed(prev_tokens), state)
+        return self._project(h_tilde), state, weights
 
     def explain_step(self, prev_tokens: Tensor, state: AttentionState
                      ) -> tuple[Tensor, AttentionState, dict]:
         trace: dict = {}
-        logits, state, _ = self._step(self.tgt_embed(prev_tokens), state, trace)
-        return logits, state, trace
+        h_tilde, state, _ = self._step(self.tgt_embed(prev_tokens), state, trace)
+        return self._project(h_tilde), state, trace
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
-                need_weights: bool = False) -> tuple[Tensor, Tensor]:
-        state = self.init_state(self.encode(src, src_lengths))
+                need_weights: bool = False, embedded: Tensor | None = None,
+                positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        state = self.init_state(self.encode(src, src_lengths, embedded))
         emb = self.dropout(self.tgt_embed(tgt_in))                        # (B, T, E)
         if not self.input_feeding and not self.bahdanau:
             # Nothing feeds back: run the RNN over the whole target, attend all at once.
             out, _ = self.decoder(emb, self._hidden_in(state))            # (B, T, H)
             context, weights = self.attention(out, state.keys, state.values, state.mask)
             h_tilde = torch.tanh(self.combine(torch.cat([context, out], -1)))
-            return self.out(self.dropout(h_tilde)), weights
-        logits, weights = [], []
+            return self._project(h_tilde, positions), weights
+        hidden, weights = [], []
         for t in range(emb.size(1)):
-            step_logits, state, w = self._step(emb[:, t], state)
-            logits.append(step_logits)
+            h_tilde, state, w = self._step(emb[:, t], state)
+            hidden.append(h_tilde)
             weights.append(w)
-        return torch.stack(logits, 1), torch.stack(weights, 1)
+        return self._project(torch.stack(hidden, 1), positions), torch.stack(weights, 1)

@@ -76,11 +76,17 @@ class Embeddings(nn.Module):
             self.register_buffer("table", sinusoidal_positions(max_positions, d), persistent=False)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, tokens: Tensor, offset: int = 0) -> Tensor:
-        """tokens (B, T) -> (B, T, D); ``offset`` is the position of the first token."""
+    def tokens(self, tokens: Tensor) -> Tensor:
+        """The scaled token embeddings alone, before positions and dropout."""
+        return self.embed(tokens) * self.scale
+
+    def forward(self, tokens: Tensor, offset: int = 0, embedded: Tensor | None = None
+                ) -> Tensor:
+        """tokens (B, T) -> (B, T, D); ``offset`` is the position of the first token;
+        ``embedded`` (from :meth:`tokens`) replaces the token part."""
         t = tokens.size(1)
         pos = (self.learned.weight if self.learned is not None else self.table)[offset:offset + t]
-        return self.dropout(self.embed(tokens) * self.scale + pos)
+        return self.dropout((self.tokens(tokens) if embedded is None else embedded) + pos)
 
 
 class FeedForward(nn.Sequential):
@@ -247,9 +253,13 @@ class Transformer(Seq2SeqModel):
             self.out.weight = tgt_embed.weight
         self.max_positions = m.max_positions
 
-    def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
+    def embed_source(self, src: Tensor) -> Tensor:
+        return self.src_embed.tokens(src)
+
+    def encode(self, src: Tensor, src_lengths: Tensor, embedded: Tensor | None = None
+               ) -> EncoderOutput:
         mask = padding_mask(src, src_lengths)
-        x = self.src_embed(src)                                           # (B, S, D)
+        x = self.src_embed(src, embedded=embedded)                        # (B, S, D)
         for layer in self.encoder:
             x = layer(x, mask)
         return EncoderOutput(self.enc_norm(x), mask)
@@ -270,9 +280,11 @@ class Transformer(Seq2SeqModel):
 
     def _decode(self, tokens: Tensor, state: TransformerState, need_weights: bool,
                 all_weights: list | None = None, keep_cache: bool = True,
-                traces: list | None = None) -> tuple[Tensor, TransformerState, Tensor | None]:
+                traces: list | None = None, positions: Tensor | None = None
+                ) -> tuple[Tensor, TransformerState, Tensor | None]:
         """Decode ``tokens`` after the cached positions; ``keep_cache=False`` (teacher
-        forcing) keeps no cache; ``traces`` receives each layer's numbers (explainer)."""
+        forcing) keeps no cache; ``traces`` receives each layer's numbers (explainer);
+        ``positions`` (B,) keeps the logits of one position per row."""
         x = self.tgt_embed(tokens, offset=state.step)
         caches = state.cache
         if caches is None and keep_cache:
@@ -288,6 +300,8 @@ class Transformer(Seq2SeqModel):
             if traces is not None:
                 traces.append(trace)
         state = replace(state, cache=caches, step=state.step + tokens.size(1))
+        if positions is not None:
+            x = x[torch.arange(x.size(0), device=x.device), positions, None]
         logits = self.out(self.dec_norm(x))
         if not need_weights:
             return logits, state, None
@@ -338,9 +352,11 @@ class Transformer(Seq2SeqModel):
         return logits[:, 0], state, (weights[:, 0] if weights is not None else None)
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        state = self.init_state(self.encode(src, src_lengths))
-        logits, _, weights = self._decode(tgt_in, state, need_weights, keep_cache=False)
+                need_weights: bool = False, embedded: Tensor | None = None,
+                positions: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        state = self.init_state(self.encode(src, src_lengths, embedded))
+        logits, _, weights = self._decode(tgt_in, state, need_weights, keep_cache=False,
+                                          positions=positions)
         return logits, weights
 
     @property

@@ -143,7 +143,8 @@ def _items(results, nbest: int) -> list[dict]:
 
 def _add_alignments(translator: Engine, texts: list[str], items: list[dict]) -> None:
     """Each item's ``alignment``: its text's word alignment with the best translation."""
-    from ..inference.alignment import align, to_pharaoh
+    from ..data.pharaoh import to_pharaoh
+    from ..inference.alignment import align
 
     if not getattr(translator, "has_attention", False) or translator.engine != "attnmt":
         error = UserError("alignments are read from the attention: they need a model with "

@@ -35,6 +35,10 @@ def _request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
             [], max_length=256, description="[layer, head] pairs (from 0): Transformer "
             "cross-attention heads silenced before decoding; 422 for one the model lacks")
         top_k: Integer = Field(5, ge=1, le=20, description="next words shown per step")
+        attribution: bool = Field(False, description="add `attribution`: attention beside "
+                                  "input x gradient, integrated gradients and masking for the "
+                                  "same translation (the model without interventions), with "
+                                  "their rank agreement")
 
     class SentenceRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -45,9 +49,9 @@ def _request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
 
 
 def _explained(translator: Engine, text: str, top_k: int, masked: list[int],
-               zero_heads: list[tuple[int, int]]) -> dict:
+               zero_heads: list[tuple[int, int]], attribution: bool) -> dict:
     return to_json(explain(translator, text, top_k=top_k, masked=masked,
-                           zero_heads=zero_heads))
+                           zero_heads=zero_heads, attribution=attribution))
 
 
 def add_explain_routes(app, *, translator: Engine, run_dir, study: dict[str, Engine] | None,
@@ -66,7 +70,7 @@ def add_explain_routes(app, *, translator: Engine, run_dir, study: dict[str, Eng
         admit(req.text)
         return await run_model(batcher.run_in_model_thread(
             _explained, translator, req.text, req.top_k, req.masked,
-            [tuple(x) for x in req.zero_heads]), limits, "explanation")
+            [tuple(x) for x in req.zero_heads], req.attribution), limits, "explanation")
 
     async def numbers(text: str, missing: str | None, compute, what: str) -> dict:
         """Admit ``text``, answer 404 with ``missing`` when it says what is absent, else run

@@ -182,3 +182,24 @@ def _rnn_panels(data: dict, step: dict, axes) -> None:
         labels = src + ["= cₜ"] if ax is axes[3] else src
         positions = range(len(labels)) if ax in (axes[0], axes[3]) else list(y)[::-1]
         ax.set_yticks(positions, labels, fontsize=7)
+
+
+ATTRIBUTION_TITLES = {"attention": "attention", "input_x_gradient": "|input × gradient|",
+                      "integrated_gradients": "|integrated gradients|",
+                      "masking": "|Δ log p| when masked"}
+
+
+def attribution_figure(attr: dict, out: str | Path) -> Path:
+    """Attention beside the attributions (``attnmt explain --attribution --png``): one
+    heatmap per method, each row scaled to its largest magnitude so the panels compare
+    by rank, the rank agreement with attention in each title."""
+    items = []
+    for method, scores in attr["methods"].items():
+        w = np.abs(np.asarray(scores, dtype=float))
+        w = w / np.maximum(w.max(1, keepdims=True), 1e-12)
+        rho = attr["agreement"].get(f"attention~{method}", {}).get("mean")
+        items.append({"weights": w, "src_tokens": attr["src_tokens"],
+                      "tgt_tokens": attr["tgt_tokens"],
+                      "title": ATTRIBUTION_TITLES[method] +
+                      ("" if rho is None else f"\nSpearman with attention {rho:+.2f}")})
+    return attention_grid(items, out, columns=min(4, len(items)))

@@ -195,6 +195,34 @@
     return box;
   }
 
+  const METHOD_NAMES = { attention: "attention", input_x_gradient: "input × gradient",
+                         integrated_gradients: "integrated gradients",
+                         masking: "masking: Δ log p when the token leaves the attention" };
+
+  /* Attention beside the attributions at output word t: a row of bars per method. */
+  function attributionSection(d, t, opts) {
+    const a = d.attribution;
+    if (!a) {
+      return opts.onAttribution ? el("section", { class: "step-box", id: "ex-attribution" },
+        el("button", { id: "ex-attribute", text: "Compare attention with gradient attributions",
+                       on: { click: opts.onAttribution } }),
+        note("input × gradient and integrated gradients on the source embeddings, and the " +
+             "exact effect of masking each source token, for this translation")) : null;
+    }
+    const rows = Object.entries(a.methods).map(([m, scores]) => el("div", { class: "method", "data-method": m },
+      el("b", { text: METHOD_NAMES[m] }), bars(a.src_tokens, scores[t], { signed: m !== "attention" })));
+    const agree = Object.entries(a.agreement).map(([pair, x]) => {
+      const r = x.spearman[t];
+      return el("li", { text: `${pair.split("~").map((m) => METHOD_NAMES[m].split(":")[0]).join(" ~ ")}: ` +
+        `Spearman ${r === null ? "–" : r.toFixed(2)} here, ${x.mean === null ? "–" : x.mean.toFixed(2)} ` +
+        `over the sentence; same top token for ${Math.round(100 * x.top1)}% of the words` });
+    });
+    return el("section", { class: "step-box", id: "ex-attribution" },
+      el("h3", {}, el("span", { class: "num", text: "A" }), " Attention beside attribution"),
+      note("the model without interventions, forced to write this translation; the methods " +
+           "are compared by the rank of their magnitudes"), ...rows, el("ul", {}, ...agree));
+  }
+
   function render(container, d, opts = {}) {
     const ui = { step: Math.min(opts.step || 0, d.steps.length - 1), kind: "cross", layer: 0,
                  head: 0, position: 0, ...(container._explainUI || {}) };
@@ -218,7 +246,7 @@
           el("div", { class: "muted", text: "translation (click a word to explain it)" }),
           tokens(d.tgt_tokens, "ex-tgt", { active: t, click: (i) => { ui.step = i; redraw(); } }),
           nav, controls(d, ui, redraw)),
-        ...body);
+        ...body, attributionSection(d, t, opts));
     };
     redraw();
   }
