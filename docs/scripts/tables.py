@@ -341,6 +341,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "alignment-multi30k": lambda: alignment("alignment_align-m30k"),
     "head-importance-multi30k": lambda: head_importance("head_importance_multi30k"),
     "attribution-multi30k": attribution, "attribution-speed": attribution_speed,
+    "attribution-demo": lambda: attribution("attribution_demo"),
+    "attribution-speed-rnn": lambda: attribution_speed("explain_speed_rnn-dot"),
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 

@@ -236,7 +236,8 @@ class TranslationModel:
                         for r in result["by_length"]]
 
     def explain(self, text: str, *, top_k: int = 5, masked: Sequence[int] = (),
-                zero_heads: Sequence[tuple[int, int]] = (), attribution: bool = False) -> dict:
+                zero_heads: Sequence[tuple[int, int]] = (), attribution: bool = False,
+                ig_steps: int = 8) -> dict:
         """Every number of attention at every output word of the greedy translation of
         ``text``, optionally with source positions masked out of attention or
         Transformer heads silenced (see :mod:`attnmt.explain.numbers`), and with
@@ -244,9 +245,9 @@ class TranslationModel:
         from .explain.numbers import explain
 
         return explain(self.translator, text, top_k=top_k, masked=masked,
-                       zero_heads=zero_heads, attribution=attribution)
+                       zero_heads=zero_heads, attribution=attribution, ig_steps=ig_steps)
 
-    def attribute(self, text: str, target: str | None = None, *, ig_steps: int = 16) -> dict:
+    def attribute(self, text: str, target: str | None = None, *, ig_steps: int = 8) -> dict:
         """Attention, input x gradient, integrated gradients (Captum) and masking: how much
         each source token mattered to each output word of the greedy translation (or of
         ``target``), and how far the four methods agree (:mod:`attnmt.explain.attribution`)."""
@@ -255,7 +256,7 @@ class TranslationModel:
         return attribute(self.translator, text, target, ig_steps=ig_steps)
 
     def attribution_agreement(self, sources: list[str], targets: list[str] | None = None, *,
-                              ig_steps: int = 16) -> dict:
+                              ig_steps: int = 8) -> dict:
         """The four methods' agreement pooled over a corpus: per pair, the mean Spearman
         correlation over output tokens and how often their top source token is the same."""
         from .explain.attribution import corpus_agreement

@@ -78,9 +78,12 @@ def _check_view(data: dict, step: int, kind: str, layer: int | None, head: int |
               help="beside attention: input x gradient and integrated gradients (Captum) on "
                    "the source embeddings and the exact effect of masking each source token, "
                    "with their rank agreement (--png draws the four side by side)")
+@click.option("--ig-steps", default=8, show_default=True, type=click.IntRange(2, 512),
+              help="with --attribution: integrated gradients' steps (more: a smaller "
+                   "completeness gap, more time)")
 @click.option("--checkpoint", default="best", show_default=True)
 def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, html_path,
-            png_path, json_path, timeline, attribution, checkpoint) -> None:
+            png_path, json_path, timeline, attribution, ig_steps, checkpoint) -> None:
     """Attention's five steps, with the model's own numbers, while translating SENTENCE.
 
     RUN_DIR may also be a study folder (the output of `attnmt compare`): every run of the
@@ -106,7 +109,8 @@ def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, 
     if not hasattr(model, "explain"):
         raise UserError(f"{run_dir} is not a translation run; explain shows translation models")
     data = to_json(model.explain(sentence, top_k=top_k, masked=_positions(mask),
-                                 zero_heads=_heads(zero_head), attribution=attribution))
+                                 zero_heads=_heads(zero_head), attribution=attribution,
+                                 ig_steps=ig_steps))
     _check_view(data, step, kind, layer, head)
     for line in describe(data, step, kind, layer, head):
         click.echo(line)

@@ -127,7 +127,7 @@ def _gradients(forced: _Forced, ig_steps: int) -> tuple[dict, float]:
 
 
 def attribute(translator, text: str, target: str | None = None, *,
-              target_ids: Sequence[int] | None = None, ig_steps: int = 16) -> dict:
+              target_ids: Sequence[int] | None = None, ig_steps: int = 8) -> dict:
     """The four methods' scores (T, S) for ``text`` and its greedy translation, or
     ``target`` (text) or ``target_ids`` (token ids without ``</s>``, as the explainer
     decoded them), with their agreement per output token; arrays are numpy. Models
@@ -180,7 +180,7 @@ def agreement(scores: dict[str, np.ndarray]) -> dict:
 
 
 def corpus_agreement(translator, sources: Sequence[str], targets: Sequence[str] | None = None,
-                     *, ig_steps: int = 16) -> dict:
+                     *, ig_steps: int = 8) -> dict:
     """Agreement pooled over every output token of a corpus (:func:`pool`); empty lines
     are skipped."""
     found = [attribute(translator, text, None if targets is None else targets[k],

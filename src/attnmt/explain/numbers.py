@@ -125,17 +125,20 @@ def _start(translator: Translator, src_ids: list[int], masked: Sequence[int],
 
 
 def explain(translator: Translator, text: str, *, top_k: int = 5, masked: Sequence[int] = (),
-            zero_heads: Sequence[tuple[int, int]] = (), attribution: bool = False) -> dict:
+            zero_heads: Sequence[tuple[int, int]] = (), attribution: bool = False,
+            ig_steps: int = 8) -> dict:
     """The numbers of every output word of the greedy translation of ``text`` (see the
     module docstring); arrays are numpy. ``masked`` are source positions (``</s>``
     included), ``zero_heads`` (layer, head) pairs, both counted from 0. ``attribution``
     adds ``attribution``: attention beside gradient attributions and masking for the same
-    translation, of the model without interventions (:mod:`attnmt.explain.attribution`)."""
+    translation, of the model without interventions (:mod:`attnmt.explain.attribution`;
+    ``ig_steps`` for integrated gradients)."""
     out = _explain(translator, text, top_k=top_k, masked=masked, zero_heads=zero_heads)
     if attribution:
         from .attribution import attribute
 
-        out["attribution"] = attribute(translator, text, target_ids=out["tgt_ids"])
+        out["attribution"] = attribute(translator, text, target_ids=out["tgt_ids"],
+                                       ig_steps=ig_steps)
     return out
 
 
