@@ -31,6 +31,18 @@ from attnmt.inference.translator import Translator
 from attnmt.rundir import RunDir, study_runs
 
 
+def pair_arguments(ap: argparse.ArgumentParser, sentences: int) -> None:
+    """The study, and the split and gold :func:`load_pairs` reads."""
+    ap.add_argument("study", type=Path, help="a study folder (the output of attnmt compare)")
+    ap.add_argument("--sentences", type=int, default=sentences,
+                    help="the first N pairs of the split (0: all)")
+    ap.add_argument("--data", type=Path, help="the folder of the split (default: the study's "
+                                              "synthetic data)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--gold", type=Path, help="a gold or silver Pharaoh file of the split "
+                                              "(default: the synthetic generator's gold)")
+
+
 def load_pairs(study: Path, data: Path | None, split: str, gold: Path | None, n: int):
     """The split's source and target lines (the first ``n``; 0: all), their gold (or
     silver) alignment, and what the data is (the synthetic task, or the gold file)."""
@@ -57,13 +69,7 @@ def _best(entries: list[dict]) -> dict | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("study", type=Path, help="a study folder (the output of attnmt compare)")
-    ap.add_argument("--sentences", type=int, default=0, help="the first N test pairs (0: all)")
-    ap.add_argument("--data", type=Path, help="the folder of the split (default: the study's "
-                                              "synthetic data)")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--gold", type=Path, help="a gold or silver Pharaoh file of the split "
-                                              "(default: the synthetic generator's gold)")
+    pair_arguments(ap, sentences=0)
     args = ap.parse_args()
     src, tgt, golds, task = load_pairs(args.study, args.data, args.split, args.gold,
                                        args.sentences)

@@ -19,10 +19,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from alignment import load_pairs
+from alignment import load_pairs, pair_arguments
 from common import save
 
 from attnmt.explain.attribution import attribute, pool
@@ -55,12 +54,8 @@ def _run(translator, src, tgt, golds, ig_steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("study", type=Path, help="a study folder (the output of attnmt compare)")
-    ap.add_argument("--data", type=Path)
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--gold", type=Path)
-    ap.add_argument("--sentences", type=int, default=100)
-    ap.add_argument("--ig-steps", type=int, default=32)
+    pair_arguments(ap, sentences=100)
+    ap.add_argument("--ig-steps", type=int, default=16)
     args = ap.parse_args()
     src, tgt, golds, task = load_pairs(args.study, args.data, args.split, args.gold,
                                        args.sentences)
