@@ -282,18 +282,21 @@ def attribution(name: str = "attribution_align-m30k") -> str:
     pairs = list(next(iter(runs.values()))["agreement"])
     methods = list(next(iter(runs.values()))["aer"])
     lines = _head(["run", *(f"AER, {PAIR_NAMES[m]}" for m in methods),
-                   *(" ~ ".join(PAIR_NAMES[m] for m in p.split("~")) for p in pairs)])
+                   *(" ~ ".join(PAIR_NAMES[m] for m in p.split("~")) for p in pairs),
+                   "integrated gradients' gap, median nats"])
     for run, r in runs.items():
         lines.append(_row([run, *(f"{r['aer'][m]:.1f}" for m in methods),
                            *(f"{r['agreement'][p]['spearman']:+.2f} "
-                             f"({100 * r['agreement'][p]['top1']:.0f} %)" for p in pairs)]))
+                             f"({100 * r['agreement'][p]['top1']:.0f} %)" for p in pairs),
+                           f"{r['ig_delta_median']:.2f}"]))
     tokens = next(iter(runs.values()))["agreement"][pairs[0]]["tokens"]
     return "\n".join(lines + [
         "", f"{d['task']}, the first {d['sentences']} {d['split']} pairs forced to the "
         f"references ({tokens:,} output tokens); AER of the argmax per target word; agreement: "
         "mean Spearman correlation of the magnitudes over the source tokens, per output token, "
         f"and in brackets how often both put the same source token first; integrated "
-        f"gradients with {d['ig_steps']} steps.", "", _provenance(d, name, d["command"])])
+        f"gradients with {d['ig_steps']} steps (the gap: how far their scores' sum misses the "
+        "log-probability's change from the baseline).", "", _provenance(d, name, d["command"])])
 
 
 def attribution_speed(name: str = "explain_speed_transformer-small") -> str:
