@@ -26,7 +26,7 @@ def test_spearman_is_a_rank_correlation(x):
 
 
 def test_spearman_shares_ranks_between_ties_and_has_none_for_a_constant():
-    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486833)   # SciPy's value
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486833)   # ties share rank 1.5
     assert spearman([1, 1, 1], [1, 2, 3]) is None
 
 

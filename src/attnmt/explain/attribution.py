@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..inference.alignment import check_fits
 from ..symbols import BOS, EOS
 
 METHODS = ("attention", "input_x_gradient", "integrated_gradients", "masking")
-GRADIENT_METHODS = ("input_x_gradient", "integrated_gradients")
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -138,7 +138,7 @@ def attribute(translator, text: str, target: str | None = None, *,
     if target_ids is None:
         target_ids = (translator.translate([text], beam=1)[0][0].tokens if target is None
                       else translator.vocabs.tgt.encode(target))
-    _check_lengths(translator, translator.vocabs.src.encode(text), target_ids)
+    check_fits(translator, text, target_ids=target_ids)
     src_ids = translator.encode_source(text)
     translator.model.eval()
     forced = _Forced(translator, src_ids, [*target_ids, EOS])
@@ -152,16 +152,6 @@ def attribute(translator, text: str, target: str | None = None, *,
             "tgt_tokens": [vocabs.tgt.piece(i) for i in target_ids] + ["</s>"],
             "methods": scores, "agreement": agreement(scores), "ig_steps": ig_steps,
             "ig_delta": delta}
-
-
-def _check_lengths(translator, src_ids: Sequence[int], tgt_ids: Sequence[int]) -> None:
-    """A source or target (ids without ``</s>``) longer than the model reads is one line,
-    not a sentence silently cut."""
-    for side, ids, cap in (("source", src_ids, translator.src_cap),
-                           ("target", tgt_ids, translator.tgt_cap)):
-        if len(ids) > cap - 1:
-            raise UserError(f"the {side} has {len(ids)} tokens and the model reads at most "
-                            f"{cap - 1}; shorten or split it")
 
 
 def agreement(scores: dict[str, np.ndarray]) -> dict:

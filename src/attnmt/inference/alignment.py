@@ -123,24 +123,27 @@ def _results(translator, sources: Sequence[str], targets: Sequence[str] | None, 
         if not text.strip() or (targets is not None and not targets[k].strip()):
             yield None
             continue
-        check_fits(translator, k + 1, text, None if targets is None else targets[k])
+        check_fits(translator, text, None if targets is None else targets[k],
+                   where=f"line {k + 1}: ")
         if targets is not None:
             yield translator.forced_attention(text, targets[k])
         else:
             yield translator.attention(text, beam=beam)
 
 
-def check_fits(translator, line: int, text: str, target: str | None) -> None:
-    """A sentence the model would cut short cannot be aligned word for word: one line."""
-    for side, sentence, cap in (("source", text, translator.src_cap),
-                                ("target", target, translator.tgt_cap)):
-        if sentence is None:
-            continue
-        vocab = translator.vocabs.src if side == "source" else translator.vocabs.tgt
-        n = len(vocab.encode(sentence))
+def check_fits(translator, text: str, target: str | None = None, *,
+               target_ids: Sequence[int] | None = None, where: str = "") -> None:
+    """A sentence the model would cut short cannot be aligned (or attributed) word for
+    word: one line, prefixed by ``where``. The target is text or token ids (no ``</s>``)."""
+    if target_ids is None and target is not None:
+        target_ids = translator.vocabs.tgt.encode(target)
+    sides = [("source", len(translator.vocabs.src.encode(text)), translator.src_cap)]
+    if target_ids is not None:
+        sides.append(("target", len(target_ids), translator.tgt_cap))
+    for side, n, cap in sides:
         if n > cap - 1:
-            raise UserError(f"line {line}: the {side} has {n} tokens and the model reads at "
-                            f"most {cap - 1}; shorten or split it to align it")
+            raise UserError(f"{where}the {side} has {n} tokens and the model reads at most "
+                            f"{cap - 1}; shorten or split it")
 
 
 def align(translator, sources: Sequence[str], targets: Sequence[str] | None = None, *,

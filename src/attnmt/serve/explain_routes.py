@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from ..explain.numbers import explain, explain_runs, timeline, to_json
 from ..inference.translator import Engine
@@ -35,7 +35,7 @@ def _request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
             [], max_length=256, description="[layer, head] pairs (from 0): Transformer "
             "cross-attention heads silenced before decoding; 422 for one the model lacks")
         top_k: Integer = Field(5, ge=1, le=20, description="next words shown per step")
-        attribution: bool = Field(False, description="add `attribution`: attention beside "
+        attribution: StrictBool = Field(False, description="add `attribution`: attention beside "
                                   "input x gradient, integrated gradients and masking for the "
                                   "same translation (the model without interventions), with "
                                   "their rank agreement")
