@@ -10,6 +10,13 @@ class UserError(Exception):
         return f"{self.prefix}: {super().__str__()}"
 
 
+def field_error(field: str, message: str) -> UserError:
+    """A :class:`UserError` about one request field (the server answers 422 naming it)."""
+    error = UserError(message)
+    error.field = field
+    return error
+
+
 class ConfigError(UserError):
     prefix = "config error"
 

@@ -85,7 +85,7 @@ class CT2Translator:
         beam = d.beam if beam is None else beam
         ratio = max_len_ratio or d.max_len_ratio
 
-        def decode(seqs: list[list[int]]) -> list[list[Translation]]:
+        def decode(seqs: list[list[int]], indices: list[int]) -> list[list[Translation]]:
             if cancelled is not None and cancelled():
                 raise Cancelled
             limits = [self._limit(len(ids), ratio) for ids in seqs]

@@ -20,6 +20,8 @@ from torch import Tensor
 from ..config import PENALTIES, STOPPING
 from ..models.base import Seq2SeqModel, select_state
 from ..symbols import BOS, EOS, PAD
+from .constrained import BankedSelection
+from .controls import Controls, coverage_penalty
 
 
 class Cancelled(Exception):
@@ -36,6 +38,12 @@ class Hypothesis:
     tokens: list[int]   # target ids without </s>
     score: float        # log-probability / length penalty (beam), log-probability otherwise
     logprob: float
+    complete: bool = True   # False: it reached its length limit with constraints unmet
+
+
+def _rank(h: Hypothesis) -> tuple[bool, float]:
+    """Complete hypotheses first, then by score."""
+    return not h.complete, -h.score
 
 
 def length_penalty(length: int | Tensor, alpha: float, form: str = "gnmt") -> float | Tensor:
@@ -86,11 +94,14 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
                temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
                generator: torch.Generator | None = None,
                cancelled: Callable[[], bool] | None = None,
-               zero_heads: Sequence[tuple[int, int]] = ()) -> list[Hypothesis]:
+               zero_heads: Sequence[tuple[int, int]] = (),
+               controls: Controls | None = None) -> list[Hypothesis]:
     """Greedy decoding (``temperature == 0``) or sampling, one hypothesis per sentence.
     ``cancelled`` is asked before every step; when it says so, :class:`Cancelled` is raised.
-    ``zero_heads`` (layer, head) silences those cross-attention heads throughout."""
+    ``zero_heads`` (layer, head) silences those cross-attention heads throughout;
+    ``controls`` (:mod:`.controls`): forced prefixes and no repeated n-grams."""
     b = src.size(0)
+    controls = controls or Controls()
     state = _start(model, src, src_lengths, zero_heads)
     active = torch.arange(b, device=src.device)
     prev = torch.full((b,), BOS, dtype=torch.long, device=src.device)
@@ -100,6 +111,7 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
         _check(cancelled)
         logits, state, _ = model.decode_step(prev, state)
         logprobs = torch.log_softmax(logits.float(), dim=-1)
+        controls.restrict(logprobs, out[active, :t], active, t)
         at_max = t + 1 >= max_lens[active]
         if temperature > 0:
             _force_eos(logprobs, at_max)
@@ -124,94 +136,168 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
     return hyps
 
 
+class TopK:
+    """Plain beam search's choice of the next beam: each sentence's ``k`` best candidates.
+    (:class:`.constrained.BankedSelection` is the constrained one; both have these four
+    methods.)"""
+
+    def __init__(self, beam: int):
+        self.k = beam
+
+    def restrict(self, logprobs: Tensor, at_max: Tensor) -> None:
+        pass
+
+    def candidates(self, logprobs: Tensor, scores: Tensor, top: tuple[Tensor, Tensor, Tensor]
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+        return top
+
+    def complete(self, row: int, beam: int) -> bool:
+        return True
+
+    def ended(self, is_eos: Tensor, top_s: Tensor) -> Tensor:
+        """Which candidates end a hypothesis worth keeping: those among the ``k`` best."""
+        return is_eos[:, : self.k] & torch.isfinite(top_s[:, : self.k])
+
+    def pick(self, masked: Tensor, beams: Tensor, toks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        scores, pick = masked.topk(min(self.k, masked.size(1)), dim=1)
+        return scores, beams.gather(1, pick), toks.gather(1, pick)
+
+    def keep(self, keep: Sequence[int]) -> None:
+        pass
+
+
 @torch.inference_mode()
 def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: Tensor,
                 beam: int = 5, alpha: float = 0.6, nbest: int = 1, stopping: str = "current",
                 cancelled: Callable[[], bool] | None = None, penalty: str = "gnmt",
-                zero_heads: Sequence[tuple[int, int]] = ()) -> list[list[Hypothesis]]:
+                zero_heads: Sequence[tuple[int, int]] = (), controls: Controls | None = None,
+                constraints: Sequence[Sequence[Sequence[int]]] | None = None
+                ) -> list[list[Hypothesis]]:
     """Batched beam search with a length penalty (``penalty``: see :func:`length_penalty`);
     returns ``nbest`` per sentence.
 
-    Each sentence keeps ``beam`` live rows. A hypothesis ending in ``</s>`` among
-    the top ``beam`` candidates is set aside (the best ``beam`` are kept). A
-    sentence is done — and leaves the batch — at its length limit, or by ``stopping``:
-
-    - ``current`` (default): its ``nbest``-th finished hypothesis scores at least what
-      its best live one would score by ending now (Hugging Face's default rule);
-    - ``bound``: ... at least what its best live one could still reach at any length
-      (log-probabilities only fall; the penalty grows at most to that of the length
-      limit), so stopping never cuts off a better translation the beam holds;
-    - ``beam``: it has ``beam`` finished hypotheses (fairseq's rule).
-
-    What each rule costs in speed and BLEU is measured in ``benchmarks/README.md``.
-    ``cancelled`` and ``zero_heads`` as in :func:`sequential`.
+    Each sentence keeps ``beam`` live rows. A hypothesis ending in ``</s>`` among the top
+    ``beam`` candidates is set aside (the best ``beam`` are kept). A sentence is done — and
+    leaves the batch — at its length limit, or by ``stopping`` (:func:`_stop`).
+    ``cancelled`` and ``zero_heads`` as in :func:`sequential`; ``controls``: forced
+    prefixes, no repeated n-grams and the coverage penalty (:mod:`.controls`);
+    ``constraints``: per sentence, the token sequences its output must contain
+    (:mod:`.constrained`).
     """
     if stopping not in STOPPING:
         raise ValueError(f"stopping {stopping!r} is not one of {STOPPING}")
     lp = partial(length_penalty, alpha=alpha, form=penalty)
     lp(1)                                                  # an unknown form fails here
-    k, device = beam, src.device
+    controls = controls or Controls()
+    choose = TopK(beam) if constraints is None else BankedSelection(constraints, beam)
     state = _start(model, src, src_lengths, zero_heads)
-    sent = torch.arange(src.size(0), device=device)                     # active sentences
     # The first step has one live row per sentence (all beams would start from <s>);
     # after it, every sentence has k rows.
-    scores = torch.zeros((src.size(0), 1), device=device)
-    tokens = torch.empty((src.size(0), 0), dtype=torch.long, device=device)
-    prev = torch.full((src.size(0),), BOS, dtype=torch.long, device=device)
+    beams = _Beams.start(src, src_lengths, controls)
     finished: list[list[Hypothesis]] = [[] for _ in range(src.size(0))]
     for t in range(int(max_lens.max())):
         _check(cancelled)
-        n, live = sent.numel(), scores.size(1)
-        logits, state, _ = model.decode_step(prev, state)
-        at_max = t + 1 >= max_lens[sent]
-        top_s, top_beam, top_tok = _candidates(logits.float().view(n, live, -1), scores,
-                                               at_max, 2 * k)
+        n, live = beams.sent.numel(), beams.scores.size(1)
+        logits, state, weights = model.decode_step(beams.prev, state,
+                                                   need_weights=controls.needs_weights)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        controls.restrict(logprobs, beams.tokens, beams.sent.repeat_interleave(live), t)
+        logprobs = logprobs.view(n, live, -1)
+        at_max = t + 1 >= max_lens[beams.sent]
+        choose.restrict(logprobs, at_max)
+        _force_eos(logprobs, at_max)
+        top_s, top_beam, top_tok = choose.candidates(
+            logprobs, beams.scores, _candidates(logprobs, beams.scores, 2 * beam))
         is_eos = top_tok == EOS
-        _set_aside(finished, is_eos[:, :k] & torch.isfinite(top_s[:, :k]), sent, tokens,
-                   top_s, top_beam, live, k, lp)
-        scores, pick = top_s.masked_fill(is_eos, float("-inf")).topk(min(k, top_s.size(1)),
-                                                                     dim=1)
-        next_beam, next_tok = top_beam.gather(1, pick), top_tok.gather(1, pick)
-        done = at_max | _stop(stopping, finished, sent, scores[:, 0], max_lens[sent], t + 2,
-                              k, nbest, lp)
+        bonus = beams.coverage_bonus(weights, controls.coverage)
+        _set_aside(finished, choose.ended(is_eos, top_s), beams, top_s, top_beam, beam, lp,
+                   bonus, choose.complete)
+        scores, next_beam, next_tok = choose.pick(top_s.masked_fill(is_eos, float("-inf")),
+                                                  top_beam, top_tok)
+        done = at_max | _stop(stopping, finished, beams.sent, scores[:, 0],
+                              max_lens[beams.sent], t + 2, beam, nbest, lp)
         keep = (~done).nonzero()[:, 0]
         if keep.numel() == 0:
             break
+        choose.keep(keep.tolist())
         rows = (keep[:, None] * live + next_beam[keep]).view(-1)
-        tokens = torch.cat([tokens[rows], next_tok[keep].view(-1, 1)], 1)
         state = model.reorder_state(state, rows, _source_rows(keep, n, live, scores.size(1)))
-        scores, sent, prev = scores[keep], sent[keep], next_tok[keep].view(-1)
-    return [sorted(h, key=lambda x: -x.score)[:nbest] for h in finished]
+        beams.advance(keep, rows, scores[keep], next_tok[keep])
+    return [sorted(h, key=_rank)[:nbest] for h in finished]
 
 
-def _candidates(logits: Tensor, scores: Tensor, at_max: Tensor, width: int
+@dataclass
+class _Beams:
+    """The live hypotheses of beam search: each active sentence's rows (``sent`` (n,) their
+    sentences in the batch; ``scores`` (n, live); ``tokens`` (n * live, t) what each row
+    wrote; ``prev`` (n * live,) its last token) and, for the coverage penalty, the
+    attention each row has paid to each source token so far (``coverage``)."""
+
+    sent: Tensor
+    scores: Tensor
+    tokens: Tensor
+    prev: Tensor
+    mask: Tensor                      # (B, S) True at real source tokens
+    coverage: Tensor | None = None    # (n * live, S)
+
+    @classmethod
+    def start(cls, src: Tensor, src_lengths: Tensor, controls: Controls) -> _Beams:
+        b, device = src.size(0), src.device
+        mask = torch.arange(src.size(1), device=device)[None, :] < src_lengths[:, None]
+        return cls(torch.arange(b, device=device), torch.zeros((b, 1), device=device),
+                   torch.empty((b, 0), dtype=torch.long, device=device),
+                   torch.full((b,), BOS, dtype=torch.long, device=device), mask,
+                   torch.zeros(src.shape, device=device) if controls.coverage else None)
+
+    def coverage_bonus(self, weights: Tensor | None, beta: float) -> Tensor | None:
+        """Add this step's attention to the coverage; each row's coverage penalty (n, live)
+        if it ended now (None without the penalty)."""
+        if self.coverage is None or weights is None:
+            return None
+        self.coverage = self.coverage + weights.float()
+        live = self.scores.size(1)
+        rows_mask = self.mask[self.sent].repeat_interleave(live, 0)
+        return coverage_penalty(self.coverage, rows_mask, beta).view(-1, live)
+
+    def advance(self, keep: Tensor, rows: Tensor, scores: Tensor, tokens: Tensor) -> None:
+        """The chosen rows (``rows`` into the current ones) of the sentences ``keep``, with
+        their new ``scores`` and last ``tokens`` (each (kept, k))."""
+        self.tokens = torch.cat([self.tokens[rows], tokens.reshape(-1, 1)], 1)
+        if self.coverage is not None:
+            self.coverage = self.coverage[rows]
+        self.scores, self.sent, self.prev = scores, self.sent[keep], tokens.reshape(-1)
+
+
+def _candidates(logprobs: Tensor, scores: Tensor, width: int
                 ) -> tuple[Tensor, Tensor, Tensor]:
     """The ``width`` best continuations of each sentence: (scores, beam row, token), each
-    (n, width). logits (n, live, V); scores (n, live); ``at_max`` (n) may only end.
+    (n, width). logprobs (n, live, V); scores (n, live).
 
     Only a row's own ``width`` best tokens can be among its sentence's ``width`` best, so
     each row is cut to those first and the beam scores are added to them alone, instead
     of to the whole vocabulary of every row (passes over (rows, V) are what cost here)."""
-    n, live, vocab = logits.shape
-    logprobs = torch.log_softmax(logits, dim=-1)
-    _force_eos(logprobs, at_max)
+    n, live, vocab = logprobs.shape
     row_top, row_tok = logprobs.topk(min(width, vocab), dim=-1)            # (n, live, w)
     cand = (scores.unsqueeze(-1) + row_top).view(n, -1)                    # (n, live * w)
     top_s, idx = cand.topk(min(width, cand.size(1)), dim=1)
     return top_s, idx // row_top.size(-1), row_tok.view(n, -1).gather(1, idx)
 
 
-def _set_aside(finished: list[list[Hypothesis]], ended: Tensor, sent: Tensor, tokens: Tensor,
-               top_s: Tensor, top_beam: Tensor, live: int, k: int,
-               lp: Callable[[int | Tensor], float | Tensor]) -> None:
+def _set_aside(finished: list[list[Hypothesis]], ended: Tensor, beams: _Beams,
+               top_s: Tensor, top_beam: Tensor, k: int,
+               lp: Callable[[int | Tensor], float | Tensor], bonus: Tensor | None,
+               complete: Callable[[int, int], bool]) -> None:
     """Move the candidates that end in ``</s>`` (``ended`` (n, k)) into ``finished``, keeping
-    each sentence's ``k`` best by length-penalised score."""
+    each sentence's ``k`` best by length-penalised score (plus the coverage ``bonus`` (n,
+    live) of the row it ends, when given)."""
+    live = beams.scores.size(1)
     for r, c in ended.nonzero().tolist():
-        b = int(sent[r])
-        seq = tokens[r * live + int(top_beam[r, c])].tolist()
+        b, j = int(beams.sent[r]), int(top_beam[r, c])
+        seq = beams.tokens[r * live + j].tolist()
         logprob = float(top_s[r, c])
-        finished[b].append(Hypothesis(seq, logprob / lp(len(seq) + 1), logprob))
-        finished[b] = sorted(finished[b], key=lambda h: -h.score)[:k]
+        score = logprob / lp(len(seq) + 1) + (float(bonus[r, j]) if bonus is not None else 0)
+        finished[b].append(Hypothesis(seq, score, logprob, complete(r, j)))
+        finished[b] = sorted(finished[b], key=_rank)[:k]
 
 
 def _source_rows(keep: Tensor, n: int, live: int, width: int) -> Tensor | None:
@@ -227,7 +313,16 @@ def _source_rows(keep: Tensor, n: int, live: int, width: int) -> Tensor | None:
 def _stop(stopping: str, finished: list[list[Hypothesis]], sent: Tensor, best_live: Tensor,
           max_lens: Tensor, next_len: int, k: int, nbest: int,
           lp: Callable[[int | Tensor], float | Tensor]) -> Tensor:
-    """Which active sentences are done by the ``stopping`` rule (see :func:`beam_search`)."""
+    """Which active sentences are done by the ``stopping`` rule:
+
+    - ``current`` (default): its ``nbest``-th finished hypothesis scores at least what
+      its best live one would score by ending now (Hugging Face's default rule);
+    - ``bound``: ... at least what its best live one could still reach at any length
+      (log-probabilities only fall; the penalty grows at most to that of the length
+      limit), so stopping never cuts off a better translation the beam holds;
+    - ``beam``: it has ``beam`` finished hypotheses (fairseq's rule).
+
+    What each rule costs in speed and BLEU is measured in ``benchmarks/README.md``."""
     counts = [len(finished[b]) for b in sent.tolist()]
     if stopping == "beam":
         return torch.tensor([c >= k for c in counts], device=sent.device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -19,11 +20,14 @@ from torch import nn
 from ..config import Config
 from ..data.batching import sentence_batches
 from ..data.tokenizers import BOS, EOS, PAD, Vocabs
-from ..errors import UserError
+from ..errors import UserError, field_error
 from ..models import Seq2SeqModel
 from ..models.backend import pack_linear_layers
+from ..models.ensemble import Ensemble
 from ..rundir import RunDir
-from .search import beam_search, max_lengths, sequential
+from .controls import Controls
+from .forced import forced_ids
+from .search import Hypothesis, beam_search, max_lengths, sequential
 
 PRECISIONS = ("fp32", "bf16", "int8")
 NO_LIMIT = 10**6
@@ -89,19 +93,38 @@ class Engine(Protocol):
 
 def translate_in_batches(texts: list[str], encode: Callable[[str], list[int]],
                          batch_size: int,
-                         decode: Callable[[list[list[int]]], list[list[Translation]]]
+                         decode: Callable[[list[list[int]], list[int]],
+                                          list[list[Translation]]]
                          ) -> list[list[Translation]]:
     """The driver every engine shares: an empty line gives one empty translation; the others
     are encoded, grouped by length (:func:`sentence_batches`), decoded a group at a time
-    (``decode``: the group's token ids -> each sentence's translations) and returned in
-    input order."""
+    (``decode``: the group's token ids and their positions in ``texts`` -> each sentence's
+    translations) and returned in input order."""
     results = [[Translation("", 0.0, [])] for _ in texts]
     todo = [i for i, t in enumerate(texts) if t.strip()]
     seqs = [encode(texts[i]) for i in todo]
     for group in sentence_batches([len(s) for s in seqs], batch_size):
-        for j, hyps in zip(group, decode([seqs[j] for j in group]), strict=True):
+        decoded = decode([seqs[j] for j in group], [todo[j] for j in group])
+        for j, hyps in zip(group, decoded, strict=True):
             results[todo[j]] = hyps
     return results
+
+
+def _check_controls(greedy: bool, constraints, coverage: float, has_attention: bool) -> None:
+    """One line for a control the chosen search cannot apply."""
+    if constraints is not None and greedy:
+        raise field_error("constraints", "constraints need beam search: use a beam of 2 or "
+                          "more, without sampling")
+    if coverage and greedy:
+        raise field_error("coverage", "the coverage penalty ranks beam hypotheses: use a "
+                          "beam of 2 or more, without sampling")
+    if coverage and not has_attention:
+        raise field_error("coverage", "the coverage penalty is read from the attention, and "
+                          "this model has none")
+
+
+def _pieces(tokenizer) -> list[str]:
+    return [tokenizer.piece(i) for i in range(len(tokenizer))]
 
 
 class Translator:
@@ -122,6 +145,27 @@ class Translator:
         """Load a run's model in ``precision`` (see :func:`for_inference`)."""
         cfg, vocabs, model = RunDir(run_dir).load(checkpoint, device, task="translate")
         return cls(for_inference(model, precision, device), vocabs, cfg, device)
+
+    @classmethod
+    def from_runs(cls, run_dirs: Sequence[str | Path], checkpoint: str = "best",
+                  device: str = "cpu", precision: str = "fp32") -> Translator:
+        """One run's translator, or an ensemble of several (:mod:`attnmt.models.ensemble`):
+        their log-probabilities averaged at every step, decoding as the first run's config
+        says. The runs must share both vocabularies (one line names the first that does
+        not)."""
+        if len(run_dirs) == 1:
+            return cls.from_run(run_dirs[0], checkpoint, device, precision)
+        loaded = [RunDir(d).load(checkpoint, device, task="translate") for d in run_dirs]
+        cfg, vocabs, _ = loaded[0]
+        for path, (_, other, _) in zip(run_dirs[1:], loaded[1:]):
+            for side in ("src", "tgt"):
+                if _pieces(getattr(other, side)) != _pieces(getattr(vocabs, side)):
+                    raise UserError(f"{path} has another {side} vocabulary than "
+                                    f"{run_dirs[0]}; an ensemble needs runs whose "
+                                    "tokenizers were made alike (same data and data.* "
+                                    "tokenizer settings)")
+        members = [for_inference(model, precision, device) for _, _, model in loaded]
+        return cls(Ensemble(members), vocabs, cfg, device)
 
     @property
     def has_attention(self) -> bool:
@@ -153,19 +197,32 @@ class Translator:
                   top_k: int = 0, top_p: float = 1.0, max_len_ratio: float | None = None,
                   seed: int | None = None, batch_size: int | None = None,
                   stopping: str | None = None, cancelled: Callable[[], bool] | None = None,
-                  penalty: str | None = None, zero_heads: Sequence[tuple[int, int]] = ()
+                  penalty: str | None = None, zero_heads: Sequence[tuple[int, int]] = (),
+                  prefixes: Sequence[str] | None = None,
+                  constraints: Sequence[Sequence[str]] | None = None,
+                  no_repeat_ngram: int = 0, coverage: float = 0.0
                   ) -> list[list[Translation]]:
         """``nbest`` translations per text (one when greedy or sampling). ``cancelled`` is
         asked before every decoding step; when it returns True, ``search.Cancelled`` is
         raised (the server's deadline). ``zero_heads`` (layer, head) silences Transformer
-        cross-attention heads for the whole translation (head importance)."""
+        cross-attention heads for the whole translation (head importance). Per text,
+        ``prefixes`` forces the start of the output and ``constraints`` lists phrases the
+        output must contain (beam search); ``no_repeat_ngram`` forbids repeating any
+        n-gram of that size; ``coverage`` is GNMT's coverage penalty weight (beam search,
+        models with attention). See :mod:`.controls` and :mod:`.constrained`."""
         d = self.cfg.decode
         beam = d.beam if beam is None else beam
-        alpha = d.alpha if alpha is None else alpha
-        ratio = max_len_ratio or d.max_len_ratio
+        _check_controls(sample or beam <= 1, constraints, coverage, self.has_attention)
+        forced = forced_ids(texts, self.vocabs.tgt.encode, self.tgt_cap, prefixes, constraints)
         generator = torch.Generator(device=self.device)
         if seed is not None:
             generator.manual_seed(seed)
+        search = partial(self._search, beam=beam, alpha=d.alpha if alpha is None else alpha,
+                         nbest=nbest, temperature=temperature if sample else 0.0,
+                         top_k=top_k, top_p=top_p, generator=generator, cancelled=cancelled,
+                         stopping=stopping or d.stopping, penalty=penalty or d.length_penalty,
+                         zero_heads=zero_heads, greedy=sample or beam <= 1)
+        ratio = max_len_ratio or d.max_len_ratio
         self.model.eval()
         truncated = 0
 
@@ -175,19 +232,15 @@ class Translator:
             truncated += len(ids) >= self.src_cap
             return ids
 
-        def decode(seqs: list[list[int]]) -> list[list[Translation]]:
+        def decode(seqs: list[list[int]], indices: list[int]) -> list[list[Translation]]:
             src, lengths = self.pad_batch(seqs)
-            limits = max_lengths(lengths, ratio, self.tgt_cap)
-            if sample or beam <= 1:
-                hyps = [[h] for h in sequential(self.model, src, lengths, limits,
-                                                temperature if sample else 0.0, top_k, top_p,
-                                                generator, cancelled=cancelled,
-                                                zero_heads=zero_heads)]
-            else:
-                hyps = beam_search(self.model, src, lengths, limits, beam, alpha, nbest,
-                                   stopping or d.stopping, cancelled=cancelled,
-                                   penalty=penalty or d.length_penalty,
-                                   zero_heads=zero_heads)
+            needed = torch.tensor([forced.length(i) + 1 for i in indices], device=self.device)
+            limits = torch.maximum(max_lengths(lengths, ratio, self.tgt_cap), needed)
+            controls = Controls.make([forced.prefixes[i] for i in indices], no_repeat_ngram,
+                                     coverage, self.device)
+            phrases = (None if forced.constraints is None
+                       else [forced.constraints[i] for i in indices])
+            hyps = search(src, lengths, limits.clamp(max=self.tgt_cap), controls, phrases)
             return [[Translation(self.vocabs.tgt.decode(h.tokens), h.score, h.tokens)
                      for h in sentence_hyps] for sentence_hyps in hyps]
 
@@ -196,6 +249,21 @@ class Translator:
             warnings.warn(f"{truncated} input(s) reached the model's limit of {self.src_cap} "
                           "tokens and were truncated", stacklevel=2)
         return results
+
+    def _search(self, src: torch.Tensor, lengths: torch.Tensor, limits: torch.Tensor,
+                controls: Controls, constraints: list | None, *, greedy: bool, beam: int,
+                alpha: float, nbest: int, temperature: float, top_k: int, top_p: float,
+                generator: torch.Generator, cancelled: Callable[[], bool] | None,
+                stopping: str, penalty: str, zero_heads: Sequence[tuple[int, int]]
+                ) -> list[list[Hypothesis]]:
+        """One length-sorted group through greedy decoding, sampling or beam search."""
+        if greedy:
+            return [[h] for h in sequential(self.model, src, lengths, limits, temperature,
+                                            top_k, top_p, generator, cancelled=cancelled,
+                                            zero_heads=zero_heads, controls=controls)]
+        return beam_search(self.model, src, lengths, limits, beam, alpha, nbest, stopping,
+                           cancelled=cancelled, penalty=penalty, zero_heads=zero_heads,
+                           controls=controls, constraints=constraints)
 
     @torch.inference_mode()
     def score(self, sources: list[str], targets: list[str], batch_size: int | None = None
