@@ -131,3 +131,18 @@ def test_the_coverage_penalty_ranks_by_attended_source():
                 _, weights = model(*one, tgt_in, need_weights=True)
             cp = 0.5 * weights[0].sum(0).clamp(max=1.0).log().sum()
             assert h.score == pytest.approx(h.logprob + float(cp), abs=1e-4)
+
+
+def test_forced_tokens_over_the_output_limit_are_one_line_naming_the_field():
+    from attnmt.errors import UserError
+    from attnmt.inference.forced import forced_ids
+
+    def encode(text):
+        return [5] * len(text.split())
+
+    with pytest.raises(UserError, match="text 1: its prefix and constraints are 6 tokens") as e:
+        forced_ids(["x"], encode, cap=6, prefixes=["a b"], constraints=[["c d e f"]])
+    assert e.value.field == "constraints"
+    with pytest.raises(UserError, match="2 prefixes for 1 texts") as e:
+        forced_ids(["x"], encode, cap=6, prefixes=["a", "b"])
+    assert e.value.field == "prefixes"

@@ -306,3 +306,36 @@ def test_a_metrics_record_carries_only_declared_fields(tmp_path):
         report.record({"type": "mark", "step": 4, "surprise": 1})
     with pytest.raises(ValueError, match="undeclared"):
         report.record({"type": "unheard-of", "step": 4})
+
+
+@pytest.mark.numerics
+def test_translate_with_prefixes_constraints_ensembles_and_alignments(trained, task, tmp_path):
+    src = (task / "test.src").read_text().splitlines()[:4]
+    words = [s.split() for s in src]
+    text = "\n".join(src) + "\n"
+    prefixes = tmp_path / "prefixes"
+    prefixes.write_text("\n".join([words[0][0], "", words[2][1], ""]) + "\n")
+    out = attnmt("translate", trained, "--prefixes", prefixes, input=text).stdout.splitlines()
+    assert out[0].split()[0] == words[0][0] and out[2].split()[0] == words[2][1]
+    constraints = tmp_path / "constraints"
+    constraints.write_text("\n".join([words[0][0], f"{words[1][0]}\t{words[1][-1]}", "",
+                                      words[3][1]]) + "\n")
+    out = attnmt("translate", trained, "--beam", "4", "--constraints", constraints,
+                 input=text).stdout.splitlines()
+    for line, wanted in zip(out, constraints.read_text().splitlines(), strict=True):
+        assert all(w in line.split() for w in wanted.split("\t") if w)
+    plain = attnmt("translate", trained, "--beam", "4", input=text).stdout
+    assert attnmt("translate", trained, trained, "--beam", "4", input=text).stdout == plain
+    aligned = attnmt("translate", trained, "--alignments", input=text).stdout.splitlines()
+    assert all("\t" in line and "-" in line.split("\t")[1] for line in aligned)
+    bad = tmp_path / "short"
+    bad.write_text("x\n")
+    r = attnmt("translate", trained, "--constraints", bad, input=text, check=False)
+    assert r.returncode == 2 and "has 1 lines but the input has 4" in r.stderr
+    r = attnmt("translate", trained, "--beam", "1", "--constraints", constraints, input=text,
+               check=False)
+    assert r.returncode == 2 and "constraints need beam search" in r.stderr
+    long = tmp_path / "long"
+    long.write_text("\n".join([" ".join(words[0] * 40)] + [""] * 3) + "\n")
+    r = attnmt("translate", trained, "--beam", "4", "--constraints", long, input=text)
+    assert " ".join(words[0] * 40) in r.stdout.splitlines()[0]   # the RNN's limit stretches

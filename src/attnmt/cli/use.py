@@ -13,9 +13,21 @@ from . import SEED, Finite, cli
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("-i", "--input", "input_path", default=None, help="input file (default stdin)")
 @click.option("-o", "--output", "output_path", default=None, help="output file (default stdout)")
+@click.option("--prefix", default=None, help="start every translation with this text")
+@click.option("--prefixes", "prefix_file", default=None, type=click.Path(),
+              help="a file of target prefixes, one per input line (empty: none)")
+@click.option("--constraints", "constraint_file", default=None, type=click.Path(),
+              help="a file of phrases each translation must contain, tab-separated, one "
+              "line per input line (beam search)")
+@click.option("--no-repeat-ngram", default=0, type=click.IntRange(0, 100),
+              help="never repeat an n-gram of this size (0: off)")
+@click.option("--coverage", default=0.0, type=Finite(0.0, 10.0),
+              help="GNMT's coverage penalty weight beta (beam search; 0: off)")
+@click.option("--alignments", is_flag=True, help="add each translation's word alignment "
+              "(Pharaoh i-j, argmax of the mean attention) after a tab")
 @click.option("--beam", default=None, type=click.IntRange(1, 64), help="beam size (1 = greedy)")
 @click.option("--alpha", default=None, type=Finite(0.0, 5.0), help="GNMT length penalty")
 @click.option("--nbest", default=1, type=click.IntRange(1, 64),
@@ -42,33 +54,90 @@ from . import SEED, Finite, cli
 @click.option("--length-penalty", "penalty", default=None, type=click.Choice(PENALTIES),
               help="gnmt or average (log-probability / length^alpha); default: the run's "
               "decode.length_penalty")
-def translate(run_dir, input_path, output_path, beam, alpha, nbest, sample, temperature, top_k,
-              top_p, seed, max_len_ratio, checkpoint, device, engine, int8, bf16,
+def translate(run_dirs, input_path, output_path, prefix, prefix_file, constraint_file,
+              no_repeat_ngram, coverage, alignments, beam, alpha, nbest, sample, temperature,
+              top_k, top_p, seed, max_len_ratio, checkpoint, device, engine, int8, bf16,
               stopping, penalty) -> None:
-    """Translate line by line; output lines stay aligned with input lines."""
-    from ..inference.ct2engine import load_translator
-
+    """Translate line by line; output lines stay aligned with input lines. Several
+    RUN_DIRS translate as an ensemble (their log-probabilities averaged at every step)."""
+    lines = _read_input(input_path)
     options = dict(sample=sample, temperature=temperature, top_k=top_k, top_p=top_p,
-                   seed=seed, stopping=stopping, penalty=penalty)
+                   seed=seed, stopping=stopping, penalty=penalty,
+                   **_forcing(lines, prefix, prefix_file, constraint_file))
+    options.update({k: v for k, v in (("no_repeat_ngram", no_repeat_ngram),
+                                      ("coverage", coverage)) if v})
     if engine == "ctranslate2":
         for flag, given in (("--stopping", stopping), ("--sample", sample),
-                            ("--length-penalty", penalty)):
+                            ("--length-penalty", penalty), ("several runs", len(run_dirs) > 1),
+                            ("--alignments", alignments),
+                            ("--constraints", constraint_file)):
             if given:
                 raise UserError(f"{flag} applies to the attnmt engine; CTranslate2 uses its "
                                 "own search")
-        options = {}
-    translator = load_translator(run_dir, engine, checkpoint, device, _precision(int8, bf16))
+        options = {k: v for k, v in options.items()
+                   if k in ("prefixes", "no_repeat_ngram", "coverage")}
+    translator = _load(run_dirs, engine, checkpoint, device, _precision(int8, bf16))
     if nbest > 1 and (beam or translator.cfg.decode.beam) < nbest:
         raise UserError(f"--nbest {nbest} needs --beam of at least {nbest}")
-    lines = _read_input(input_path)
+    if alignments and nbest > 1:
+        raise UserError("--alignments goes with one translation per line; drop --nbest")
     results = translator.translate(lines, beam=beam, alpha=alpha, nbest=nbest,
                                    max_len_ratio=max_len_ratio, **options)
     if nbest > 1:
         text = "".join("\t".join(f"{h.text}\t{h.score:.4f}" for h in hyps) + "\n"
                        for hyps in results)
+    elif alignments:
+        text = "".join(f"{best}\t{links}\n" for best, links in
+                       zip([h[0].text for h in results],
+                           _alignments(translator, lines, results), strict=True))
     else:
         text = "".join(hyps[0].text + "\n" for hyps in results)
     _write_output(text, output_path)
+
+
+def _load(run_dirs, engine: str, checkpoint: str, device: str, precision: str):
+    """One run's translator, or the ensemble of several (attnmt engine)."""
+    from ..inference.ct2engine import load_translator
+    from ..inference.translator import Translator
+
+    if len(run_dirs) == 1:
+        return load_translator(run_dirs[0], engine, checkpoint, device, precision)
+    return Translator.from_runs(run_dirs, checkpoint, device, precision)
+
+
+def _forcing(lines: list[str], prefix: str | None, prefix_file: str | None,
+             constraint_file: str | None) -> dict:
+    """The translate options --prefix, --prefixes and --constraints ask for, one per line."""
+    from ..data.corpus import read_lines
+
+    if prefix is not None and prefix_file:
+        raise UserError("--prefix and --prefixes exclude each other; choose one")
+    options: dict = {}
+    if prefix is not None:
+        options["prefixes"] = [prefix] * len(lines)
+    for name, path in (("prefixes", prefix_file), ("constraints", constraint_file)):
+        if not path:
+            continue
+        given = read_lines(path)
+        if len(given) != len(lines):
+            raise UserError(f"--{name} {path} has {len(given)} lines but the input has "
+                            f"{len(lines)}; give one line per input line (an empty one "
+                            "for none)")
+        options[name] = given if name == "prefixes" else \
+            [[p for p in line.split("\t") if p.strip()] for line in given]
+    return options
+
+
+def _alignments(translator, lines: list[str], results) -> list[str]:
+    """Each line's Pharaoh alignment with its best translation ("" for an empty line)."""
+    from ..data.pharaoh import to_pharaoh
+    from ..inference.alignment import align
+
+    if not getattr(translator, "has_attention", False) or translator.engine != "attnmt":
+        raise UserError("--alignments are read from the attention: they need a model with "
+                        "attention and the attnmt engine")
+    links, _ = align(translator, lines, [hyps[0].text for hyps in results])
+    return [to_pharaoh(found) for found in links]
 
 
 def _precision(int8: bool, bf16: bool) -> str:

@@ -27,6 +27,7 @@ from ..data.tokenizers import EOS, Vocabs
 from ..errors import UserError
 from ..export.ctranslate2 import require_ctranslate2
 from ..rundir import RunDir
+from .forced import forced_ids
 from .search import Cancelled
 from .translator import NoAttentionError, Translation, translate_in_batches
 
@@ -73,26 +74,35 @@ class CT2Translator:
     def translate(self, texts: list[str], beam: int | None = None, alpha: float | None = None,
                   nbest: int = 1, max_len_ratio: float | None = None,
                   batch_size: int | None = None, scores: bool = True,
-                  cancelled: Callable[[], bool] | None = None, **unsupported
-                  ) -> list[list[Translation]]:
+                  cancelled: Callable[[], bool] | None = None,
+                  prefixes: list[str] | None = None, no_repeat_ngram: int = 0,
+                  coverage: float = 0.0, **unsupported) -> list[list[Translation]]:
         """``nbest`` translations per text. ``alpha`` is CTranslate2's length penalty (a
         beam hypothesis's log-probability divided by length^alpha; default 1), not the
-        GNMT penalty of attnmt's search. ``cancelled`` is asked between batches."""
+        GNMT penalty of attnmt's search. ``cancelled`` is asked between batches.
+        ``prefixes``, ``no_repeat_ngram`` and ``coverage`` are CTranslate2's own
+        ``target_prefix``, ``no_repeat_ngram_size`` and ``coverage_penalty``."""
         if unsupported:
             raise UserError(f"{', '.join(sorted(unsupported))}: not available with the "
                             "ctranslate2 engine; use the attnmt engine")
         d = self.cfg.decode
         beam = d.beam if beam is None else beam
         ratio = max_len_ratio or d.max_len_ratio
+        forced = forced_ids(texts, self.vocabs.tgt.encode, self.cap, prefixes)
 
         def decode(seqs: list[list[int]], indices: list[int]) -> list[list[Translation]]:
             if cancelled is not None and cancelled():
                 raise Cancelled
-            limits = [self._limit(len(ids), ratio) for ids in seqs]
+            limits = [max(self._limit(len(ids), ratio), forced.length(i) + 1)
+                      for ids, i in zip(seqs, indices, strict=True)]
+            target_prefix = ([[self.vocabs.tgt.piece(t) for t in forced.prefixes[i]]
+                              for i in indices] if prefixes is not None else None)
             batch = self.translator.translate_batch(
                 [self._pieces(ids) for ids in seqs], beam_size=beam, num_hypotheses=nbest,
                 length_penalty=1.0 if alpha is None else alpha, return_scores=scores,
-                max_decoding_length=max(limits) - 1, max_input_length=0)
+                max_decoding_length=max(limits) - 1, max_input_length=0,
+                target_prefix=target_prefix, no_repeat_ngram_size=no_repeat_ngram,
+                coverage_penalty=coverage)
             return [[self._translation(hyp, limit, result.scores, k)
                      for k, hyp in enumerate(result.hypotheses)]
                     for limit, result in zip(limits, batch, strict=True)]
