@@ -111,6 +111,45 @@ def test_translations_carry_their_alignments_on_request(client):
         "translations"][0]
 
 
+def test_prefixes_and_constraints_shape_each_translation(client):
+    r = client.post("/translate", json={"texts": ["a b c", "d e"], "prefix": "k"})
+    assert r.status_code == 200, r.json()
+    assert all(t["text"].startswith("k") for t in r.json()["translations"])
+    r = client.post("/translate", json={"texts": ["a b c", "d e"], "prefixes": ["m n", ""],
+                                        "constraints": [["k"], ["a b"]], "beam": 4,
+                                        "no_repeat_ngram": 3, "coverage": 0.2})
+    assert r.status_code == 200, r.json()
+    first, second = (t["text"] for t in r.json()["translations"])
+    assert first.startswith("m n") and "k" in first.split() and "a b" in second
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"texts": ["a", "b"], "constraints": [["x"]]}, 422, "constraints"),
+    ({"text": "a b", "prefixes": ["x", "y"]}, 422, "prefixes"),
+    ({"text": "a b", "prefix": "x", "prefixes": ["x"]}, 422, "prefixes"),
+    ({"text": "a b", "beam": 1, "constraints": [["x"]]}, 422, "constraints"),
+    ({"text": "a b", "constraints": [["x"] * 9]}, 413, "constraints"),
+    ({"text": "a b", "constraints": [[" "]]}, 422, "constraints"),
+])
+def test_bad_prefixes_and_constraints_are_one_line_naming_the_field(client, body, status,
+                                                                    field):
+    r = client.post("/translate", json=body)
+    assert (r.status_code, r.json()["field"]) == (status, field), r.json()
+    assert "\n" not in r.json()["error"]
+
+
+def test_the_batcher_spreads_each_jobs_controls_over_its_texts():
+    from attnmt.serve.batcher import Job, _controls
+
+    plain = Job(["a", "b"], (4, 0.6, 1, 0, 0.0, True), 1, 0.0)
+    forced = Job(["c"], (4, 0.6, 1, 0, 0.0, True), 1, 0.0, prefixes=["x"],
+                 constraints=[["y"]])
+    assert _controls([plain, forced]) == {"prefixes": ["", "", "x"],
+                                          "constraints": [[], [], ["y"]]}
+    assert _controls([Job(["a"], (4, 0.6, 1, 3, 0.2, False), 1, 0.0)]) == {
+        "no_repeat_ngram": 3, "coverage": 0.2}
+
+
 @pytest.mark.numerics
 def test_concurrent_requests_are_micro_batched(trained):
     translator = Translator.from_run(trained)
@@ -296,8 +335,9 @@ def test_schemathesis_finds_no_disagreement(trained):
         def check(case):
             response = case.call()
             if response.status_code == 422 and response.json().get("field") in (
-                    "nbest", "masked", "zero_heads"):
-                return     # rules no schema states: nbest <= beam; positions and heads exist
+                    "nbest", "masked", "zero_heads", "prefixes", "constraints"):
+                return     # rules no schema states: nbest <= beam; positions and heads
+                # exist; one prefix or constraint list per text, each short enough
             case.validate_response(response)
 
         check()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..data.tokenizers import EOS, Vocabs
-from ..errors import UserError
+from ..errors import UserError, field_error
 from ..export.ctranslate2 import require_ctranslate2
 from ..rundir import RunDir
 from .forced import forced_ids
@@ -83,8 +83,8 @@ class CT2Translator:
         ``prefixes``, ``no_repeat_ngram`` and ``coverage`` are CTranslate2's own
         ``target_prefix``, ``no_repeat_ngram_size`` and ``coverage_penalty``."""
         if unsupported:
-            raise UserError(f"{', '.join(sorted(unsupported))}: not available with the "
-                            "ctranslate2 engine; use the attnmt engine")
+            raise field_error(min(unsupported), f"{', '.join(sorted(unsupported))}: not "
+                              "available with the ctranslate2 engine; use the attnmt engine")
         d = self.cfg.decode
         beam = d.beam if beam is None else beam
         ratio = max_len_ratio or d.max_len_ratio

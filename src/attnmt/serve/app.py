@@ -1,6 +1,7 @@
 """The HTTP server: REST API with micro-batching, and a web page that shows attention.
 
-    POST /translate   {"text": "..."} or {"texts": [...]}, optional beam, alpha, nbest
+    POST /translate   {"text": "..."} or {"texts": [...]}, optional beam, alpha, nbest,
+                      alignments, prefix or prefixes, constraints, no_repeat_ngram, coverage
     POST /attention   {"text": "..."} -> tokens and the attention matrix (per layer/head too)
     POST /explain     {"text": "...", "masked": [...], "zero_heads": [[l, h]]} -> the numbers
                       of attention's five steps at every output word (the Explain view)
@@ -69,6 +70,24 @@ def _request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
         alignments: StrictBool = Field(False, description="add each best translation's word "
                                        "alignment, Pharaoh i-j, argmax of the attention "
                                        "(attnmt engine, models with attention)")
+        prefix: StrictStr = Field(None, description="the start of every translation: the "
+                                  "search continues after it (or use prefixes)",
+                                  json_schema_extra=text_schema)
+        prefixes: list[StrictStr] = Field(None, description="one forced start per text, in "
+                                          "order; \"\" for none (422 unless one per text)",
+                                          json_schema_extra={"maxItems": limits.max_texts,
+                                                             "items": {"type": "string",
+                                                                       **text_schema}})
+        constraints: list[list[StrictStr]] = Field(
+            None, description="per text, in order, the phrases its translation must contain "
+            "(lexically constrained beam search; beam 2 or more; 422 unless one list per "
+            "text)", json_schema_extra={"maxItems": limits.max_texts, "items": {
+                "type": "array", "maxItems": limits.max_constraints,
+                "items": {"type": "string", **text_schema}}})
+        no_repeat_ngram: Integer = Field(0, ge=0, le=16, description="forbid repeating any "
+                                         "n-gram of this size (0: off)")
+        coverage: StrictFloat = Field(0.0, ge=0, le=5, description="GNMT coverage penalty "
+                                      "weight (beam search, models with attention; 0: off)")
 
     class AttentionRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -126,12 +145,40 @@ def _admit(req, translator: Engine, batcher: MicroBatcher, limits: Limits
     if req.nbest > beam or (req.nbest > 1 and beam == 1):
         raise HTTPError(422, "nbest", f"nbest {req.nbest} needs beam >= {req.nbest}")
     check_texts(texts, limits)
+    _check_forcing(req, texts, beam, limits)
     work = work_of(translator, texts, beam, limits)
     wait = batcher.expected_wait(work)
     if wait > limits.timeout_s:
         raise HTTPError(503, "server", f"busy: this request would wait about {wait:.0f} s; "
                         "try again later", retry_after=batcher.expected_wait())
     return texts, beam, work
+
+
+def _check_forcing(req, texts: list[str], beam: int, limits: Limits) -> None:
+    """What the schema cannot say about prefixes and constraints: one per text, one kind of
+    prefix, constraints only for beam search, and no more phrases than the limit."""
+    if req.prefix is not None and req.prefixes is not None:
+        raise HTTPError(422, "prefixes", "give prefix (for every text) or prefixes (one "
+                                         "per text), not both")
+    for field in ("prefixes", "constraints"):
+        given = getattr(req, field)
+        if given is not None and len(given) != len(texts):
+            raise HTTPError(422, field, f"{len(given)} {field} for {len(texts)} texts; give "
+                                        "one per text (an empty one where there is none)")
+    if req.constraints is not None:
+        if beam == 1:
+            raise HTTPError(422, "constraints", "constraints need beam search: use a beam "
+                                                "of 2 or more")
+        if max(map(len, req.constraints), default=0) > limits.max_constraints:
+            raise HTTPError(413, "constraints", f"at most {limits.max_constraints} phrases "
+                                                "per text")
+
+
+def _forcing(req, texts: list[str]) -> dict:
+    """The decoding controls a request asks for, as ``Translator.translate`` takes them."""
+    prefixes = [req.prefix] * len(texts) if req.prefix is not None else req.prefixes
+    return {"prefixes": prefixes, "constraints": req.constraints,
+            "no_repeat_ngram": req.no_repeat_ngram, "coverage": float(req.coverage)}
 
 
 def _items(results, nbest: int) -> list[dict]:
@@ -216,8 +263,8 @@ def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32
         alpha = translator.default_alpha if req.alpha is None else float(req.alpha)
         start = time.perf_counter()
         results = await run_model(batcher.submit(texts, beam, alpha, req.nbest, work=work,
-                                                 deadline=time.monotonic() + limits.timeout_s),
-                                  limits, "translation")
+                                                 deadline=time.monotonic() + limits.timeout_s,
+                                                 **_forcing(req, texts)), limits, "translation")
         items = _items(results, req.nbest)
         if req.alignments:
             await run_model(batcher.run_in_model_thread(_add_alignments, translator, texts,

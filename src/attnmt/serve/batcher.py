@@ -2,7 +2,8 @@
 
 Requests wait in a queue; a worker takes the first one, then keeps collecting
 for up to ``max_wait_ms`` or until ``max_batch`` sentences are gathered, groups
-them by decoding options, and runs the model in a single worker thread (off
+them by decoding options (a job's per-text prefixes and constraints travel with its
+texts), and runs the model in a single worker thread (off
 the event loop, one model call at a time).
 
 A job carries its deadline. Work whose callers have all gone (deadline passed or
@@ -28,13 +29,32 @@ from ..inference.translator import Engine, Translation
 @dataclass
 class Job:
     texts: list[str]
-    options: tuple           # (beam, alpha, nbest)
+    options: tuple           # (beam, alpha, nbest, no_repeat_ngram, coverage, constrained)
     work: int                # source tokens x beam: what the request costs
     deadline: float          # time.monotonic() after which nobody waits for the answer
     future: asyncio.Future = field(repr=False, default=None)  # type: ignore[assignment]
+    prefixes: list[str] | None = None              # one per text
+    constraints: list[list[str]] | None = None     # one list of phrases per text
 
     def abandoned(self) -> bool:
         return self.future.done() or time.monotonic() > self.deadline
+
+
+def _controls(jobs: list[Job]) -> dict:
+    """The decoding controls of one option group, per text across its jobs; only those
+    asked for, so an engine without a control is never handed it unasked."""
+    _, _, _, no_repeat_ngram, coverage, constrained = jobs[0].options
+    controls: dict = {}
+    if any(job.prefixes for job in jobs):
+        controls["prefixes"] = [p for job in jobs for p in job.prefixes or [""] * len(job.texts)]
+    if constrained:
+        controls["constraints"] = [c for job in jobs
+                                   for c in job.constraints or [[]] * len(job.texts)]
+    if no_repeat_ngram:
+        controls["no_repeat_ngram"] = no_repeat_ngram
+    if coverage:
+        controls["coverage"] = coverage
+    return controls
 
 
 class MicroBatcher:
@@ -61,9 +81,12 @@ class MicroBatcher:
         return (self.pending_work + work) * self.seconds_per_work
 
     async def submit(self, texts: list[str], beam: int, alpha: float, nbest: int, *,
-                     work: int, deadline: float) -> list[list[Translation]]:
-        job = Job(texts, (beam, alpha, nbest), work, deadline,
-                  asyncio.get_running_loop().create_future())
+                     work: int, deadline: float, prefixes: list[str] | None = None,
+                     constraints: list[list[str]] | None = None, no_repeat_ngram: int = 0,
+                     coverage: float = 0.0) -> list[list[Translation]]:
+        options = (beam, alpha, nbest, no_repeat_ngram, coverage, constraints is not None)
+        job = Job(texts, options, work, deadline, asyncio.get_running_loop().create_future(),
+                  prefixes, constraints)
         self.pending_work += work
         await self.queue.put(job)
         return await job.future
@@ -90,10 +113,11 @@ class MicroBatcher:
 
     def _decode(self, jobs: list[Job]) -> list[list[Translation]]:
         """Decode the jobs of one option group together (on the model thread)."""
-        beam, alpha, nbest = jobs[0].options
+        beam, alpha, nbest = jobs[0].options[:3]
         texts = [t for job in jobs for t in job.texts]
         return self.translator.translate(texts, beam=beam, alpha=alpha, nbest=nbest,
-                                         cancelled=lambda: all(j.abandoned() for j in jobs))
+                                         cancelled=lambda: all(j.abandoned() for j in jobs),
+                                         **_controls(jobs))
 
     async def _answer(self, jobs: list[Job]) -> None:
         """Decode a group and answer its jobs; a failure is retried one job at a time."""

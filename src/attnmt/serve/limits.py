@@ -19,11 +19,13 @@ class Limits:
     max_beam: int = 16
     timeout_s: float = 30.0      # a request not answered by then gets 503; its work stops
     max_work: int = 16384        # source tokens x beam per request
+    max_constraints: int = 8     # constraint phrases per text
 
     @property
     def max_body_bytes(self) -> int:
-        """Room for the largest valid request: JSON may spell a character in 6 bytes."""
-        return self.max_texts * self.max_chars * 6 + 16384
+        """Room for the largest valid request: each text, its prefix and its constraint
+        phrases at their longest, with JSON spelling a character in 6 bytes."""
+        return self.max_texts * self.max_chars * 6 * (2 + self.max_constraints) + 16384
 
 
 class BodyLimit:
