@@ -319,6 +319,31 @@ def attribution_speed(name: str = "explain_speed_transformer-small") -> str:
         _provenance(d, name, d["command"])])
 
 
+def terminology(name: str = "terminology_m30k") -> str:
+    """Constrained beam search with terms drawn from the reference, against plain beam."""
+    d = _load(name)
+    lines = _head(["terms per sentence", "terms", "term use, plain beam", "term use, "
+                   "constrained", "BLEU, plain beam", "BLEU, constrained",
+                   "speed vs plain beam"])
+    lines += [_row([r["terms_per_sentence"], r["terms"], f"{r['plain']['term_use']:.1f} %",
+                    f"{r['constrained']['term_use']:.1f} %", f"{r['plain']['bleu']:.2f}",
+                    f"{r['constrained']['bleu']:.2f}",
+                    f"x{r['constrained']['speed_vs_plain']:.2f}"]) for r in d["rows"]]
+    return "\n".join(lines + ["", f"{d['split']}, beam {d['beam']}, run `{d['run']}`; "
+                               "speed: median of the per-round ratios over "
+                               f"{d['rounds']} rounds.", "", _provenance(d, name, d["command"])])
+
+
+def ensemble(name: str = "ensemble_m30k") -> str:
+    """Test BLEU of each run alone and of their ensembles."""
+    d = _load(name)
+    lines = _head(["runs", f"{d['split']} BLEU, beam {d['beam']}", "sentences/s"])
+    lines += [_row([" + ".join(r["runs"]), f"{r['bleu']:.2f}", f"{r['sentences_per_s']:.1f}"])
+              for r in d["rows"]]
+    return "\n".join(lines + ["", f"*Measured {d['date']} on this project's 2-core CPU; "
+                               f"`benchmarks/results/{name}.json`; rerun: `{d['command']}`.*"])
+
+
 def _study(name: str) -> Callable[[], str]:
     def table() -> str:
         from attnmt.studies.compare import length_table, summary_table
@@ -346,6 +371,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "attribution-multi30k": attribution, "attribution-speed": attribution_speed,
     "attribution-demo": lambda: attribution("attribution_demo"),
     "attribution-speed-rnn": lambda: attribution_speed("explain_speed_rnn-dot"),
+    "terminology": terminology, "ensemble": ensemble,
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 
