@@ -8,15 +8,14 @@ Writes benchmarks/results/ensemble_<tag>.json. The runs must share their vocabul
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import sacrebleu
+from common import MULTI30K as DATA
+from common import save
 
 from attnmt.inference.translator import Translator
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 
 
 def main() -> None:
@@ -40,11 +39,9 @@ def main() -> None:
                      "sentences_per_s": round(len(src) / seconds, 1)})
         name = "+".join(rows[-1]["runs"])
         print(f"{name:30s} BLEU {bleu:5.2f}  {len(src) / seconds:6.1f} sent/s")
-    result = {"date": time.strftime("%Y-%m-%d"), "split": args.split, "beam": args.beam,
-              "command": "python benchmarks/ensemble.py " + " ".join(args.runs),
-              "rows": rows}
-    out = Path(__file__).parent / "results" / f"ensemble_{args.tag}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save(f"ensemble_{args.tag}", {"split": args.split, "beam": args.beam, "rows": rows,
+                                  "command": "python benchmarks/ensemble.py "
+                                             + " ".join(args.runs)})
 
 
 if __name__ == "__main__":

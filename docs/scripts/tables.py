@@ -340,8 +340,7 @@ def ensemble(name: str = "ensemble_m30k") -> str:
     lines = _head(["runs", f"{d['split']} BLEU, beam {d['beam']}", "sentences/s"])
     lines += [_row([" + ".join(r["runs"]), f"{r['bleu']:.2f}", f"{r['sentences_per_s']:.1f}"])
               for r in d["rows"]]
-    return "\n".join(lines + ["", f"*Measured {d['date']} on this project's 2-core CPU; "
-                               f"`benchmarks/results/{name}.json`; rerun: `{d['command']}`.*"])
+    return "\n".join(lines + ["", _provenance(d, name, d["command"])])
 
 
 def _study(name: str) -> Callable[[], str]:
