@@ -82,6 +82,42 @@ def test_every_constraint_appears_in_every_output(preset):
     assert results[2][0].tokens[0] == 6
 
 
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_constraint_is_never_followed_by_a_word_piece(preset):
+    model = tiny(preset, VOCAB, seed=6)
+    src, lengths = sources(6, VOCAB, seed=8)
+    constraints = [[[9]], [[10, 11]], [[4], [12]], [[5, 6]], [[7]], [[8], [13]]]
+    glued = torch.zeros(VOCAB, dtype=torch.bool)
+    glued[4:] = True
+    glued[[9, 10, 12]] = False          # a few tokens start words; every other one continues
+    limits = torch.full((6,), 12)
+    results = beam_search(model, src, lengths, limits, beam=5, constraints=constraints,
+                          glued=glued)
+    for hyps, phrases in zip(results, constraints, strict=True):
+        tokens = hyps[0].tokens
+        for phrase in phrases:
+            n = len(phrase)
+            ends = [i + n for i in range(len(tokens) - n + 1) if tokens[i:i + n] == phrase]
+            assert ends, (tokens, phrase)
+            assert any(end == len(tokens) or not glued[tokens[end]] for end in ends), tokens
+
+
+def test_word_pieces_are_those_without_the_space_mark(tmp_path):
+    from attnmt.data.tokenizers import CharTokenizer, SentencePieceTokenizer, WordTokenizer
+
+    texts = [f"the igloo{i} and the igloos of {i} dogs." for i in range(300)]
+    sp = SentencePieceTokenizer.train(texts, 60)
+    ids = sp.encode("igloos.")
+    glued = [sp.continues_word(i) for i in ids]
+    assert not glued[0] and not glued[-1]          # "▁..." starts, "." is no letter
+    assert all(sp.continues_word(i) == (not sp.piece(i).startswith("\u2581")
+                                        and sp.piece(i)[:1].isalnum()) for i in ids)
+    chars = CharTokenizer.train(["ab c."])
+    assert [chars.continues_word(i) for i in chars.encode("ab c.")] == [
+        True, True, False, True, False]
+    assert not any(WordTokenizer.train(["a b"]).continues_word(i) for i in range(4, 6))
+
+
 def test_phrases_track_progress_and_restarts():
     p = Phrases([[4, 5], [6]])
     state = p.advance(p.advance((0, -1, 0), 4), 7)      # 4 then a break: back to nothing

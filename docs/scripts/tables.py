@@ -334,6 +334,21 @@ def terminology(name: str = "terminology_m30k") -> str:
                                f"{d['rounds']} rounds.", "", _provenance(d, name, d["command"])])
 
 
+def repetition(name: str = "repetition_m30k") -> str:
+    """Validation BLEU, repeated words, length and speed per repetition/coverage setting."""
+    d = _load(name)
+    lines = _head(["setting", f"{d['split']} BLEU", "outputs repeating a word bigram",
+                   "length / reference", "outputs changed", "speed vs plain beam"])
+    lines += [_row([r["setting"], f"{r['bleu']:.2f}", f"{r['repeating_outputs']:.1f} %",
+                    f"{r['length_ratio']:.3f}", f"{r['changed_outputs']} / {d['sentences']}",
+                    f"x{r['speed_vs_plain']:.2f}"]) for r in d["rows"]]
+    return "\n".join(lines + ["", f"beam {d['beam']}, run `{d['run']}`; the references repeat a "
+                               f"word bigram in {d['reference_repeating']:.1f} % of sentences; "
+                               "speed: median of the per-round ratios over "
+                               f"{d['rounds']} rounds.", "",
+                               _provenance(d, name, d["command"])])
+
+
 def ensemble(name: str = "ensemble_m30k") -> str:
     """Test BLEU of each run alone and of their ensembles."""
     d = _load(name)
@@ -370,7 +385,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "attribution-multi30k": attribution, "attribution-speed": attribution_speed,
     "attribution-demo": lambda: attribution("attribution_demo"),
     "attribution-speed-rnn": lambda: attribution_speed("explain_speed_rnn-dot"),
-    "terminology": terminology, "ensemble": ensemble,
+    "terminology": terminology, "ensemble": ensemble, "repetition": repetition,
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 

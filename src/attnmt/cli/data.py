@@ -49,14 +49,24 @@ def data_synth(task, src, tgt, n, n_valid, n_test, min_items, max_items, test_ma
 
 
 @data.command("get")
-@click.argument("dataset", type=click.Choice(["multi30k"]))
-@click.option("--src", default="de", show_default=True)
-@click.option("--tgt", default="en", show_default=True)
+@click.argument("dataset", type=click.Choice(["multi30k", "sst"]))
+@click.option("--src", default="de", show_default=True, help="multi30k: source language")
+@click.option("--tgt", default="en", show_default=True, help="multi30k: target language")
 @click.option("--from", "from_dir", default=None, type=click.Path(),
               help="local folder with the raw files (else $ATTNMT_DATA_DIR, else download)")
+@click.option("--multi30k", "multi30k_dir", default=None, type=click.Path(),
+              help="sst: local Multi30k folder for the unlabelled English (else "
+                   "$ATTNMT_DATA_DIR, else download)")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-def data_get(dataset, src, tgt, from_dir, out) -> None:
-    """Fetch a registered dataset's files for a language pair into OUT."""
+def data_get(dataset, src, tgt, from_dir, multi30k_dir, out) -> None:
+    """Fetch a registered dataset's files into OUT: a Multi30k language pair, or SST-2 and
+    SST-5 (sentiment, with an unlabelled English corpus for pre-training)."""
+    if dataset == "sst":
+        from ..data.sst import write_sst
+
+        counts = write_sst(out, from_dir, multi30k_dir, log=click.echo)
+        click.echo(f"sst in {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return
     from ..data import multi30k
 
     splits = multi30k.fetch(src, tgt, out, from_dir, log=click.echo)

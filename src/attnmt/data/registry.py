@@ -35,7 +35,7 @@ def resolve_dir(data: DataConfig, default_dir: Path, log=print) -> Path:
     if folder is None:
         raise DataError("set data.dir to a folder of {split}.{lang} files, or data.dataset "
                         "to multi30k or a synthetic task")
-    how = ("attnmt data langid ..." if data.task == "classify"
+    how = ("attnmt data get sst ...` or `attnmt data langid ..." if data.task == "classify"
            else "attnmt data synth ...` or `attnmt data get multi30k ...")
     raise DataError(f"{folder / probe} does not exist; create the data with `{how}`")
 

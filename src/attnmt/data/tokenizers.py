@@ -46,6 +46,12 @@ class Tokenizer:
         that belongs to none: what word alignments are counted in."""
         raise NotImplementedError
 
+    def continues_word(self, index: int) -> bool:
+        """Whether this token, written next, would glue letters or digits onto the word
+        before it (what a whole-word constraint may not be followed by). Words are whole
+        tokens unless a subclass says otherwise."""
+        return False
+
     def __len__(self) -> int:
         raise NotImplementedError
 
@@ -96,6 +102,11 @@ class SentencePieceTokenizer(Tokenizer):
                 word += 1
             out.append(word)
         return out
+
+    def continues_word(self, index: int) -> bool:
+        """A piece without the leading ``▁`` that starts with a letter or digit."""
+        piece = self.piece(index)
+        return index >= len(SPECIALS) and not piece.startswith(SPACE) and piece[:1].isalnum()
 
     def normalize(self, text: str) -> str:
         """The text as SentencePiece normalises it (what a round trip gives back)."""
@@ -165,6 +176,10 @@ class CharTokenizer(_ListTokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.symbols[i] for i in ids if i > EOS).replace(SPACE, " ")
+
+    def continues_word(self, index: int) -> bool:
+        """A letter or digit (not the space) continues the word before it."""
+        return index >= len(SPECIALS) and self.symbols[int(index)][:1].isalnum()
 
     def word_index(self, ids: Sequence[int]) -> list[int]:
         """Characters up to a space are one word; the space itself belongs to none (-1)."""

@@ -10,7 +10,9 @@ shared out among *banks* — the candidates grouped by how many constraint token
 have met (0 to all of them) — so hypotheses that have met more constraints are not
 crowded out by likelier ones that have met fewer; within a bank the likeliest win. A
 hypothesis may only end once every phrase is in it (or at its length limit). A phrase
-begun and then broken off counts for nothing and may be started again.
+begun and then broken off counts for nothing and may be started again. Phrases are whole
+words: the token after a completed phrase may not glue letters onto its last word (with
+SentencePiece, a piece without ``▁``), so "igloo" is not met by "igloos".
 
 With no constraints there is one bank and the search is plain beam search.
 """
@@ -88,21 +90,30 @@ class BankedSelection:
     :func:`search.beam_search` calls ``restrict``, ``candidates``, ``pick`` and ``keep``
     at every step."""
 
-    def __init__(self, constraints: Sequence[Sequence[Sequence[int]]], beam: int):
+    def __init__(self, constraints: Sequence[Sequence[Sequence[int]]], beam: int,
+                 glued: Tensor | None = None):
+        """``glued`` (V,) bool: the tokens that would continue a word (none if not given)."""
         self.k = beam
+        self.glued = glued
         self.phrases = [Phrases(c) for c in constraints]
         self.sent = list(range(len(constraints)))            # active sentences
         self.states: list[list[State]] = [[START] for _ in constraints]
+        self.just_met: list[list[bool]] = [[False] for _ in constraints]
         self.next_states: list[list[State]] = []
+        self.next_met: list[list[bool]] = []
 
     def restrict(self, logprobs: Tensor, at_max: Tensor) -> None:
-        """No hypothesis may end before its constraints are met, unless at its limit.
-        logprobs (n, live, V) in place."""
+        """No hypothesis may end before its constraints are met, unless at its limit, nor
+        glue a word piece onto a phrase it has just completed. logprobs (n, live, V) in
+        place."""
         unmet = torch.tensor([[not self.phrases[b].done(s) for s in rows]
                               for b, rows in zip(self.sent, self.states, strict=True)],
                              device=logprobs.device)
         banned = unmet & ~at_max[:, None]
         logprobs[..., EOS] = logprobs[..., EOS].masked_fill(banned, float("-inf"))
+        if self.glued is not None and any(map(any, self.just_met)):
+            rows = torch.tensor(self.just_met, device=logprobs.device)
+            logprobs.masked_fill_(rows[..., None] & self.glued, float("-inf"))
 
     def complete(self, row: int, beam: int) -> bool:
         """Whether live hypothesis ``beam`` of active sentence ``row`` has met its
@@ -144,7 +155,7 @@ class BankedSelection:
         """The next beam from sorted candidates (``masked``: their scores with the ended
         ones at -inf): ``k`` per sentence by bank, then by score. Remembers the states of
         the chosen hypotheses for :meth:`keep`."""
-        chosen, self.next_states = [], []
+        chosen, self.next_states, self.next_met = [], [], []
         flat_s, flat_b, flat_t = masked.tolist(), beams.tolist(), toks.tolist()
         for r, b in enumerate(self.sent):
             phrases, states = self.phrases[b], self.states[r]
@@ -153,6 +164,7 @@ class BankedSelection:
                                   phrases.total + 1)
             chosen.append(picks)
             self.next_states.append([new[i] for i in picks])
+            self.next_met.append([new[i][0] != states[flat_b[r][i]][0] for i in picks])
         index = torch.tensor(chosen, device=masked.device)
         return masked.gather(1, index), beams.gather(1, index), toks.gather(1, index)
 
@@ -177,6 +189,7 @@ class BankedSelection:
         """The sentences ``keep`` (positions among the active ones) stay in the batch."""
         self.sent = [self.sent[r] for r in keep]
         self.states = [self.next_states[r] for r in keep]
+        self.just_met = [self.next_met[r] for r in keep]
 
 
 def _merge(logprobs: Tensor, scores: Tensor, top: tuple[Tensor, Tensor, Tensor],

@@ -171,8 +171,8 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
                 beam: int = 5, alpha: float = 0.6, nbest: int = 1, stopping: str = "current",
                 cancelled: Callable[[], bool] | None = None, penalty: str = "gnmt",
                 zero_heads: Sequence[tuple[int, int]] = (), controls: Controls | None = None,
-                constraints: Sequence[Sequence[Sequence[int]]] | None = None
-                ) -> list[list[Hypothesis]]:
+                constraints: Sequence[Sequence[Sequence[int]]] | None = None,
+                glued: Tensor | None = None) -> list[list[Hypothesis]]:
     """Batched beam search with a length penalty (``penalty``: see :func:`length_penalty`);
     returns ``nbest`` per sentence.
 
@@ -181,15 +181,15 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
     leaves the batch — at its length limit, or by ``stopping`` (:func:`_stop`).
     ``cancelled`` and ``zero_heads`` as in :func:`sequential`; ``controls``: forced
     prefixes, no repeated n-grams and the coverage penalty (:mod:`.controls`);
-    ``constraints``: per sentence, the token sequences its output must contain
-    (:mod:`.constrained`).
+    ``constraints``: per sentence, the token sequences its output must contain, as whole
+    words when ``glued`` (V,) marks the tokens that continue a word (:mod:`.constrained`).
     """
     if stopping not in STOPPING:
         raise ValueError(f"stopping {stopping!r} is not one of {STOPPING}")
     lp = partial(length_penalty, alpha=alpha, form=penalty)
     lp(1)                                                  # an unknown form fails here
     controls = controls or Controls()
-    choose = TopK(beam) if constraints is None else BankedSelection(constraints, beam)
+    choose = TopK(beam) if constraints is None else BankedSelection(constraints, beam, glued)
     state = _start(model, src, src_lengths, zero_heads)
     # The first step has one live row per sentence (all beams would start from <s>);
     # after it, every sentence has k rows.

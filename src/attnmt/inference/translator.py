@@ -138,6 +138,7 @@ class Translator:
         self.device = torch.device(device)
         self.src_cap = model.max_source_len or NO_LIMIT
         self.tgt_cap = model.max_target_len or NO_LIMIT
+        self._glued_tokens: torch.Tensor | None = None
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu",
@@ -263,7 +264,17 @@ class Translator:
                                             zero_heads=zero_heads, controls=controls)]
         return beam_search(self.model, src, lengths, limits, beam, alpha, nbest, stopping,
                            cancelled=cancelled, penalty=penalty, zero_heads=zero_heads,
-                           controls=controls, constraints=constraints)
+                           controls=controls, constraints=constraints,
+                           glued=None if constraints is None else self._glued())
+
+    def _glued(self) -> torch.Tensor:
+        """(V,) True at the target tokens that continue a word, so that constraints are
+        met by whole words (computed once)."""
+        if self._glued_tokens is None:
+            tgt = self.vocabs.tgt
+            self._glued_tokens = torch.tensor([tgt.continues_word(i) for i in range(len(tgt))],
+                                              device=self.device)
+        return self._glued_tokens
 
     @torch.inference_mode()
     def score(self, sources: list[str], targets: list[str], batch_size: int | None = None
