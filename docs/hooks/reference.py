@@ -6,7 +6,8 @@ drift from it. A page asks for one with a marker line:
 - ``<!-- attnmt:layers -->``: the package layers, top to bottom, from the import-linter
   contract that ``make test`` enforces;
 - ``<!-- attnmt:rest-api -->``: every route of ``attnmt serve`` with its request fields,
-  limits and answers, from the app's own OpenAPI schema;
+  limits and answers, from the app's own OpenAPI schema (``-classify`` and ``-lm``: the
+  routes of a classifier's and a language model's server);
 - ``<!-- attnmt:metrics-records -->``: the kinds of record in a run's ``metrics.jsonl``
   and their fields, from the code that writes them;
 - ``<!-- attnmt:benchmarks -->``: every script under ``benchmarks/`` with the first line of
@@ -92,12 +93,18 @@ def _body(schema: dict, name: str) -> list[str]:
     return lines
 
 
-def rest_api() -> str:
-    """Each route of the server: method, path, what it does, its request body and answers."""
+def rest_api(task: str = "translate") -> str:
+    """Each route of the server of a ``task``'s run: method, path, what it does, its request
+    body and answers (the classifier's and language model's: their own routes only)."""
     from attnmt.serve.app import openapi_schema
+    from attnmt.serve.task_app import task_openapi_schema
 
-    schema, out = openapi_schema(), []
+    schema = openapi_schema() if task == "translate" else task_openapi_schema(task)
+    shared = {"/health", "/info", "/attention"} if task != "translate" else set()
+    out: list[str] = []
     for path, methods in schema["paths"].items():
+        if path in shared:
+            continue
         for method, op in methods.items():
             out += [f"\n## `{method.upper()} {path}`\n", op.get("description", op["summary"]), ""]
             ref = (op.get("requestBody", {}).get("content", {}).get("application/json", {})
@@ -182,6 +189,8 @@ def on_files(files, config):
 
 MARKERS = {"<!-- attnmt:config-keys -->": config_keys, "<!-- attnmt:layers -->": layers,
            "<!-- attnmt:rest-api -->": rest_api,
+           "<!-- attnmt:rest-api-classify -->": lambda: rest_api("classify"),
+           "<!-- attnmt:rest-api-lm -->": lambda: rest_api("lm"),
            "<!-- attnmt:metrics-records -->": metrics_records,
            "<!-- attnmt:benchmarks -->": benchmarks}
 

@@ -349,6 +349,23 @@ def repetition(name: str = "repetition_m30k") -> str:
                                _provenance(d, name, d["command"])])
 
 
+def sst_curve(task: str = "sst2") -> str:
+    """Test accuracy by labelled-set size, from scratch and MLM pre-trained, with intervals."""
+    name = f"sst_curve_{task}"
+    d = _load(name)
+    lines = _head(["labelled sentences", "from scratch", "MLM pre-trained",
+                   "gain (paired by seed)"])
+    lines += [_row([f"{r['labelled']:,}", *(f"{r[k][0]:.2f} ± {r[k][1]:.2f}"
+                                            for k in ("scratch", "pretrained")),
+                    f"{r['gain'][0]:+.2f} ± {r['gain'][1]:.2f}"]) for r in d["rows"]]
+    marks = "; ".join(f"{k} {v}" for k, v in d["landmarks"].items())
+    return "\n".join(lines + ["", f"{task.upper()} test accuracy (%), mean of seeds "
+                               f"{', '.join(map(str, d['seeds']))} with a 95 % t-interval; "
+                               f"config `{d['config']}`, pre-trained run `{d['mlm']}`. "
+                               f"Published, for orientation only: {marks}.", "",
+                               _provenance(d, name, d["command"])])
+
+
 def ensemble(name: str = "ensemble_m30k") -> str:
     """Test BLEU of each run alone and of their ensembles."""
     d = _load(name)
@@ -386,6 +403,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "attribution-demo": lambda: attribution("attribution_demo"),
     "attribution-speed-rnn": lambda: attribution_speed("explain_speed_rnn-dot"),
     "terminology": terminology, "ensemble": ensemble, "repetition": repetition,
+    "sst-curve-sst2": sst_curve, "sst-curve-sst5": lambda: sst_curve("sst5"),
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 

@@ -49,6 +49,10 @@ class Classifier:
         self.cfg, self.vocabs, self.model = _load(run_dir, "classify", checkpoint)
         self.labels = self.run.labels()
 
+    def encode_source(self, text: str) -> list[int]:
+        """The token ids of ``text`` (what a request's work is counted in)."""
+        return self.vocabs.src.encode(text)
+
     def _encode(self, texts: list[str]) -> EncodedSet:
         n = self.cfg.data.max_len
         return EncodedSet([[BOS, *self.vocabs.src.encode(t)][:n] for t in texts],
@@ -114,16 +118,29 @@ class LanguageModel:
         self.run = RunDir(run_dir)
         self.cfg, self.vocabs, self.model = _load(run_dir, "lm", checkpoint)
 
+    def encode_source(self, text: str) -> list[int]:
+        """The token ids of ``text`` (a prompt)."""
+        return self.vocabs.tgt.encode(text)
+
     def generate(self, prompt: str, max_new_tokens: int = 50, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
                  use_cache: bool = True) -> str:
+        """``prompt`` continued by up to ``max_new_tokens`` tokens."""
+        return self.continuation(prompt, max_new_tokens, temperature, top_k, top_p, seed,
+                                 use_cache=use_cache)[0]
+
+    def continuation(self, prompt: str, max_new_tokens: int = 50, temperature: float = 1.0,
+                     top_k: int = 0, top_p: float = 1.0, seed: int | None = None, *,
+                     use_cache: bool = True, cancelled=None) -> tuple[str, int]:
+        """The prompt continued and how many tokens were added; ``cancelled`` is asked
+        before every step (``search.Cancelled`` when it returns True)."""
         generator = torch.Generator()
         if seed is not None:
             generator.manual_seed(seed)
         ids = [BOS, *self.vocabs.tgt.encode(prompt)] if prompt.strip() else [BOS]
         new = generate(self.model, ids, max_new_tokens, temperature, top_k, top_p, generator,
-                       use_cache)
-        return self.vocabs.tgt.decode(ids[1:] + new)
+                       use_cache, cancelled)
+        return self.vocabs.tgt.decode(ids[1:] + new), len(new)
 
     @staticmethod
     def describe(result: dict) -> list[str]:

@@ -81,7 +81,8 @@ def average(run_dir, last, kept) -> None:
               "(faster; /attention then gives the last layer's weights only)")
 def serve(run_dir, host, port, max_batch, max_wait_ms, max_chars, max_texts, max_beam, timeout,
           max_work, device, engine) -> None:
-    """Serve RUN_DIR: REST API (/translate, /attention, /docs) and a web page at /."""
+    """Serve RUN_DIR: REST API (/translate, /attention, /docs) and a web page at /; a
+    classifier run answers /classify, a language model /generate."""
     from ..serve.app import serve as run_server
     from ..serve.limits import Limits
 

@@ -335,8 +335,10 @@ def _stop(stopping: str, finished: list[list[Hypothesis]], sent: Tensor, best_li
 @torch.inference_mode()
 def generate(model, prompt: list[int], max_new_tokens: int, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, generator: torch.Generator | None = None,
-             use_cache: bool = True) -> list[int]:
-    """Continue ``prompt`` (ids starting with ``<s>``) with a decoder-only LM.
+             use_cache: bool = True, cancelled: Callable[[], bool] | None = None
+             ) -> list[int]:
+    """Continue ``prompt`` (ids starting with ``<s>``) with a decoder-only LM; ``cancelled``
+    as in :func:`sequential`.
 
     With the cache the prompt is encoded once and each new token costs one
     position per layer; ``use_cache=False`` re-runs the whole prefix every step
@@ -348,6 +350,7 @@ def generate(model, prompt: list[int], max_new_tokens: int, temperature: float =
     state = model.init_state()
     feed = torch.tensor([tokens], device=device)
     for _ in range(max(0, limit)):
+        _check(cancelled)
         if use_cache:
             logits, state = model.decode(feed, state)
         else:

@@ -9,6 +9,9 @@
     POST /study       {"text": "..."} -> explained under every run (serving a study folder)
     GET  /health, GET /info, GET /docs (OpenAPI, served offline), GET / (the page)
 
+A classifier or language-model run is served by :mod:`.task_app` instead (``/classify``,
+``/generate``).
+
 Every limit (body size, characters per text, texts per request, beam size, and the
 decoding work a request may cause) is checked before any model work; each request
 is validated and tokenised on its own before it joins a batch, so one bad text
@@ -347,17 +350,44 @@ def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_batch: in
           max_wait_ms: float = 10.0, limits: Limits | None = None, device: str = "cpu",
           engine: str = "attnmt") -> None:
     """Load a run directory (or, with ``engine="ctranslate2"``, an exported CTranslate2
-    folder, or a study folder: every run, the first one translating) and serve it with
+    folder, or a study folder: every run, the first one translating; a classifier or
+    language-model run gets :mod:`.task_app`'s routes) and serve it with
     uvicorn until interrupted (idle keep-alive connections close after 5 s, unfinished
     headers after 10 s; 256 connections at most)."""
     import uvicorn
 
+    app = _task_app(run_dir, max_batch, max_wait_ms, limits, device, engine)
+    if app is None:
+        app = _translation_app(run_dir, max_batch, max_wait_ms, limits, device, engine)
+    uvicorn.run(app, host=host, port=port, log_level="info", http=_HeaderTimeout.protocol(),
+                timeout_keep_alive=5, limit_concurrency=256)
+
+
+def _task_app(run_dir: str, max_batch: int, max_wait_ms: float, limits: Limits | None,
+              device: str, engine: str):
+    """The app of a classifier or language-model run; None for anything else."""
+    path = Path(run_dir)
+    if not (path / "config.yaml").is_file() or study_runs(run_dir):
+        return None
+    task = RunDir(path).load_config().data.task
+    if task not in ("classify", "lm"):
+        return None
+    if engine != "attnmt" or device != "cpu":
+        raise UserError(f"{run_dir} holds a {task} model: it is served by the attnmt engine "
+                        "on the CPU (drop --engine and --device)")
+    from ..api import load_predictor
+    from .task_app import create_task_app
+
+    return create_task_app(load_predictor(run_dir), run_dir, task, max_batch, max_wait_ms,
+                           limits)
+
+
+def _translation_app(run_dir: str, max_batch: int, max_wait_ms: float, limits: Limits | None,
+                     device: str, engine: str):
     runs = study_runs(run_dir)
     study = {name: load_translator(path, engine, device=device) for name, path in runs.items()}
     if study:                      # a study folder: /translate serves its first run
         run_dir = str(next(iter(runs.values())))
     translator = study[next(iter(study))] if study else load_translator(run_dir, engine,
                                                                            device=device)
-    app = create_app(translator, run_dir, max_batch, max_wait_ms, limits, study=study or None)
-    uvicorn.run(app, host=host, port=port, log_level="info", http=_HeaderTimeout.protocol(),
-                timeout_keep_alive=5, limit_concurrency=256)
+    return create_app(translator, run_dir, max_batch, max_wait_ms, limits, study=study or None)

@@ -29,7 +29,8 @@ from ..inference.translator import Engine, Translation
 @dataclass
 class Job:
     texts: list[str]
-    options: tuple           # (beam, alpha, nbest, no_repeat_ngram, coverage, constrained)
+    options: tuple           # what jobs decoded together share: for translation (beam,
+                             # alpha, nbest, no_repeat_ngram, coverage, constrained)
     work: int                # source tokens x beam: what the request costs
     deadline: float          # time.monotonic() after which nobody waits for the answer
     future: asyncio.Future = field(repr=False, default=None)  # type: ignore[assignment]
@@ -85,9 +86,13 @@ class MicroBatcher:
                      constraints: list[list[str]] | None = None, no_repeat_ngram: int = 0,
                      coverage: float = 0.0) -> list[list[Translation]]:
         options = (beam, alpha, nbest, no_repeat_ngram, coverage, constraints is not None)
-        job = Job(texts, options, work, deadline, asyncio.get_running_loop().create_future(),
-                  prefixes, constraints)
-        self.pending_work += work
+        return await self.submit_job(Job(texts, options, work, deadline, None, prefixes,
+                                         constraints))
+
+    async def submit_job(self, job: Job) -> list:
+        """Queue ``job`` (its future is made here) and wait for its answers, one per text."""
+        job.future = asyncio.get_running_loop().create_future()
+        self.pending_work += job.work
         await self.queue.put(job)
         return await job.future
 
