@@ -15,7 +15,7 @@ from attnmt.models.attention import MultiHeadAttention, rnn_attention
 pytestmark = pytest.mark.numerics
 
 FAMILIES = ["seq2seq-rnn", "seq2seq-lstm", "seq2seq-gru", "rnn-dot", "rnn-general",
-            "rnn-concat", "rnn-additive", "transformer-tiny"]
+            "rnn-concat", "rnn-additive", "transformer-tiny", "decoder-only-small"]
 SMALL = {"emb_size": 32, "enc_hidden": 16, "dec_hidden": 32, "d_model": 32, "heads": 4,
          "ffn": 64}
 
@@ -130,7 +130,10 @@ def test_contract_shapes_padding_and_incremental(preset):
     assert logits.shape == (3, 5, 35)
     if model.has_attention:
         assert w.shape == (3, 5, 7)
-        assert torch.allclose(w.sum(-1), torch.ones(3, 5), atol=1e-5)
+        if preset.startswith("decoder-only"):   # the share that goes back to the source
+            assert (w.sum(-1) > 0.05).all() and (w.sum(-1) < 1 + 1e-5).all()
+        else:
+            assert torch.allclose(w.sum(-1), torch.ones(3, 5), atol=1e-5)
         assert (w[1, :, 4:] == 0).all() and (w[2, :, 2:] == 0).all()
     else:
         assert w is None
@@ -179,12 +182,13 @@ def test_a_selected_cache_is_not_changed_by_later_steps_of_the_original():
     assert picked.cache[0].length == 1
 
 
-def test_beam_reorder_equals_picking_every_row():
+@pytest.mark.parametrize("preset", ["transformer-tiny", "decoder-only-small"])
+def test_beam_reorder_equals_picking_every_row(preset):
     """reorder_state may skip copying source-only parts, but must hold what a full
     row selection would: beams reordered within sentences, one sentence dropped."""
     from attnmt.models import select_state
 
-    model, k = make("transformer-tiny").eval(), 2
+    model, k = make(preset).eval(), 2
     src, lengths, tgt = inputs()
     state = model.init_state(model.encode(src, lengths))
     state = select_state(state, torch.arange(3).repeat_interleave(k))
@@ -280,8 +284,10 @@ def copy_accuracy(preset: str, steps: int, lr: float, seed: int = 0) -> float:
 # 0.9972..1, rnn-dot 1..1, transformer-tiny 1..1; at a constant rate (before the linear
 # decay) the same runs spread over 0.955..1 and an Intel Xeon gave 0.986. Each threshold
 # sits below the lowest by several times the measured spread.
+# decoder-only-small (one CPU, 3 seeds, default kernels): 0.9915..1, so its threshold
+# sits lower.
 COPY_CASES = [("seq2seq-lstm", 500, 3e-3, 0.98), ("rnn-dot", 300, 3e-3, 0.98),
-              ("transformer-tiny", 400, 3e-3, 0.98)]
+              ("transformer-tiny", 400, 3e-3, 0.98), ("decoder-only-small", 400, 3e-3, 0.96)]
 
 
 @pytest.mark.parametrize("preset,steps,lr,threshold", COPY_CASES)

@@ -4,7 +4,9 @@ micro-batching, limits and one-line JSON errors."""
 from __future__ import annotations
 
 import asyncio
+import json
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from test_descendants import cfg, write_pattern, write_toy
@@ -104,3 +106,62 @@ def test_generate_continues_the_prompt_within_the_limits(language_model):
             assert (r.status_code, r.json().get("field")) == (status, field), (body, r.text)
         assert client.get("/info").json()["task"] == "lm"
         assert client.post("/classify", json={"text": "a"}).status_code == 404
+
+
+def test_classifier_explained_attention_beside_attributions(classifier):
+    """'g' belongs to one alphabet only and 'd e' to both: what decides 'right' is 'g'."""
+    import torch
+
+    clf = Classifier(classifier)
+    shown = clf.explain("d e g", ig_steps=32)
+    assert shown["label"] == "right" and shown["tokens"] == ["<s>", "d", "e", "g", "</s>"]
+    attention = shown["attention"]                          # (layers, heads, tokens)
+    assert attention.shape == (2, 4, 5) and abs(attention.sum(-1) - 1).max() < 1e-4
+    methods = shown["methods"]
+    assert set(methods) == {"attention", "input_x_gradient", "integrated_gradients", "masking"}
+    words = slice(1, 4)
+    assert shown["tokens"][1 + int(abs(methods["masking"][words]).argmax())] == "g"
+    assert shown["tokens"][1 + int(abs(methods["integrated_gradients"][words]).argmax())] == "g"
+    # masking is exact: 'g' out of every attention, recomputed by hand
+    data = clf._encode(["d e g"])
+    b = data.batch(np.array([0]))
+    keys = torch.tensor([[True, True, True, False, True]])
+    right = clf.labels.index("right")
+    with torch.no_grad():
+        full = clf.model(b.src, b.src_lengths).log_softmax(-1)[0, right]
+        masked = clf.model(b.src, b.src_lengths, keys=keys).log_softmax(-1)[0, right]
+    assert methods["masking"][3] == pytest.approx(float(masked - full), abs=1e-5)
+    # integrated gradients add up to log p(x) - log p(baseline), up to their delta
+    assert shown["ig_delta"] < 0.05
+    assert "attention~masking" in shown["agreement"]
+
+
+def test_classifier_explain_over_rest_and_the_page(classifier):
+    app = create_task_app(Classifier(classifier), classifier, "classify",
+                          limits=Limits(max_chars=40))
+    with TestClient(app) as client:
+        r = client.post("/explain", json={"text": "d e g", "attribution": True})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["label"] == "right" and len(body["attention"]) == 2
+        assert len(body["methods"]["masking"]) == len(body["tokens"])
+        plain = client.post("/explain", json={"text": "a b"}).json()
+        assert "methods" not in plain and plain["label"] == "left"
+        for req, status in [({"text": " "}, 422), ({"text": "a " * 30}, 413),
+                            ({"text": "a", "attribution": "yes"}, 422)]:
+            r = client.post("/explain", json=req)
+            assert r.status_code == status and "\n" not in r.json()["error"], r.text
+        page = client.get("/")
+        assert page.status_code == 200 and '"/explain"' in page.text
+
+
+def test_explain_command_for_a_classifier(classifier, tmp_path):
+    from test_train_cli import attnmt
+
+    png, out = tmp_path / "c.png", tmp_path / "c.json"
+    r = attnmt("explain", classifier, "d e g", "--attribution", "--png", png, "--json", out)
+    assert "label: right" in r.stdout and "IG" in r.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(json.loads(out.read_text())["methods"]) >= {"masking", "integrated_gradients"}
+    r = attnmt("explain", classifier, "d e g", "--html", tmp_path / "c.html", check=False)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -97,6 +97,18 @@ class Classifier:
         return lines + [f"{label[:9]:>10}" + "".join(f"{v:>9}" for v in row)
                         for label, row in zip(result["labels"], result["confusion"])]
 
+    def tokens_of(self, data: EncodedSet, row: int = 0) -> list[str]:
+        """The tokens the model reads for one encoded text, ``<s>`` and ``</s>`` included."""
+        return ["<s>", *[self.vocabs.src.piece(i) for i in data.src_ids(row)[1:]], "</s>"]
+
+    def explain(self, text: str, attribution: bool = True, ig_steps: int = 8) -> dict:
+        """What the classifier looks at for ``text``: the attention from the pooled position
+        per layer and head beside attributions for the predicted label (numpy arrays;
+        :func:`attnmt.explain.classifier.explain_classifier`)."""
+        from .explain.classifier import explain_classifier
+
+        return explain_classifier(self, text, attribution=attribution, ig_steps=ig_steps)
+
     def attention(self, text: str, beam: int = 1) -> dict:
         """Encoder self-attention of ``text``: tokens on both axes, mean and per layer/head."""
         if not text.strip():
@@ -104,7 +116,7 @@ class Classifier:
         data = self._encode([text])
         b = data.batch(np.array([0]))
         layers = self.model.self_attention(b.src, b.src_lengths)[0]       # (L, H, S, S)
-        tokens = ["<s>", *[self.vocabs.src.piece(i) for i in data.src_ids(0)[1:]], "</s>"]
+        tokens = self.tokens_of(data)
         return {"src_tokens": tokens, "tgt_tokens": tokens, "translation": None,
                 "weights": layers.mean((0, 1)).tolist(), "layers": layers.tolist(),
                 "title": "encoder self-attention (mean over layers and heads)",

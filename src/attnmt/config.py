@@ -104,7 +104,9 @@ class DataConfig:
 class ModelConfig:
     preset: str | None = _f(None, "a named architecture (see `attnmt presets`); keys set "
                             "here override it")
-    arch: str = _f("transformer", "model family", choices=("seq2seq", "rnn", "transformer"))
+    arch: str = _f("transformer", "model family (decoder-only: source, separator and "
+                   "target in one causal stack of dec_layers)",
+                   choices=("seq2seq", "rnn", "transformer", "decoder-only"))
     # RNN families
     rnn_type: str = _f("lstm", "recurrent cell", choices=("rnn", "lstm", "gru"))
     attention: str = _f("dot", "RNN attention scoring function (arch rnn)",

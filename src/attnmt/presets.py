@@ -30,6 +30,10 @@ PRESETS: dict[str, dict] = {
                              heads=4, ffn=512, dropout=0.1),
     "transformer-small": dict(arch="transformer", enc_layers=3, dec_layers=3, d_model=256,
                               heads=4, ffn=1024, dropout=0.1),
+    # 4. translation by a decoder alone (GPT-style): 7 causal layers have about the
+    # parameters of transformer-small's 3 encoder + 3 decoder layers
+    "decoder-only-small": dict(arch="decoder-only", dec_layers=7, d_model=256, heads=4,
+                               ffn=1024, dropout=0.1),
     "transformer-base": dict(arch="transformer", enc_layers=6, dec_layers=6, d_model=512,
                              heads=8, ffn=2048, dropout=0.1),
 }

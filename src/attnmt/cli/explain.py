@@ -107,7 +107,11 @@ def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, 
         return _timeline(run_dir, sentence, html_path, png_path, json_path)
     model = load_predictor(run_dir, checkpoint)
     if not hasattr(model, "explain"):
-        raise UserError(f"{run_dir} is not a translation run; explain shows translation models")
+        raise UserError(f"{run_dir} is a language model; explain shows translation models and "
+                        "classifiers (for a language model: attnmt plot attention)")
+    if hasattr(model, "labels"):
+        return _classifier(model, run_dir, sentence, kind, attribution, ig_steps,
+                           html_path, png_path, json_path)
     data = to_json(model.explain(sentence, top_k=top_k, masked=_positions(mask),
                                  zero_heads=_heads(zero_head), attribution=attribution,
                                  ig_steps=ig_steps))
@@ -118,6 +122,31 @@ def explain(run_dir, sentence, step, mask, zero_head, kind, layer, head, top_k, 
         for line in describe_attribution(data["attribution"], step):
             click.echo(line)
     _write(data, run_dir, step, html_path, png_path, json_path)
+
+
+def _classifier(model, run_dir: str, sentence: str, kind: str, attribution: bool,
+                ig_steps: int, html_path, png_path, json_path) -> None:
+    """A classifier run: the attention from the pooled position per layer (and, with
+    --attribution, the attributions for the predicted label)."""
+    from ..explain.classifier import describe_classifier
+    from ..explain.numbers import to_json
+
+    if kind != "cross" or html_path:
+        raise UserError(f"{'--html' if html_path else '--attention'} applies to translation "
+                        "runs; a classifier's view is its attention from the pooled position "
+                        "(the table, --png, --json, or the page of attnmt serve)")
+    data = to_json(model.explain(sentence, attribution=attribution, ig_steps=ig_steps))
+    for line in describe_classifier(data):
+        click.echo(line)
+    if png_path:
+        from ..studies.plots import classifier_figure
+
+        classifier_figure(data, png_path)
+        click.echo(f"wrote {png_path}")
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False)
+        click.echo(f"wrote {json_path}")
 
 
 def _study(runs: dict, sentence: str, top_k: int, html_path, png_path, json_path) -> None:

@@ -12,6 +12,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from .base import CausalLM, EncoderOutput, Seq2SeqModel, select_state
+from .decoder_only import DecoderOnlyTranslator
 from .heads import DecoderLM, EncoderClassifier
 from .rnn import AttentionSeq2Seq, Seq2Seq
 from .transformer import Transformer
@@ -26,7 +27,7 @@ def _check(m: ModelConfig) -> None:
         raise ConfigError(f"model.attention dot needs dec_hidden equal to the encoder output "
                           f"size ({memory} = enc_hidden x directions), got {m.dec_hidden}; "
                           "change the sizes or use general/concat/additive")
-    if m.arch == "transformer":
+    if m.arch in ("transformer", "decoder-only"):
         _check_heads(m)
 
 
@@ -41,7 +42,8 @@ def build_model(m: ModelConfig, src_vocab: int, tgt_vocab: int, joint_vocab: boo
     """The sequence-to-sequence model a config describes; source embeddings are shared with
     a joint vocabulary."""
     _check(m)
-    family = {"seq2seq": Seq2Seq, "rnn": AttentionSeq2Seq}.get(m.arch, Transformer)
+    family = {"seq2seq": Seq2Seq, "rnn": AttentionSeq2Seq,
+              "decoder-only": DecoderOnlyTranslator}.get(m.arch, Transformer)
     return family(m, src_vocab, tgt_vocab, share_src=joint_vocab and m.tie_embeddings)
 
 

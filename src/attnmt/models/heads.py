@@ -46,17 +46,27 @@ class EncoderClassifier(ParameterCount, nn.Module):
             self.mlm.weight = embed.weight
             nn.init.zeros_(self.mlm.bias)
 
-    def encode(self, src: Tensor, src_lengths: Tensor, collect: list | None = None) -> Tensor:
-        """src (B, S) -> states (B, S, D)."""
-        mask = padding_mask(src, src_lengths)
-        x = self.embed(src)
+    def embed_tokens(self, src: Tensor) -> Tensor:
+        """src (B, S) -> the scaled token embeddings (B, S, D), before positions and
+        dropout: what gradient attributions differentiate."""
+        return self.embed.tokens(src)
+
+    def encode(self, src: Tensor, src_lengths: Tensor, collect: list | None = None,
+               embedded: Tensor | None = None, keys: Tensor | None = None) -> Tensor:
+        """src (B, S) -> states (B, S, D). ``embedded`` (from :meth:`embed_tokens`) replaces
+        the token embeddings; ``keys`` (B, S), True where a position may be attended to,
+        replaces the padding mask (the explainer takes single tokens out this way)."""
+        mask = padding_mask(src, src_lengths) if keys is None else keys
+        x = self.embed(src, embedded=embedded)
         for layer in self.layers:
             x = layer(x, mask, collect)
         return self.norm(x)
 
-    def forward(self, src: Tensor, src_lengths: Tensor) -> Tensor:
-        """Classification logits (B, n_labels), or masked-LM logits (B, S, V) when n_labels=0."""
-        x = self.encode(src, src_lengths)
+    def forward(self, src: Tensor, src_lengths: Tensor, embedded: Tensor | None = None,
+                keys: Tensor | None = None) -> Tensor:
+        """Classification logits (B, n_labels), or masked-LM logits (B, S, V) when
+        n_labels=0; ``embedded`` and ``keys`` as in :meth:`encode`."""
+        x = self.encode(src, src_lengths, embedded=embedded, keys=keys)
         if not self.n_labels:
             return self.mlm(x)
         if self.pooling == "cls":

@@ -80,12 +80,14 @@ class Embeddings(nn.Module):
         """The scaled token embeddings alone, before positions and dropout."""
         return self.embed(tokens) * self.scale
 
-    def forward(self, tokens: Tensor, offset: int = 0, embedded: Tensor | None = None
-                ) -> Tensor:
-        """tokens (B, T) -> (B, T, D); ``offset`` is the position of the first token;
-        ``embedded`` (from :meth:`tokens`) replaces the token part."""
+    def forward(self, tokens: Tensor, offset: int = 0, embedded: Tensor | None = None,
+                positions: Tensor | None = None) -> Tensor:
+        """tokens (B, T) -> (B, T, D); ``offset`` is the position of the first token, or
+        ``positions`` (B, T) gives each token's own; ``embedded`` (from :meth:`tokens`)
+        replaces the token part."""
         t = tokens.size(1)
-        pos = (self.learned.weight if self.learned is not None else self.table)[offset:offset + t]
+        table = self.learned.weight if self.learned is not None else self.table
+        pos = table[offset:offset + t] if positions is None else table[positions]
         return self.dropout((self.tokens(tokens) if embedded is None else embedded) + pos)
 
 
@@ -196,19 +198,24 @@ class DecoderLayer(_Sublayers):
 
     def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor] | None, src_mask: Tensor | None,
                 cache: LayerCache | None = None, need_weights: bool = False,
-                head_gate: Tensor | None = None, trace: dict | None = None
-                ) -> tuple[Tensor, Tensor | None]:
+                head_gate: Tensor | None = None, trace: dict | None = None,
+                self_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """x (B, T, D). With ``cache`` (keys, values of earlier positions, extended here in
         place), x is the new position(s) only. Returns x and the cross-attention weights
-        (B, H, T, S) when asked (None for the decoder-only LM). ``head_gate`` (H,) scales
-        the cross-attention heads; ``trace`` gets ``self`` and ``cross`` numbers."""
+        (B, H, T, S) when asked — a layer without cross-attention (decoder-only) returns
+        its causal self-attention's (B, H, T, K) instead. ``self_mask`` (B, K) marks the
+        real keys of the self-attention (a padded source inside the sequence);
+        ``head_gate`` (H,) scales the cross-attention heads; ``trace`` gets ``self`` and
+        ``cross`` numbers."""
         y = self.norm_in(0, x)
         q, k, v = self.self_attn.project_qkv(y)                           # (B, H, T, dh)
         if cache is not None:
             k, v = cache.extend(k, v)
         sub = None if trace is None else trace.setdefault("self", {})
-        out, _ = self.self_attn(y, k, v, causal=y.size(1) > 1, trace=sub, q=q)  # one sees all
-        x, weights = self.add(0, x, out), None
+        own = need_weights and self.cross_attn is None
+        out, weights = self.self_attn(y, k, v, self_mask, causal=y.size(1) > 1,  # one sees all
+                                      need_weights=own, trace=sub, q=q)
+        x = self.add(0, x, out)
         if self.cross_attn is not None:
             sub = None if trace is None else trace.setdefault("cross", {})
             out, weights = self.cross_attn(self.norm_in(1, x), *memory_kv, mask=src_mask,

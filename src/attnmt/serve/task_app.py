@@ -7,6 +7,9 @@ decoder-only language model.
     POST /generate    {"prompt": "...", "max_new_tokens", "temperature", "top_k", "top_p",
                       "seed"} -> the prompt continued
     POST /attention   {"text": "..."} -> the self-attention over its tokens
+    POST /explain     classifier: {"text", "attribution"} -> the attention from the pooled
+                      position per layer and head, beside attributions for the label
+    GET  /            classifier: a page that classifies and shows what the model looks at
     GET  /health, GET /info, GET /docs
 
 The same limits, deadlines and errors as ``/translate`` (:mod:`.app`): every text is
@@ -20,12 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictStr
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
 
+from ..explain.numbers import to_json
 from ..rundir import RunDir
 from .app import _add_status_routes, _base_app
 from .batcher import Job, MicroBatcher
 from .checks import NOT_BLANK, HTTPError, Integer, check_texts, run_model, work_of
+from .explain_routes import STATIC
 from .limits import Limits
 
 MAX_NEW_TOKENS = 512
@@ -45,7 +51,7 @@ class ClassifyBatcher(MicroBatcher):
         return await self.submit_job(Job(texts, ("classify",), work, deadline))
 
 
-def _requests(limits: Limits) -> tuple[type[BaseModel], type[BaseModel], type[BaseModel]]:
+def _requests(limits: Limits) -> tuple[type[BaseModel], ...]:
     text_schema = {"maxLength": limits.max_chars}
 
     class ClassifyRequest(BaseModel):
@@ -74,7 +80,11 @@ def _requests(limits: Limits) -> tuple[type[BaseModel], type[BaseModel], type[Ba
         text: StrictStr = Field(..., description="the text to read",
                                 json_schema_extra=text_schema)
 
-    return ClassifyRequest, GenerateRequest, AttentionRequest
+    class ExplainRequest(AttentionRequest):
+        attribution: StrictBool = Field(False, description="also input x gradient, "
+                                        "integrated gradients and masking for the label")
+
+    return ClassifyRequest, GenerateRequest, AttentionRequest, ExplainRequest
 
 
 def _texts(req, limits: Limits) -> list[str]:
@@ -119,7 +129,7 @@ def create_task_app(predictor, run_dir: str | Path = "", task: str = "classify",
     (``lm``: ``/generate``), with ``/attention``, ``/info`` and ``/health``."""
     limits = limits or Limits()
     batcher = ClassifyBatcher(predictor, max_batch, max_wait_ms)
-    ClassifyRequest, GenerateRequest, AttentionRequest = _requests(limits)
+    ClassifyRequest, GenerateRequest, AttentionRequest, ExplainRequest = _requests(limits)
     app = _base_app(batcher, limits)
     _add_status_routes(app, lambda: _info(predictor, run_dir, task, limits, max_batch,
                                           max_wait_ms))
@@ -143,14 +153,37 @@ def create_task_app(predictor, run_dir: str | Path = "", task: str = "classify",
     async def attention(req: AttentionRequest) -> dict:
         """The model's self-attention over the tokens of one text (mean and per layer and
         head)."""
-        check_texts([req.text], limits)
-        if not re.search(NOT_BLANK, req.text):
-            raise HTTPError(422, "text", "text is empty")
-        work_of(predictor, [req.text], 1, limits)
+        _check_one(req, predictor, limits)
         return await run_model(batcher.run_in_model_thread(predictor.attention, req.text),
                                limits, "attention")
 
+    if task == "classify":
+        _add_explain(app, predictor, batcher, limits, ExplainRequest)
     return app
+
+
+def _check_one(req, predictor, limits: Limits) -> None:
+    check_texts([req.text], limits)
+    if not re.search(NOT_BLANK, req.text):
+        raise HTTPError(422, "text", "text is empty")
+    work_of(predictor, [req.text], 1, limits)
+
+
+def _add_explain(app, predictor, batcher: MicroBatcher, limits: Limits, request) -> None:
+    @app.post("/explain")
+    async def explain(req: request) -> dict:  # type: ignore[valid-type]
+        """What the classifier looks at in one text: ``label``, ``labels``,
+        ``probabilities``, ``tokens``, ``attention`` from the pooled position (layers,
+        heads, tokens) and, with ``attribution``, ``methods`` (per token) and their
+        ``agreement``."""
+        _check_one(req, predictor, limits)
+        result = await run_model(batcher.run_in_model_thread(
+            predictor.explain, req.text, req.attribution), limits, "explanation")
+        return to_json(result)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "classify.html")
 
 
 def _add_generate(app, predictor, batcher: MicroBatcher, limits: Limits, request) -> None:

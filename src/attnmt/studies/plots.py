@@ -203,3 +203,39 @@ def attribution_figure(attr: dict, out: str | Path) -> Path:
                       "title": ATTRIBUTION_TITLES[method] +
                       ("" if rho is None else f"\nSpearman with attention {rho:+.2f}")})
     return attention_grid(items, out, columns=min(4, len(items)))
+
+
+def classifier_figure(data: dict, out: str | Path) -> Path:
+    """What a classifier looks at (``attnmt explain CLASSIFIER_RUN --png``): the attention
+    from the pooled position in every layer and head (one row each), and, when computed,
+    the attributions for the predicted label (one row per method, each scaled to its
+    largest magnitude)."""
+    tokens = data["tokens"]
+    _font_for(tokens)
+    attention = np.asarray(data["attention"], dtype=float)            # (L, H, S)
+    layers, heads, _ = attention.shape
+    rows = [f"L{i} H{h}" for i in range(layers) for h in range(heads)]
+    panels = [(attention.reshape(-1, len(tokens)), rows, "attention from the "
+               + ("[CLS] position" if data["pooling"] == "cls" else "mean of all positions"))]
+    if "methods" in data:
+        names = [m for m in data["methods"] if m != "attention"]
+        w = np.abs(np.asarray([data["methods"][m] for m in names], dtype=float))
+        panels.append((w / np.maximum(w.max(1, keepdims=True), 1e-12),
+                       [ATTRIBUTION_TITLES[m] for m in names],
+                       f"attributions for '{data['label']}'"))
+    heights = [len(p[1]) + 2 for p in panels]
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights},
+                             figsize=(max(5, 0.36 * len(tokens) + 2.5), 0.3 * sum(heights) + 1.5))
+    for ax, (w, labels, title) in zip(axes[:, 0], panels):
+        im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=max(1e-12, float(w.max())),
+                       aspect="auto")
+        ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.set_title(title, fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.03)
+    probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(data["labels"], data["probabilities"]))
+    fig.suptitle(f"{data['label']} ({probs})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return Path(out)
