@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import statistics
 import subprocess
@@ -63,19 +64,20 @@ def updates(labelled: int, cap: int) -> int:
     return min(cap, max(60, math.ceil(15 * labelled / SENTENCES_PER_UPDATE)))
 
 
-def run_one(config: Path, out: Path, split: str, seed: int, mlm: str | None, steps: int
-            ) -> dict:
+def run_one(config: Path, out: Path, split: str, seed: int, mlm: str | None, steps: int,
+            threads: int) -> dict:
     """Train (unless finished) and test one classifier; its best dev and test accuracy."""
     if not (out / "eval/test.json").is_file():
         sets = [f"data.train={split}", f"train.seed={seed}", f"train.max_steps={steps}",
-                f"train.valid_every={max(10, steps // 10)}"]
+                f"train.valid_every={max(10, steps // 10)}", f"train.threads={threads}"]
         if mlm:
             sets.append(f"train.init_from={mlm}")
         cli = [sys.executable, "-m", "attnmt.cli"]
         subprocess.run([*cli, "train", str(config), "--out", str(out), "--quiet",
                         *(x for s in sets for x in ("--set", s))], check=True)
         subprocess.run([*cli, "evaluate", str(out), "--split", "test"], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL,
+                       env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     test = json.loads((out / "eval/test.json").read_text())
     valid = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     return {"seed": seed, "test_accuracy": round(test["accuracy"], 2),
@@ -93,6 +95,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--out", type=Path, default=ROOT / "runs/sst-curve")
     ap.add_argument("--max-steps", type=int, default=400, help="most updates of a run")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads per run (1: two "
+                    "curves side by side on two cores; the same updates, only the rounding "
+                    "may differ)")
     args = ap.parse_args()
     config = ROOT / f"configs/{args.task}_encoder.yaml"
     folder = args.data / args.task
@@ -106,7 +111,7 @@ def main() -> None:
             for arm, mlm in (("scratch", None), ("pretrained", args.mlm)):
                 out = args.out / args.task / f"{arm}-n{n}-s{seed}"
                 arms[arm].append(run_one(config, out, split, seed, mlm,
-                                         updates(n, args.max_steps)))
+                                         updates(n, args.max_steps), args.threads))
         acc = {arm: [r["test_accuracy"] for r in runs] for arm, runs in arms.items()}
         gain = [p - s for p, s in zip(acc["pretrained"], acc["scratch"], strict=True)]
         rows.append({"labelled": n, "scratch": interval(acc["scratch"]),
