@@ -58,3 +58,9 @@ def test_exports_say_in_one_line_what_they_need(decoder_only_run, tmp_path):
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert needs in r.stderr and len(r.stderr.strip().splitlines()) == 1
         assert not (tmp_path / kind).exists()
+
+
+def test_the_step_explainer_points_to_the_attention_views(decoder_only_run):
+    r = attnmt("explain", decoder_only_run, "a b c", check=False)
+    assert r.returncode == 2 and "plot attention" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

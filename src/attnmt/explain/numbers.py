@@ -160,7 +160,8 @@ def _explain(translator: Translator, text: str, *, top_k: int, masked: Sequence[
         logits, state, numbers = model.explain_step(torch.tensor([prev],
                                                                  device=translator.device), state)
         if numbers is None:
-            raise UserError(f"{type(model).__name__} does not explain its steps")
+            raise UserError(f"{type(model).__name__} does not explain its steps; `attnmt "
+                            "plot attention` and /attention show where it looks")
         probs = logits[0].float().softmax(-1)
         tok = EOS if t + 1 >= limit else int(probs.argmax())
         top = probs.topk(min(top_k, probs.numel()))
