@@ -9,8 +9,10 @@ For each labelled-set size (a random sample of SST's training split, drawn per s
 seed, two classifiers from the task's config: one from random weights (its own
 tokenizer, trained on its labelled sentences), one from the MLM run (its weights and
 tokenizer). Both get the same updates: 15 epochs' worth at the config's batch (about 90
-sentences), at least 60 and at most the config's ``max_steps``, validated ten times. Each
-keeps the checkpoint best on SST's full dev set; test accuracy is measured once per run.
+sentences), at least 60 and at most ``--max-steps``, validated ten times. Each arm may have
+config overrides of its own (``--scratch-set``, ``--pretrained-set``: a fine-tuned encoder
+may want another rate or pooling than one from scratch), chosen on SST's dev set. Each
+run keeps the checkpoint best on the full dev set; test accuracy is measured once per run.
 Finished runs are reused, so an interrupted curve resumes. Mean over seeds with a 95 %
 t-interval; the gain is paired by seed. Writes
 ``benchmarks/results/sst_curve_<task>.json`` and ``docs/figures/sst_curve_<task>.png``.
@@ -65,11 +67,13 @@ def updates(labelled: int, cap: int) -> int:
 
 
 def run_one(config: Path, out: Path, split: str, seed: int, mlm: str | None, steps: int,
-            threads: int) -> dict:
-    """Train (unless finished) and test one classifier; its best dev and test accuracy."""
+            threads: int, extra: list[str]) -> dict:
+    """Train (unless finished) and test one classifier; its best dev and test accuracy.
+    ``extra``: the arm's own config overrides (chosen on dev)."""
     if not (out / "eval/test.json").is_file():
         sets = [f"data.train={split}", f"train.seed={seed}", f"train.max_steps={steps}",
-                f"train.valid_every={max(10, steps // 10)}", f"train.threads={threads}"]
+                f"train.valid_every={max(10, steps // 10)}", f"train.threads={threads}",
+                *extra]
         if mlm:
             sets.append(f"train.init_from={mlm}")
         cli = [sys.executable, "-m", "attnmt.cli"]
@@ -95,6 +99,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--out", type=Path, default=ROOT / "runs/sst-curve")
     ap.add_argument("--max-steps", type=int, default=400, help="most updates of a run")
+    ap.add_argument("--scratch-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for the runs from scratch (repeatable)")
+    ap.add_argument("--pretrained-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for the fine-tuned runs (repeatable)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads per run (1: two "
                     "curves side by side on two cores; the same updates, only the rounding "
                     "may differ)")
@@ -108,10 +116,11 @@ def main() -> None:
         arms: dict = {"scratch": [], "pretrained": []}
         for seed in args.seeds:
             split = subset(folder, size, seed)
-            for arm, mlm in (("scratch", None), ("pretrained", args.mlm)):
+            for arm, mlm, extra in (("scratch", None, args.scratch_set),
+                                    ("pretrained", args.mlm, args.pretrained_set)):
                 out = args.out / args.task / f"{arm}-n{n}-s{seed}"
                 arms[arm].append(run_one(config, out, split, seed, mlm,
-                                         updates(n, args.max_steps), args.threads))
+                                         updates(n, args.max_steps), args.threads, extra))
         acc = {arm: [r["test_accuracy"] for r in runs] for arm, runs in arms.items()}
         gain = [p - s for p, s in zip(acc["pretrained"], acc["scratch"], strict=True)]
         rows.append({"labelled": n, "scratch": interval(acc["scratch"]),
@@ -125,9 +134,10 @@ def main() -> None:
     plot(rows, args.task, figure)
     save(f"sst_curve_{args.task}", {
         "task": args.task, "mlm": args.mlm, "config": str(config.relative_to(ROOT)),
+        "overrides": {"scratch": args.scratch_set, "pretrained": args.pretrained_set},
         "seeds": args.seeds, "rows": rows, "landmarks": LANDMARKS[args.task],
         "figure": str(figure.relative_to(ROOT)),
-        "command": f"python benchmarks/sst_curve.py --task {args.task} --mlm {args.mlm}"})
+        "command": " ".join(["python benchmarks/sst_curve.py", *sys.argv[1:]])})
 
 
 def plot(rows: list[dict], task: str, path: Path) -> None:

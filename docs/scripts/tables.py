@@ -350,19 +350,41 @@ def repetition(name: str = "repetition_m30k") -> str:
 
 
 def sst_curve(task: str = "sst2") -> str:
-    """Test accuracy by labelled-set size, from scratch and MLM pre-trained, with intervals."""
+    """Test accuracy by labelled-set size, from scratch and MLM pre-trained, with intervals
+    (and each arm's mean dev accuracy, where settings are chosen)."""
     name = f"sst_curve_{task}"
     d = _load(name)
     lines = _head(["labelled sentences", "from scratch", "MLM pre-trained",
-                   "gain (paired by seed)"])
+                   "gain (paired by seed)", "dev: scratch / pre-trained"])
+
+    def dev(runs: list[dict]) -> str:
+        return f"{sum(r['dev_accuracy'] for r in runs) / len(runs):.2f}"
+
     lines += [_row([f"{r['labelled']:,}", *(f"{r[k][0]:.2f} ± {r[k][1]:.2f}"
                                             for k in ("scratch", "pretrained")),
-                    f"{r['gain'][0]:+.2f} ± {r['gain'][1]:.2f}"]) for r in d["rows"]]
+                    f"{r['gain'][0]:+.2f} ± {r['gain'][1]:.2f}",
+                    f"{dev(r['runs']['scratch'])} / {dev(r['runs']['pretrained'])}"])
+              for r in d["rows"]]
     marks = "; ".join(f"{k} {v}" for k, v in d["landmarks"].items())
+    sets = "; ".join(f"{arm}: `{' '.join(v)}`" for arm, v in d.get("overrides", {}).items()
+                     if v)
     return "\n".join(lines + ["", f"{task.upper()} test accuracy (%), mean of seeds "
                                f"{', '.join(map(str, d['seeds']))} with a 95 % t-interval; "
-                               f"config `{d['config']}`, pre-trained run `{d['mlm']}`. "
+                               f"config `{d['config']}`"
+                               + (f" with overrides chosen on dev ({sets})" if sets else "")
+                               + f", pre-trained run `{d['mlm']}`. "
                                f"Published, for orientation only: {marks}.", "",
+                               _provenance(d, name, d["command"])])
+
+
+def sst_screen(name: str = "sst_screen") -> str:
+    """The dev screen that chose each arm's pooling and rate for the SST curve."""
+    d = _load(name)
+    lines = _head(["arm", "pooling", "peak rate", "best dev accuracy"])
+    lines += [_row([r["arm"], r["pooling"], f"{r['lr']:g}", f"{r['dev_accuracy']:.2f}"])
+              for r in d["rows"]]
+    return "\n".join(lines + ["", f"SST-2 dev accuracy (%), {d['labelled']:,} labelled "
+                               f"sentences, {d['updates']} updates, seed {d['seed']}.", "",
                                _provenance(d, name, d["command"])])
 
 
@@ -404,6 +426,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "attribution-speed-rnn": lambda: attribution_speed("explain_speed_rnn-dot"),
     "terminology": terminology, "ensemble": ensemble, "repetition": repetition,
     "sst-curve-sst2": sst_curve, "sst-curve-sst5": lambda: sst_curve("sst5"),
+    "sst-screen": sst_screen,
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 
