@@ -183,3 +183,41 @@ def test_explain_html_file_works_with_the_network_cut(page, trained, tmp_path):
     page.click("#ex-next")
     assert page.text_content("#ex-position-label") == 'output word 2 of 4: "b"'
     assert requests == [] and errors == []
+
+
+@pytest.fixture
+def classifier_server(tmp_path):
+    """A toy sentiment-like classifier: 'g h i' only in one class, 'a b c' only in the
+    other, 'd e f' in both."""
+    from test_descendants import cfg, write_toy
+
+    from attnmt.api import Classifier
+    from attnmt.serve.task_app import create_task_app
+    from attnmt.training.loop import train
+
+    folder = write_toy(tmp_path)
+    train(cfg(folder, "classify", max_steps=120, best_metric="accuracy"), tmp_path / "clf",
+          quiet=True)
+    with _serving(create_task_app(Classifier(tmp_path / "clf"), tmp_path / "clf")) as url:
+        yield url
+
+
+def test_classify_page_shows_the_label_attention_and_attributions(page, classifier_server,
+                                                                  tmp_path):
+    page.goto(classifier_server)
+    page.wait_for_function("document.getElementById('model-info').textContent"
+                           ".includes('labels')")
+    page.fill("#text", "d e g")
+    page.click("#classify")
+    page.wait_for_selector("#tokens td")
+    assert page.text_content(".bar.chosen .name") == "right"
+    rows = page.locator("#tokens tbody tr").all_text_contents()
+    assert any(r.startswith("attention") for r in rows)
+    assert any(r.startswith("integrated gradients") for r in rows)
+    header = page.locator("#tokens thead td").all_text_contents()
+    assert header == ["<s>", "d", "e", "g", "</s>"]
+    assert len(rows) == 4                               # attention and three attributions
+    mean = page.locator("#tokens tbody tr >> nth=0").text_content()
+    page.select_option("#view", "0:1")                  # layer 1, head 2
+    assert page.locator("#tokens tbody tr >> nth=0").text_content() != mean
+    page.screenshot(path=str(tmp_path / "classify.png"))
