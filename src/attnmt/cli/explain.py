@@ -143,10 +143,7 @@ def _classifier(model, run_dir: str, sentence: str, kind: str, attribution: bool
 
         classifier_figure(data, png_path)
         click.echo(f"wrote {png_path}")
-    if json_path:
-        with open(json_path, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False)
-        click.echo(f"wrote {json_path}")
+    _write(data, run_dir, 0, None, None, json_path)
 
 
 def _study(runs: dict, sentence: str, top_k: int, html_path, png_path, json_path) -> None:
