@@ -131,12 +131,13 @@ def main() -> None:
               f"pretrained {r['pretrained'][0]:5.2f} ± {r['pretrained'][1]:.2f}  gain "
               f"{r['gain'][0]:+.2f} ± {r['gain'][1]:.2f}", flush=True)
     figure = ROOT / f"docs/figures/sst_curve_{args.task}.png"
-    plot(rows, args.task, figure)
+    if len(rows) > 1:                        # one size is a table row, not a curve
+        plot(rows, args.task, figure)
     save(f"sst_curve_{args.task}", {
         "task": args.task, "mlm": args.mlm, "config": str(config.relative_to(ROOT)),
         "overrides": {"scratch": args.scratch_set, "pretrained": args.pretrained_set},
         "seeds": args.seeds, "rows": rows, "landmarks": LANDMARKS[args.task],
-        "figure": str(figure.relative_to(ROOT)),
+        "figure": str(figure.relative_to(ROOT)) if len(rows) > 1 else None,
         "command": " ".join(["python benchmarks/sst_curve.py", *sys.argv[1:]])})
 
 
