@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..models.base import padding_mask
 from .attribution import METHODS, agreement
 
 
@@ -48,7 +49,7 @@ class _Label:
         """(S,): log p(label) with each token out of every attention, minus log p with all
         of them (row 0 of the batch masks nothing)."""
         n = self.src.size(1)
-        keys = (torch.arange(n)[None, :] < self.lengths[:, None]).expand(n + 1, -1).clone()
+        keys = padding_mask(self.src, self.lengths).expand(n + 1, -1).clone()
         keys[torch.arange(1, n + 1), torch.arange(n)] = False
         logits = self.model(self.src.expand(n + 1, -1), self.lengths.expand(n + 1), keys=keys)
         logp = torch.log_softmax(logits.float(), -1)[:, self.label]
