@@ -134,6 +134,12 @@ class ModelConfig:
     norm: str = _f("pre", "layer norm placement: pre (stable) or post (Vaswani 2017)",
                    choices=("pre", "post"))
     positions: str = _f("sinusoidal", "position encoding", choices=("sinusoidal", "learned"))
+    activation: str = _f("relu", "Transformer: the feed-forward layers' activation (swish = "
+                         "SiLU, as in Marian; gelu as in BERT)", choices=("relu", "gelu", "swish"))
+    scale_embedding: bool = _f(True, "Transformer: token embeddings multiplied by √d_model "
+                               "(Vaswani et al.); false as in some imported checkpoints")
+    output_bias: bool = _f(False, "Transformer: a bias on the output layer (Marian's and "
+                           "Pegasus's final_logits_bias; set by `attnmt import`)")
     max_positions: int = _f(1024, "longest sequence the model accepts", min=8,
                              max=1_000_000)
     pooling: str = _f("cls", "classifier: sentence vector from the [CLS] (<s>) position or "

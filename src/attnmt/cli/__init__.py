@@ -7,6 +7,7 @@
     attnmt serve RUN_DIR                 REST API and a web page that shows attention
     attnmt export ctranslate2 RUN OUT    the model for another inference engine
     attnmt export huggingface RUN OUT    the model for Hugging Face Transformers
+    attnmt import huggingface DIR OUT    a MarianMT or Pegasus checkpoint as a run directory
     attnmt presets | config-keys         what can be configured
     attnmt demo                          the offline demo: the bottleneck and attention
     attnmt translate RUN_DIR             translate stdin or a file             (cli/use.py)

@@ -1,4 +1,5 @@
-"""``attnmt train | compare | average | serve | export | presets | config-keys | demo``."""
+"""``attnmt train | compare | average | serve | export | import | presets | config-keys |
+demo``."""
 
 from __future__ import annotations
 
@@ -123,6 +124,25 @@ def export_hf(run_dir, out_dir, force) -> None:
 
     out = export_huggingface(run_dir, out_dir, force)
     click.echo(f"wrote {out}; load it with AutoModelForSeq2SeqLM.from_pretrained({str(out)!r})")
+
+
+@cli.group("import")
+def import_() -> None:
+    """Turn another toolkit's checkpoint into an attnmt run directory."""
+
+
+@import_.command("huggingface")
+@click.argument("folder", type=click.Path())
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="write into a non-empty OUT_DIR")
+def import_hf(folder, out_dir, force) -> None:
+    """Import a local MarianMT (e.g. OPUS-MT) or Pegasus folder: translate, evaluate,
+    explain, serve, export and fine-tune it like a run trained here."""
+    from ..export.hf_import import import_huggingface
+
+    out = import_huggingface(folder, out_dir, force)
+    click.echo(f"wrote {out}; translate with `attnmt translate {out}`, fine-tune with "
+               f"`attnmt train {out}/finetune.yaml --set data.dir=FOLDER --out RUN`")
 
 
 @cli.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -54,6 +55,11 @@ class Tokenizer:
 
     def __len__(self) -> int:
         raise NotImplementedError
+
+    def same_ids(self, other: Tokenizer) -> bool:
+        """Whether ``other`` gives every token the id this one does (one embedding table can
+        serve both: an imported source and target segmenter over one vocabulary)."""
+        return other is self
 
     def save(self, path: Path) -> None:
         raise NotImplementedError
@@ -123,6 +129,59 @@ class SentencePieceTokenizer(Tokenizer):
 
     def save(self, path: Path) -> None:
         path.with_suffix(".model").write_bytes(self.proto)
+
+
+LANG_CODE = re.compile(r"^>>[^<>\s]+<<")
+
+
+class MappedSentencePieceTokenizer(SentencePieceTokenizer):
+    """SentencePiece segmentation with ids from a vocabulary of its own: an imported
+    checkpoint's (Marian's ``vocab.json``, a fast tokenizer's table), whose ids are not
+    the SentencePiece model's. ``symbols`` lists the pieces by id, ours first
+    (``<pad> <unk> <s> </s>``); a piece the vocabulary lacks reads as ``<unk>``."""
+
+    kind = "sentencepiece-mapped"
+
+    def __init__(self, model_proto: bytes, symbols: list[str]):
+        super().__init__(model_proto)
+        self.symbols = list(symbols)
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+
+    def _ids(self, pieces: list[str]) -> list[int]:
+        return [self.index.get(p, UNK) for p in pieces]
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_batch([text])[0]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """A leading target-language token that the vocabulary holds (Marian's multilingual
+        ``>>fra<<``) is one token; the rest is segmented."""
+        codes = [LANG_CODE.match(t) for t in texts]
+        codes = [m if m and m.group(0) in self.index else None for m in codes]
+        rest = [t[m.end():].lstrip() if m else t for t, m in zip(texts, codes)]
+        pieces = self.sp.encode(rest, out_type=str, num_threads=2)
+        return [([self.index[m.group(0)]] if m else []) + self._ids(p)
+                for m, p in zip(codes, pieces)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.sp.decode_pieces([self.symbols[i] for i in ids if i > EOS])
+
+    def piece(self, index: int) -> str:
+        return self.symbols[int(index)]
+
+    def index_of(self, piece: str) -> int:
+        return self.index.get(piece, UNK)
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def same_ids(self, other: Tokenizer) -> bool:
+        return isinstance(other, MappedSentencePieceTokenizer) and other.symbols == self.symbols
+
+    def save(self, path: Path) -> None:
+        path.with_suffix(".spm").write_bytes(self.proto)
+        path.with_suffix(".json").write_text(json.dumps(
+            {"kind": self.kind, "symbols": self.symbols}, ensure_ascii=False))
 
 
 class _ListTokenizer(Tokenizer):
@@ -220,6 +279,9 @@ def load_tokenizer(path: Path) -> Tokenizer:
         return SentencePieceTokenizer(path.with_suffix(".model").read_bytes())
     if path.with_suffix(".json").is_file():
         data = json.loads(path.with_suffix(".json").read_text())
+        if data["kind"] == MappedSentencePieceTokenizer.kind:
+            return MappedSentencePieceTokenizer(path.with_suffix(".spm").read_bytes(),
+                                                data["symbols"])
         return KINDS[data["kind"]](data["symbols"])
     raise DataError(f"no vocabulary at {path}.model or {path}.json")
 
@@ -232,7 +294,8 @@ class Vocabs:
 
     @property
     def joint(self) -> bool:
-        return self.src is self.tgt
+        """One id space for both sides (one embedding table)."""
+        return self.src is self.tgt or self.src.same_ids(self.tgt)
 
     @classmethod
     def train(cls, kind: str, src_texts: list[str], tgt_texts: list[str], vocab_size: int,
@@ -246,7 +309,7 @@ class Vocabs:
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        if self.joint:
+        if self.src is self.tgt:
             self.src.save(folder / "joint")
         else:
             self.src.save(folder / "src")

@@ -11,7 +11,6 @@ exported folder is all that ``attnmt translate --engine ctranslate2`` needs.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -68,11 +67,12 @@ def _ffn(spec, layer) -> None:
 
 
 def _inputs(spec, embeddings) -> None:
+    """Token embeddings, the position table and the embedding scale of one side."""
     emb = spec.embeddings[0] if isinstance(spec.embeddings, list) else spec.embeddings
     emb.weight = embeddings.embed.weight.detach().numpy()
     table = embeddings.learned.weight if embeddings.learned is not None else embeddings.table
     spec.position_encodings.encodings = table.detach().numpy()
-    spec.scale_embeddings = math.sqrt(embeddings.embed.embedding_dim)
+    spec.scale_embeddings = embeddings.scale
 
 
 def _vocabulary(tokenizer) -> list[str]:
@@ -90,11 +90,15 @@ def export_ctranslate2(run_dir: str | Path, out_dir: str | Path,
     if not isinstance(model, Transformer):
         raise UserError(f"{run_dir} is a {cfg.model.arch} model; only Transformer models "
                         "can be exported to CTranslate2")
+    from ctranslate2.specs.common_spec import Activation
+
     pre = cfg.model.norm == "pre"
+    activation = {"relu": Activation.RELU, "gelu": Activation.GELU,
+                  "swish": Activation.SWISH}[cfg.model.activation]
     # The alignment (the attention CTranslate2 returns) is the last layer's, all heads.
     spec = transformer_spec.TransformerSpec.from_config(
         (cfg.model.enc_layers, cfg.model.dec_layers), cfg.model.heads, pre_norm=pre,
-        alignment_layer=-1, alignment_heads=cfg.model.heads)
+        activation=activation, alignment_layer=-1, alignment_heads=cfg.model.heads)
     _inputs(spec.encoder, model.src_embed)
     for layer_spec, layer in zip(spec.encoder.layer, model.encoder):
         _attention(layer_spec.self_attention, layer.self_attn, True)

@@ -133,6 +133,8 @@ def _seq2seq_weights(model: Transformer, perm: torch.Tensor) -> dict[str, torch.
                                                      ("encoder_attn", layer.cross_attn)])
     w.norm("model.encoder.layer_norm", model.enc_norm)
     w.norm("model.decoder.layer_norm", model.dec_norm)
+    if model.out.bias is not None:
+        w.sd["final_logits_bias"] = model.out.bias[None]
     return w.done()
 
 
@@ -164,9 +166,9 @@ def _hf_model(cfg, model, kind: str):
     config = transformers.PegasusConfig(
         vocab_size=vocab, d_model=m.d_model, **layers, encoder_attention_heads=m.heads,
         decoder_attention_heads=m.heads, encoder_ffn_dim=m.ffn, decoder_ffn_dim=m.ffn,
-        activation_function="relu", max_position_embeddings=m.max_positions,
-        scale_embedding=True, tie_word_embeddings=True, pad_token_id=PAD, bos_token_id=BOS,
-        eos_token_id=EOS, decoder_start_token_id=BOS, forced_eos_token_id=None,
+        activation_function=m.activation, max_position_embeddings=m.max_positions,
+        scale_embedding=m.scale_embedding, tie_word_embeddings=True, pad_token_id=PAD,
+        bos_token_id=BOS, eos_token_id=EOS, decoder_start_token_id=BOS, forced_eos_token_id=None,
         dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
     # learned positions are a table like any other; sinusoidal ones are permuted to
     # Pegasus's [sin | cos] order, and the residual stream with them (module docstring)
@@ -176,7 +178,7 @@ def _hf_model(cfg, model, kind: str):
         hf = transformers.PegasusForConditionalGeneration(config).eval()
         weights = _seq2seq_weights(model, perm)
         tied = {"model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight",
-                "lm_head.weight", "final_logits_bias"}
+                "lm_head.weight", "final_logits_bias"}      # the bias: zeros unless we have one
     else:
         hf = transformers.PegasusForCausalLM(config).eval()
         weights, tied = _causal_weights(model, perm), {"lm_head.weight"}

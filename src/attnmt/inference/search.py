@@ -68,6 +68,16 @@ def _force_eos(logprobs: Tensor, at_max: Tensor) -> None:
         logprobs[at_max, ..., EOS] = eos
 
 
+def step_logprobs(logits: Tensor) -> Tensor:
+    """A step's log-probabilities with ``<pad>`` and ``<s>`` impossible: neither is ever an
+    output (an imported checkpoint's start token, e.g. Marian's ``<pad>``, has a row of
+    its own that training never taught to stay low)."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    logprobs[..., PAD] = float("-inf")
+    logprobs[..., BOS] = float("-inf")
+    return logprobs
+
+
 def _filter_top(logits: Tensor, top_k: int, top_p: float) -> Tensor:
     """Keep the top-k tokens and the smallest set with probability >= top_p (nucleus)."""
     if top_k > 0:
@@ -110,7 +120,7 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
     for t in range(out.size(1)):
         _check(cancelled)
         logits, state, _ = model.decode_step(prev, state)
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        logprobs = step_logprobs(logits)
         controls.restrict(logprobs, out[active, :t], active, t)
         at_max = t + 1 >= max_lens[active]
         if temperature > 0:
@@ -200,7 +210,7 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens:
         n, live = beams.sent.numel(), beams.scores.size(1)
         logits, state, weights = model.decode_step(beams.prev, state,
                                                    need_weights=controls.needs_weights)
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        logprobs = step_logprobs(logits)
         controls.restrict(logprobs, beams.tokens, beams.sent.repeat_interleave(live), t)
         logprobs = logprobs.view(n, live, -1)
         at_max = t + 1 >= max_lens[beams.sent]

@@ -45,12 +45,12 @@ def layer_sizes(m: ModelConfig) -> dict:
     """The sizes of an encoder or decoder layer, as the model config gives them."""
     return dict(d_model=m.d_model, heads=m.heads, ffn=m.ffn, dropout=m.dropout,
                 pre_norm=m.norm == "pre", attention_dropout=m.attention_dropout,
-                activation_dropout=m.activation_dropout)
+                activation_dropout=m.activation_dropout, activation=m.activation)
 
 
 def positioned(embed: nn.Embedding, m: ModelConfig) -> Embeddings:
     """Token embeddings with the config's positions and dropout."""
-    return Embeddings(embed, m.max_positions, m.positions, m.dropout)
+    return Embeddings(embed, m.max_positions, m.positions, m.dropout, scale=m.scale_embedding)
 
 
 def token_embedding(vocab: int, d_model: int) -> nn.Embedding:
@@ -65,9 +65,10 @@ def token_embedding(vocab: int, d_model: int) -> nn.Embedding:
 class Embeddings(nn.Module):
     """Token embedding x √d_model plus positions (sinusoidal or learned), then dropout."""
 
-    def __init__(self, embed: nn.Embedding, max_positions: int, positions: str, dropout: float):
+    def __init__(self, embed: nn.Embedding, max_positions: int, positions: str, dropout: float,
+                 scale: bool = True):
         super().__init__()
-        self.embed, self.scale = embed, math.sqrt(embed.embedding_dim)
+        self.embed, self.scale = embed, math.sqrt(embed.embedding_dim) if scale else 1.0
         d = embed.embedding_dim
         if positions == "learned":
             self.learned = nn.Embedding(max_positions, d)
@@ -91,11 +92,14 @@ class Embeddings(nn.Module):
         return self.dropout((self.tokens(tokens) if embedded is None else embedded) + pos)
 
 
-class FeedForward(nn.Sequential):
-    """Position-wise FFN (§3.3): Linear -> ReLU -> [dropout] -> Linear."""
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU}
 
-    def __init__(self, d_model: int, ffn: int, dropout: float):
-        layers = [nn.Linear(d_model, ffn), nn.ReLU()]
+
+class FeedForward(nn.Sequential):
+    """Position-wise FFN (§3.3): Linear -> ReLU (or GELU, swish) -> [dropout] -> Linear."""
+
+    def __init__(self, d_model: int, ffn: int, dropout: float, activation: str = "relu"):
+        layers = [nn.Linear(d_model, ffn), ACTIVATIONS[activation]()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         super().__init__(*layers, nn.Linear(ffn, d_model))
@@ -165,10 +169,11 @@ class _Sublayers(nn.Module):
 
 class EncoderLayer(_Sublayers):
     def __init__(self, *, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
-                 attention_dropout: float = 0.0, activation_dropout: float = 0.0):
+                 attention_dropout: float = 0.0, activation_dropout: float = 0.0,
+                 activation: str = "relu"):
         super().__init__(d_model, 2, pre_norm, dropout)
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
-        self.ffn = FeedForward(d_model, ffn, activation_dropout)
+        self.ffn = FeedForward(d_model, ffn, activation_dropout, activation)
 
     def forward(self, x: Tensor, mask: Tensor, collect: list | None = None,
                 trace: dict | None = None) -> Tensor:
@@ -190,11 +195,11 @@ class DecoderLayer(_Sublayers):
 
     def __init__(self, *, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
                  attention_dropout: float = 0.0, activation_dropout: float = 0.0,
-                 cross: bool = True):
+                 cross: bool = True, activation: str = "relu"):
         super().__init__(d_model, 3 if cross else 2, pre_norm, dropout)
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.cross_attn = MultiHeadAttention(d_model, heads, attention_dropout) if cross else None
-        self.ffn = FeedForward(d_model, ffn, activation_dropout)
+        self.ffn = FeedForward(d_model, ffn, activation_dropout, activation)
 
     def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor] | None, src_mask: Tensor | None,
                 cache: LayerCache | None = None, need_weights: bool = False,
@@ -255,7 +260,9 @@ class Transformer(Seq2SeqModel):
         self.enc_norm = nn.LayerNorm(m.d_model) if pre else nn.Identity()
         self.dec_norm = nn.LayerNorm(m.d_model) if pre else nn.Identity()
         xavier_init(self)
-        self.out = nn.Linear(m.d_model, tgt_vocab, bias=False)
+        self.out = nn.Linear(m.d_model, tgt_vocab, bias=m.output_bias)
+        if m.output_bias:
+            nn.init.zeros_(self.out.bias)
         if m.tie_embeddings:
             self.out.weight = tgt_embed.weight
         self.max_positions = m.max_positions
