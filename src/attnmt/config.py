@@ -50,6 +50,38 @@ def _check_betas(key: str, value: list, where: str) -> None:
                           f"{value!r} ({where})")
 
 
+def _check_freeze(key: str, value: list, where: str) -> None:
+    if not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key} must be a list of part names, e.g. [embeddings, encoder], "
+                          f"got {value!r} ({where})")
+
+
+LORA_KEYS = {"rank", "alpha", "targets", "dropout"}
+
+
+def _check_lora(key: str, value: dict, where: str) -> None:
+    unknown = sorted(set(value) - LORA_KEYS)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]} is not a key; valid keys: "
+                          f"{', '.join(sorted(LORA_KEYS))} ({where})")
+    rank, alpha = value.get("rank", 8), value.get("alpha", 16)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= 4096:
+        raise ConfigError(f"{key}.rank must be a whole number in [1, 4096], got {rank!r} "
+                          f"({where})")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not \
+            (math.isfinite(alpha) and alpha > 0):
+        raise ConfigError(f"{key}.alpha must be a positive number, got {alpha!r} ({where})")
+    targets = value.get("targets", ["attention", "ffn"])
+    if not isinstance(targets, list) or not targets or \
+            not set(targets) <= {"attention", "ffn"}:
+        raise ConfigError(f"{key}.targets must be a non-empty list of attention and ffn, got "
+                          f"{targets!r} ({where})")
+    dropout = value.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or \
+            not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"{key}.dropout must be in [0, 1), got {dropout!r} ({where})")
+
+
 SYNTH_COUNTS = ("n", "n_valid", "n_test", "min_items", "max_items", "test_max_items",
                 "max_value")
 
@@ -203,6 +235,12 @@ class TrainConfig:
     log_every: int = _f(50, "write training metrics every this many updates", min=1)
     init_from: str | None = _f(None, "start from the weights of this run directory (e.g. an "
                                "mlm run, to fine-tune a classifier); matching names are loaded")
+    freeze: list = _f([], "parts whose weights stay as they are: embeddings, a top-level "
+                      "part (encoder, decoder, ...) or one layer of a stack (encoder.0)",
+                      check=_check_freeze)
+    lora: dict = _f({}, "LoRA adapters, the only trainable weights (Hu et al. 2022; peft): "
+                    "{rank: 8, alpha: 16, targets: [attention, ffn], dropout: 0}; merged "
+                    "into the weights for decoding and export; {} = off", check=_check_lora)
     device: str = _f("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = _f(0, "CPU threads for torch (0 = torch's default)", min=0, max=4096)
     precision: str = _f("auto", "matmul precision of training: bf16 autocast (weights and "

@@ -39,6 +39,7 @@ from .data.registry import resolve_dir
 from .data.tokenizers import Vocabs
 from .errors import UserError, WrongTaskError
 from .models import Seq2SeqModel, build_for_task
+from .models.adapters import apply_finetuning, merge_lora
 
 
 class DiskFullError(UserError):
@@ -304,10 +305,14 @@ class RunDir:
                                tgt_vocab=len(vocabs.tgt), joint_vocab=vocabs.joint,
                                n_labels=len(self.labels()))
         path = self.checkpoint_file(which)
+        if cfg.train.lora:                       # the checkpoint holds the adapters apart
+            apply_finetuning(model, cfg.train)
         try:
             load_model(model, str(path), device=str(device))
         except Exception as e:  # a truncated or foreign file
             raise UserError(f"cannot load {path}: {e}") from None
+        if cfg.train.lora:
+            merge_lora(model)
         return cfg, vocabs, model.to(device).eval()
 
 
@@ -384,7 +389,11 @@ def load_matching_weights(model: torch.nn.Module, run_dir: str | Path) -> str:
     (``train.init_from``); says how many, or a one-line error when none fit."""
     from safetensors.torch import load_file
 
-    weights = load_file(str(RunDir(run_dir).checkpoint_file("best")))
+    source = RunDir(run_dir)
+    if source.load_config().train.lora:          # its adapters merged into the weights
+        weights = source.load()[2].state_dict()
+    else:
+        weights = load_file(str(source.checkpoint_file("best")))
     own = model.state_dict()
     matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     if not matched:

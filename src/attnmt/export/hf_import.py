@@ -11,8 +11,9 @@ Special symbols are re-seated at attnmt's fixed ids: the checkpoint's decoder st
 token (Marian's and Pegasus's ``<pad>``) becomes our ``<s>``, its ``</s>`` and ``<unk>``
 ours, and our ``<pad>`` is a zero row that no search ever emits. Every other token keeps
 its piece, in the checkpoint's order (but for one named like our specials that plays no
-part of theirs, e.g. an unused ``<s>``: a control symbol text never produces, left out). Text is segmented by the checkpoint's own
-SentencePiece models (Marian: ``source.spm`` and ``target.spm``).
+part of theirs, e.g. an unused ``<s>``: a control symbol text never produces, left out).
+Text is segmented by the checkpoint's own SentencePiece models (Marian: ``source.spm``
+and ``target.spm``).
 
 Only ``config.json``, the weights and the tokenizer files are read: importing does not
 need ``transformers``. Marian's optional Moses punctuation normalisation (``sacremoses``)

@@ -21,6 +21,8 @@ import torch.distributed as dist
 from ..config import Config
 from ..data.batching import token_batches
 from ..errors import ConfigError, UserError
+from ..models import build_for_task
+from ..models.adapters import apply_finetuning, check_finetuning, trainable_parameters
 from ..rundir import DiskFullError, RunDir, load_matching_weights, write_json
 from .ema import WeightAverage
 from .progress import Progress, TrainingClock, check_run_dir
@@ -62,6 +64,10 @@ class Trainer:
         cfg, resume = self.cfg, self.resume
         self._setup_process()
         check_run_dir(self.run, self.cfg, resume)
+        if cfg.train.freeze or cfg.train.lora:
+            with torch.device("meta"):          # the model's shape only, before any writing
+                check_finetuning(build_for_task(cfg.data.task, cfg.model, src_vocab=16,
+                                                tgt_vocab=16, n_labels=2), cfg.train)
         torch.manual_seed(cfg.train.seed)
         self.task = make_task(cfg, self.run, log=self.log, barrier=self._barrier)
         self._check_lengths()
@@ -100,9 +106,12 @@ class Trainer:
         model = self.task.build_model()
         if cfg.train.init_from and not self.resume:
             self.log(load_matching_weights(model, cfg.train.init_from))
+        apply_finetuning(model, cfg.train)
         model.to(self.device)
+        total, trainable = model.num_parameters(), trainable_parameters(model)
+        frozen = f" ({trainable:,} trainable)" if trainable < total else ""
         self.log(f"model: {cfg.model.preset or cfg.model.arch} ({self.task.name}), "
-                 f"{model.num_parameters():,} parameters")
+                 f"{total:,} parameters{frozen}")
         self.ddp = None
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -112,7 +121,8 @@ class Trainer:
     def _build_optimizer(self) -> torch.optim.Optimizer:
         t = self.cfg.train
         opt = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-        return opt(self.model.parameters(), lr=t.lr, betas=tuple(t.betas),
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        return opt(trainable, lr=t.lr, betas=tuple(t.betas),
                    weight_decay=t.weight_decay,
                    fused=self.device.type in ("cpu", "cuda"))   # one kernel
 
