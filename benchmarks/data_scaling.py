@@ -23,6 +23,14 @@ size, one after the other, and adds them to the saved results (``torchrun_by_siz
 what two ranks hold at 3 M pairs against what two ranks hold at 30 thousand is the
 memory the data costs them; the rest is each rank's own model, optimizer and activations.
 
+``--filtered-sizes 30000,3000000`` measures the same with what a practitioner's corpus
+needs: two corpora (half the pairs each; ``data.corpora`` weights 1 and 0.5) through the
+filters (``data.filter``: min_len 2, ratio 3, exact duplicates, copies). Each pair gets its
+line number so that pairs are unique, then 1 % exact duplicates and 0.5 % copies are put
+in. Timed: ``attnmt data prepare`` (the vocabulary given, both corpora and val prepared)
+with its process tree's peak memory, and the warm start of training — added to the saved
+results (``filtered_by_size``) with the ratios of the largest size to the smallest.
+
 Results go to ``benchmarks/results/data_scaling.json`` and a table on stdout.
 """
 
@@ -206,11 +214,12 @@ def measure_fairseq(corpus: Path, vocab: Path, work: Path) -> dict | None:
             "seconds": round(enc + pre, 2), **pre_peak}
 
 
-def _train_config(corpus: Path, cache: Path, out: Path) -> Path:
+def _train_config(corpus: Path, cache: Path, out: Path, data: dict | None = None) -> Path:
     import yaml
 
     cfg = yaml.safe_load((REPO / "configs/multi30k_transformer_small.yaml").read_text())
-    cfg["data"].update({"dir": str(corpus), "dataset": None, "cache_dir": str(cache)})
+    cfg["data"].update({"dir": str(corpus), "dataset": None, "cache_dir": str(cache),
+                        **(data or {})})
     cfg["train"].update({"max_steps": 50, "valid_every": 10**6, "log_every": 1,
                          "max_tokens": 4096,     # the batch its published results used
                          "valid_bleu": False, "max_minutes": 0, "threads": 2})
@@ -232,9 +241,9 @@ def _run_dir_with_vocab(cfg_path: Path, vocab: Path, run: Path) -> None:
     write_vocab_request(run / "vocab", vocab_request(cfg, Path(cfg.data.dir)))
 
 
-def measure_training(corpus: Path, vocab: Path, cache: Path, work: Path, ranks: int = 1
-                     ) -> dict:
-    cfg = _train_config(corpus, cache, work / "cfg")
+def measure_training(corpus: Path, vocab: Path, cache: Path, work: Path, ranks: int = 1,
+                     data: dict | None = None) -> dict:
+    cfg = _train_config(corpus, cache, work / "cfg", data)
     run = work / f"run{ranks}"
     _run_dir_with_vocab(cfg, vocab, run)
     metrics = run / "metrics.jsonl"
@@ -269,10 +278,14 @@ def main() -> None:
                     "rows are kept (measure only training again)")
     ap.add_argument("--torchrun-sizes", default=None, help="only measure one process and two "
                     "torchrun ranks at these sizes; added to the saved results")
+    ap.add_argument("--filtered-sizes", default=None, help="only measure two weighted corpora "
+                    "through the filters at these sizes; added to the saved results")
     args = ap.parse_args()
     work = Path(args.work)
     sizes = [int(x) for x in args.sizes.split(",")]
     vocab = make_vocab(work)
+    if args.filtered_sizes:
+        return filtered_by_size([int(x) for x in args.filtered_sizes.split(",")], vocab, work)
     if args.torchrun_sizes:
         return torchrun_by_size([int(x) for x in args.torchrun_sizes.split(",")], vocab, work)
     kept = ({r["pairs"]: r for r in json.loads(Path(args.keep).read_text())["rows"]}
@@ -326,6 +339,77 @@ def torchrun_by_size(sizes: list[int], vocab: Path, work: Path) -> None:
     saved.pop("machine", None)
     save("data_scaling", {**saved, "torchrun_by_size": out, "torchrun_by_size_command":
                           "python benchmarks/data_scaling.py --torchrun-sizes "
+                          + ",".join(map(str, sizes))})
+
+
+FILTERED = {"corpora": [{"path": "a", "weight": 1.0}, {"path": "b", "weight": 0.5}],
+            "filter": {"min_len": 2, "ratio": 3.0, "dedup": True, "copies": True}}
+
+
+def make_filtered_corpus(n: int, out: Path) -> Path:
+    """Two corpora ``a`` and ``b`` (half of ``n`` each) of unique Multi30k-based pairs (each
+    ends in its line number), with 1 % exact duplicates and 0.5 % copies put in."""
+    if (out / "done").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    src = (MULTI30K / "train.de").read_text(encoding="utf-8").splitlines()
+    tgt = (MULTI30K / "train.en").read_text(encoding="utf-8").splitlines()
+    order = np.random.default_rng(1).permutation(n) % len(src)
+    for part, (lo, hi) in (("a", (0, n // 2)), ("b", (n // 2, n))):
+        with open(out / f"{part}.de", "w", encoding="utf-8") as fs, \
+                open(out / f"{part}.en", "w", encoding="utf-8") as ft:
+            for start in range(lo, hi, 100000):
+                rows = []
+                for i in range(start, min(hi, start + 100000)):
+                    j = i - 1 if i % 100 == 99 else i            # a duplicate of the last
+                    s, t = f"{src[order[j]]} {j}", f"{tgt[order[j]]} {j}"
+                    rows.append((s, s if i % 200 == 7 else t))     # a copy
+                fs.write("".join(s + "\n" for s, _ in rows))
+                ft.write("".join(t + "\n" for _, t in rows))
+    for lang in ("de", "en"):
+        shutil.copy(MULTI30K / f"val.{lang}", out / f"val.{lang}")
+    (out / "done").touch()
+    return out
+
+
+def filtered_by_size(sizes: list[int], vocab: Path, work: Path) -> None:
+    """Preparation and training start of two weighted, filtered corpora at each size."""
+    out = []
+    for n in sizes:
+        corpus, cache = make_filtered_corpus(n, work / f"filtered-{n}"), work / f"fcache-{n}"
+        shutil.rmtree(cache, ignore_errors=True)
+        cfg = _train_config(corpus, cache, work / "fcfg", FILTERED)
+        run = work / "frun"
+        _run_dir_with_vocab(cfg, vocab, run)
+        wall, peak, _ = run_measured([PY, "-m", "attnmt.cli", "data", "prepare", str(cfg),
+                                      "--out", str(run)])
+        counts = {p.name.split("-")[0]: json.loads((p / "meta.json").read_text())
+                  for p in cache.iterdir() if p.is_dir()}
+        train = measure_training(corpus, vocab, cache, work, data=FILTERED)
+        out.append({"pairs": n, "prepare": {"seconds": round(wall, 2), **peak},
+                    "counts": {k: {c: v[c] for c in ("lines", "kept", "empty", "long", "copy",
+                                                      "short", "ratio", "duplicate")}
+                               for k, v in counts.items()}, "train": train})
+        print(json.dumps(out[-1]), flush=True)
+    small, big = out[0], out[-1]
+    ratios = {"pairs": big["pairs"] / small["pairs"],
+              "prepare_seconds": round(big["prepare"]["seconds"] / small["prepare"]["seconds"],
+                                       2),
+              "prepare_peak_pss": round(big["prepare"]["peak_pss_mib"] /
+                                        small["prepare"]["peak_pss_mib"], 3),
+              "train_peak_rss": round(big["train"]["peak_rss_mib"] /
+                                      small["train"]["peak_rss_mib"], 3),
+              "train_peak_anon": round(big["train"]["peak_anon_mib"] /
+                                       small["train"]["peak_anon_mib"], 3),
+              "train_start": round(big["train"]["start_to_first_update_s"] /
+                                   small["train"]["start_to_first_update_s"], 2)}
+    print(json.dumps(ratios))
+    saved = json.loads((Path(__file__).parent / "results/data_scaling.json").read_text())
+    saved.pop("date", None)
+    saved.pop("machine", None)
+    save("data_scaling", {**saved, "filtered_by_size": out, "filtered_ratios": ratios,
+                          "filtered_settings": FILTERED, "filtered_by_size_command":
+                          "python benchmarks/data_scaling.py --filtered-sizes "
                           + ",".join(map(str, sizes))})
 
 

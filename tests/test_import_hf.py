@@ -34,9 +34,17 @@ def _bias_pad_down(model, pad: int) -> None:
         model.final_logits_bias.normal_(0, 0.1)
 
 
-def make_marian(tmp: Path, **overrides) -> tuple[Path, dict]:
+def _marian_vocab(pieces: list[str]) -> dict[str, int]:
+    vocab = {"</s>": 0, "<unk>": 1, **{p: i + 2 for i, p in enumerate(pieces)}}
+    vocab["<pad>"] = len(vocab)
+    return vocab
+
+
+def make_marian(tmp: Path, separate: bool = False, **overrides) -> tuple[Path, dict]:
     """A tiny random MarianMT folder with Marian's vocabulary layout: ``</s>`` 0,
-    ``<unk>`` 1, pieces, ``<pad>`` last (also the decoder start)."""
+    ``<unk>`` 1, pieces, ``<pad>`` last (also the decoder start). ``separate``: source and
+    target vocabularies of their own (the target's pieces in another order and one fewer)
+    and separate embeddings, as newer OPUS-MT checkpoints have."""
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
     folder = tmp / "marian"
@@ -44,10 +52,14 @@ def make_marian(tmp: Path, **overrides) -> tuple[Path, dict]:
     for name in ("source.spm", "target.spm"):
         (tmp / name).write_bytes(tok.proto)
     pieces = [tok.piece(i) for i in range(4, len(tok))]
-    vocab = {"</s>": 0, "<unk>": 1, **{p: i + 2 for i, p in enumerate(pieces)}}
-    vocab["<pad>"] = pad = len(vocab)
+    vocab = _marian_vocab(pieces)
+    target = _marian_vocab(pieces[::-1][1:]) if separate else vocab
     (tmp / "vocab.json").write_text(json.dumps(vocab))
-    cfg = dict(SIZES, vocab_size=len(vocab), activation_function="swish", scale_embedding=True,
+    (tmp / "target_vocab.json").write_text(json.dumps(target))
+    pad = target["<pad>"]
+    cfg = dict(SIZES, vocab_size=len(vocab), decoder_vocab_size=len(target),
+               share_encoder_decoder_embeddings=not separate,
+               activation_function="swish", scale_embedding=True,
                pad_token_id=pad, decoder_start_token_id=pad, eos_token_id=0,
                forced_eos_token_id=0, init_std=0.2, **overrides)
     torch.manual_seed(0)
@@ -55,7 +67,9 @@ def make_marian(tmp: Path, **overrides) -> tuple[Path, dict]:
     _bias_pad_down(model, pad)
     model.save_pretrained(folder)
     MarianTokenizer(str(tmp / "source.spm"), str(tmp / "target.spm"), str(tmp / "vocab.json"),
-                    source_lang="de", target_lang="en").save_pretrained(folder)
+                    target_vocab_file=str(tmp / "target_vocab.json") if separate else None,
+                    separate_vocabs=separate, source_lang="de", target_lang="en"
+                    ).save_pretrained(folder)
     return folder, vocab
 
 
@@ -126,7 +140,17 @@ def _greedy_agrees(hf_folder: Path, run: Path, tokenizer_cls) -> None:
                           bad_words_ids=[[hf.config.decoder_start_token_id]])[0, 1:].tolist()
         eos = hf.config.eos_token_id
         out = out[: out.index(eos)] if eos in out else out[: limit - 1]
-        assert tok.convert_ids_to_tokens(out) == [vocab.piece(i) for i in hyp[0].tokens]
+        assert _target_pieces(hf_folder, tok, out) == [vocab.piece(i) for i in hyp[0].tokens]
+
+
+def _target_pieces(folder: Path, tok, ids: list[int]) -> list[str]:
+    """The checkpoint's target pieces of ``ids`` (a separate target vocabulary when it has
+    one: the tokenizer's own lookup reads source ids)."""
+    if (folder / "target_vocab.json").is_file() and \
+            json.loads((folder / "tokenizer_config.json").read_text()).get("separate_vocabs"):
+        table = {i: p for p, i in json.loads((folder / "target_vocab.json").read_text()).items()}
+        return [table[i] for i in ids]
+    return tok.convert_ids_to_tokens(ids)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +167,20 @@ def test_marian_logits_and_greedy_agree(marian):
 
     folder, run = marian
     _logits_agree(folder, run, MarianTokenizer)
+    _greedy_agrees(folder, run, MarianTokenizer)
+
+
+def test_marian_with_separate_vocabularies(tmp_path):
+    """Source and target ids of their own, separate embeddings: the same greedy output."""
+    from transformers import MarianTokenizer
+
+    from attnmt.export.hf_import import import_huggingface
+    from attnmt.rundir import RunDir
+
+    folder, _ = make_marian(tmp_path, separate=True)
+    run = import_huggingface(folder, tmp_path / "run")
+    _, vocabs, model = RunDir(run).load()
+    assert not vocabs.joint and model.src_embed.embed is not model.tgt_embed.embed
     _greedy_agrees(folder, run, MarianTokenizer)
 
 

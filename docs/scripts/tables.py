@@ -397,6 +397,43 @@ def ensemble(name: str = "ensemble_m30k") -> str:
     return "\n".join(lines + ["", _provenance(d, name, d["command"])])
 
 
+def finetune(name: str = "finetune_numbers_dates") -> str:
+    """Full fine-tuning against LoRA and a frozen encoder: cost, and both tasks' scores."""
+    d = _load(name)
+    lines = _head(["recipe", "trainable parameters", "updates/s", "gradients + Adam MiB",
+                   "process peak MiB", "numbers test exact %", "dates test exact %"])
+    for recipe, r in d["rows"].items():
+        what = "numbers model (before)" if recipe == "base" else recipe
+        lines.append(_row([what, f"{r['trainable']:,} of {r['parameters']:,}",
+                           r.get("updates_per_s", "–"), r.get("grad_and_adam_mib", "–"),
+                           r.get("peak_rss_mib", "–"), r["numbers"], r["dates"]]))
+    return "\n".join(lines + ["", _provenance(d, name, d["command"])])
+
+
+def data_filtered(name: str = "data_scaling") -> str:
+    """Two weighted corpora through the filters, at the smallest and largest size."""
+    d = _load(name)
+    lines = _head(["pairs", "prepare s", "prepare peak PSS MiB", "kept of read (a / b)",
+                   "duplicates", "copies", "ratio", "warm start s", "training RSS / own "
+                   "(anonymous) MiB"])
+    for r in d["filtered_by_size"]:
+        c, p, t = r["counts"], r["prepare"], r["train"]
+        lines.append(_row([f"{r['pairs']:,}", p["seconds"], f"{p['peak_pss_mib']:,}",
+                           f"{c['a']['kept']:,} / {c['b']['kept']:,} of "
+                           f"{c['a']['lines'] + c['b']['lines']:,}",
+                           f"{c['a']['duplicate'] + c['b']['duplicate']:,}",
+                           f"{c['a']['copy'] + c['b']['copy']:,}",
+                           f"{c['a']['ratio'] + c['b']['ratio']:,}",
+                           t["start_to_first_update_s"],
+                           f"{t['peak_rss_mib']:,} / {t['peak_anon_mib']:,}"]))
+    q = d["filtered_ratios"]
+    note = (f"{q['pairs']:,.0f}× the pairs: preparation {q['prepare_seconds']}× the time and "
+            f"{q['prepare_peak_pss']}× the peak memory; training {q['train_peak_rss']}× the "
+            f"resident and {q['train_peak_anon']}× its own memory, {q['train_start']}× the "
+            "start.")
+    return "\n".join(lines + ["", note, "", _provenance(d, name, d["filtered_by_size_command"])])
+
+
 def _study(name: str) -> Callable[[], str]:
     def table() -> str:
         from attnmt.studies.compare import length_table, summary_table
@@ -426,7 +463,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "attribution-speed-rnn": lambda: attribution_speed("explain_speed_rnn-dot"),
     "terminology": terminology, "ensemble": ensemble, "repetition": repetition,
     "sst-curve-sst2": sst_curve, "sst-curve-sst5": lambda: sst_curve("sst5"),
-    "sst-screen": sst_screen,
+    "sst-screen": sst_screen, "finetune": finetune, "data-filtered": data_filtered,
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 

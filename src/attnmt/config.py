@@ -82,6 +82,42 @@ def _check_lora(key: str, value: dict, where: str) -> None:
         raise ConfigError(f"{key}.dropout must be in [0, 1), got {dropout!r} ({where})")
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def _check_corpora(key: str, value: list, where: str) -> None:
+    for i, corpus in enumerate(value):
+        if not isinstance(corpus, dict) or not isinstance(corpus.get("path"), str) or \
+                not corpus["path"] or set(corpus) - {"path", "weight"}:
+            raise ConfigError(f"{key}[{i}] must be {{path: FILE_STEM, weight: NUMBER}}, got "
+                              f"{corpus!r} ({where})")
+        weight = corpus.get("weight", 1.0)
+        if not _number(weight) or weight <= 0:
+            raise ConfigError(f"{key}[{i}].weight must be a positive number, got {weight!r} "
+                              f"({where})")
+
+
+FILTER_KEYS = {"min_len": "a whole number of tokens (0 = off)",
+               "ratio": "a number >= 1, the longest allowed length ratio (0 = off)",
+               "dedup": "true or false", "copies": "true or false",
+               "langid": "a language-ID classifier run directory"}
+
+
+def _check_filter(key: str, value: dict, where: str) -> None:
+    for name, v in value.items():
+        if name not in FILTER_KEYS:
+            raise ConfigError(f"{key}.{name} is not a filter; valid filters: "
+                              f"{', '.join(FILTER_KEYS)} ({where})")
+        ok = {"min_len": isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+              "ratio": _number(v) and (v == 0 or v >= 1),
+              "dedup": isinstance(v, bool), "copies": isinstance(v, bool),
+              "langid": v is None or (isinstance(v, str) and bool(v))}[name]
+        if not ok:
+            raise ConfigError(f"{key}.{name} must be {FILTER_KEYS[name]}, got {v!r} ({where})")
+
+
 SYNTH_COUNTS = ("n", "n_valid", "n_test", "min_items", "max_items", "test_max_items",
                 "max_value")
 
@@ -125,6 +161,22 @@ class DataConfig:
                       "core)", min=0, max=1024)
     synth: dict = _f({}, "options for a synthetic dataset, as for `attnmt data synth`",
                      check=_check_synth)
+    format: str = _f("parallel", "translate: how a split's pairs are stored — parallel "
+                     "({split}.{src} + {split}.{tgt}), tsv ({split}.tsv: source<TAB>target) or "
+                     "jsonl ({split}.jsonl: {\"de\": ..., \"en\": ...} per line, or under "
+                     "\"translation\")", choices=("parallel", "tsv", "jsonl"))
+    corpora: list = _f([], "translate: several training corpora, each a file stem (relative "
+                       "to dir, in data.format) with a sampling weight: an epoch holds each "
+                       "pair weight times on average — [{path: europarl, weight: 1}, {path: "
+                       "crawl, weight: 0.5}]; replaces the train split", check=_check_corpora)
+    filter: dict = _f({}, "translate: filters on the training pairs, applied while preparing "
+                      "and counted: min_len (tokens), ratio (longest/shortest side, in "
+                      "tokens), dedup (exact duplicate pairs), copies (source equal to "
+                      "target), langid (a language-ID classifier run: both sides must be "
+                      "read as data.src and data.tgt)", check=_check_filter)
+    spm_alpha: float = _f(0.0, "SentencePiece subword sampling while training (Kudo 2018): "
+                          "each training sentence is segmented anew per batch, smoothing "
+                          "alpha (e.g. 0.1); 0 = the one best segmentation", min=0.0, max=1.0)
 
     def split_name(self, split: str) -> str:
         """The file stem of a split asked for by role (``test``, ``val`` or ``valid``), or
@@ -368,6 +420,19 @@ def _apply(cfg: Config, raw: dict, where: str) -> None:
             setattr(target, key, _coerce(section, fields[key], value, where))
 
 
+def _check_together(cfg: Config, where: str) -> None:
+    """Keys that are valid alone but not with each other."""
+    d = cfg.data
+    if d.spm_alpha and d.tokenizer != "sentencepiece":
+        raise ConfigError(f"data.spm_alpha samples SentencePiece segmentations; set "
+                          f"data.tokenizer: sentencepiece (it is {d.tokenizer}) ({where})")
+    if d.task != "translate":
+        for key, default in (("format", "parallel"), ("corpora", []), ("filter", {})):
+            if getattr(d, key) != default:
+                raise ConfigError(f"data.{key} applies to translation pairs; this config's "
+                                  f"data.task is {d.task} ({where})")
+
+
 def parse_override(text: str) -> tuple[str, str, Any]:
     """``train.max_steps=100`` -> ("train", "max_steps", 100), values parsed as YAML."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
@@ -415,6 +480,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         _apply(cfg, {"model": preset_config(preset)}, where)
     _apply(cfg, raw, where)
     _apply(cfg, over, "--set")
+    _check_together(cfg, where)
     if path is not None and cfg.data.dir and not Path(cfg.data.dir).is_absolute():
         cfg.data.dir = str((Path(path).parent / cfg.data.dir).resolve())
     return cfg

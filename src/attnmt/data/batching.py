@@ -76,6 +76,10 @@ class EncodedSet:
     def tgt_ids(self, i: int) -> np.ndarray:
         return self.tgt_flat[self.tgt_off[i]: self.tgt_off[i + 1]]
 
+    def epoch_ids(self, seed: int, epoch: int) -> np.ndarray | None:
+        """The sentences an epoch visits, when not simply each once (:class:`WeightedSet`)."""
+        return None
+
     def batch(self, ids: np.ndarray) -> Batch:
         n = len(ids)
         s_len, t_len = self.src_lens[ids], self.tgt_lens[ids]
@@ -92,6 +96,81 @@ class EncodedSet:
             tout[row, len(t)] = EOS
         return Batch(torch.from_numpy(src), torch.from_numpy(s_len.astype(np.int64)),
                      torch.from_numpy(tin), torch.from_numpy(tout))
+
+
+class WeightedSet(EncodedSet):
+    """Several training corpora as one set (``data.corpora``): an epoch holds each corpus's
+    pairs ``weight`` times on average — whole copies for the integer part, a seeded random
+    subset for the rest — so weight 2 doubles a corpus, 0.5 takes half of it per epoch.
+    The parts stay memory-mapped; only their lengths are held."""
+
+    def __init__(self, parts: list[EncodedSet], weights: list[float]):
+        self.parts, self.weights = parts, [float(w) for w in weights]
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+        self.src_lens = np.concatenate([p.src_lens for p in parts])
+        self.tgt_lens = np.concatenate([p.tgt_lens for p in parts])
+
+    def _where(self, i: int) -> tuple[EncodedSet, int]:
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return self.parts[k], int(i - self.starts[k])
+
+    def src_ids(self, i: int) -> np.ndarray:
+        part, j = self._where(i)
+        return part.src_ids(j)
+
+    def tgt_ids(self, i: int) -> np.ndarray:
+        part, j = self._where(i)
+        return part.tgt_ids(j)
+
+    def epoch_ids(self, seed: int, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, epoch, 1])
+        out = []
+        for part, weight, start in zip(self.parts, self.weights, self.starts):
+            n = len(part)
+            whole = int(weight)
+            extra = min(n, int(round((weight - whole) * n)))
+            out += [np.arange(n)] * whole + [np.sort(rng.choice(n, extra, replace=False))]
+            out[-(whole + 1):] = [ids + start for ids in out[-(whole + 1):]]
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+    def counts(self, seed: int, epoch: int) -> list[int]:
+        """How many pairs of each corpus an epoch draws."""
+        ids = self.epoch_ids(seed, epoch)
+        return np.bincount(np.searchsorted(self.starts, ids, side="right") - 1,
+                           minlength=len(self.parts)).tolist()
+
+
+class SampledSegmentation:
+    """A training set whose sentences are segmented anew in every batch by SentencePiece
+    sampling (Kudo 2018, ``data.spm_alpha``), the rest of the set unchanged. The sampling
+    is seeded by the batch's sentences and ``seed``, so a resumed run draws the same
+    segmentations; a sampled segmentation at or over ``max_len`` tokens keeps the best one."""
+
+    def __init__(self, data: EncodedSet, src_tok, tgt_tok, alpha: float, seed: int,
+                 max_len: int):
+        self.data, self.src_tok, self.tgt_tok = data, src_tok, tgt_tok
+        self.alpha, self.seed, self.max_len = alpha, seed, max_len
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.data, name)
+
+    def _sampled(self, tok, ids: np.ndarray) -> list[int]:
+        new = tok.encode_sampled(tok.decode(ids.tolist()), self.alpha)
+        return new if 0 < len(new) < self.max_len else ids.tolist()
+
+    def batch(self, ids: np.ndarray) -> Batch:
+        import zlib
+
+        import sentencepiece
+
+        sentencepiece.set_random_generator_seed(
+            zlib.crc32(np.asarray(ids, dtype=np.int64).tobytes()) ^ self.seed)
+        src = [self._sampled(self.src_tok, self.data.src_ids(i)) for i in ids]
+        tgt = [self._sampled(self.tgt_tok, self.data.tgt_ids(i)) for i in ids]
+        return EncodedSet(src, tgt).batch(np.arange(len(ids)))
 
 
 def token_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int,

@@ -1,6 +1,8 @@
 """Parallel corpora: read, validate and filter aligned text.
 
-Two aligned files (``train.de`` + ``train.en``) or one TSV (``src<TAB>tgt``).
+Two aligned files (``train.de`` + ``train.en``), one TSV (``src<TAB>tgt``) or one JSON
+Lines file (``{"de": ..., "en": ...}`` per line, or under ``"translation"`` as Hugging
+Face datasets write it) — ``data.format`` parallel, tsv or jsonl.
 Misaligned files, invalid UTF-8 and malformed TSV lines are errors that name the
 file and line. Empty pairs and over-long lines are skipped *by rule* and
 counted in a one-line summary, so nothing is dropped silently.
@@ -8,6 +10,7 @@ counted in a one-line summary, so nothing is dropped silently.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,22 +117,62 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path, max_len: int = 10*
     return _filter(src, tgt, f"{Path(src_path).stem}", max_len, length)
 
 
+FORMATS = ("parallel", "tsv", "jsonl")
+
+
+def split_files(folder: str | Path, stem: str, fmt: str, src: str, tgt: str
+                ) -> tuple[Path, ...]:
+    """The file(s) of one split (or corpus) ``stem`` in ``fmt``: two aligned files, or one."""
+    folder = Path(folder)
+    if fmt == "parallel":
+        return folder / f"{stem}.{src}", folder / f"{stem}.{tgt}"
+    return (folder / f"{stem}.{fmt}",)
+
+
+def parse_pair(fmt: str, line: str, src: str, tgt: str, path: str | Path, number: int
+               ) -> tuple[str, str]:
+    """(source, target) of one line of a TSV or JSON Lines file; a blank line is an empty
+    pair; a malformed line is an error naming the file and line."""
+    if not line.strip():
+        return "", ""
+    if fmt == "tsv":
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise DataError(f"{path} line {number} has {len(parts)} fields; expected "
+                            "source<TAB>target")
+        return parts[0], parts[1]
+    try:
+        row = json.loads(line)
+    except ValueError:
+        raise DataError(f"{path} line {number} is not valid JSON") from None
+    pair = row.get("translation", row) if isinstance(row, dict) else None
+    if not isinstance(pair, dict) or not isinstance(pair.get(src), str) or \
+            not isinstance(pair.get(tgt), str):
+        raise DataError(f"{path} line {number} has no {src!r} and {tgt!r} text fields "
+                        f"(expected {{\"{src}\": ..., \"{tgt}\": ...}})")
+    return pair[src], pair[tgt]
+
+
 def read_tsv(path: str | Path, max_len: int = 10**9,
              length: Callable[[str], int] = _words) -> Corpus:
     """Read ``source<TAB>target`` lines; a line without exactly one tab is an error."""
-    src, tgt = [], []
-    for i, line in enumerate(read_lines(path), start=1):
-        if not line.strip():
-            src.append("")
-            tgt.append("")
-            continue
-        parts = line.split("\t")
-        if len(parts) != 2:
-            raise DataError(f"{path} line {i} has {len(parts) - 1} tabs; expected "
-                            "source<TAB>target")
-        src.append(parts[0])
-        tgt.append(parts[1])
-    return _filter(src, tgt, Path(path).stem, max_len, length)
+    return _read_one_file(path, "tsv", "", "", max_len, length)
+
+
+def _read_one_file(path: str | Path, fmt: str, src_lang: str, tgt_lang: str, max_len: int,
+                   length: Callable[[str], int]) -> Corpus:
+    pairs = [parse_pair(fmt, line, src_lang, tgt_lang, path, i)
+             for i, line in enumerate(read_lines(path), start=1)]
+    return _filter([s for s, _ in pairs], [t for _, t in pairs], Path(path).stem, max_len,
+                   length)
+
+
+def read_pairs(folder: str | Path, stem: str, fmt: str, src: str, tgt: str) -> Corpus:
+    """Read one split in ``data.format`` (see :func:`split_files`)."""
+    files = split_files(folder, stem, fmt, src, tgt)
+    if fmt == "parallel":
+        return read_parallel(*files)
+    return _read_one_file(files[0], fmt, src, tgt, 10**9, _words)
 
 
 def write_parallel(out_dir: str | Path, split: str, src_lang: str, tgt_lang: str,

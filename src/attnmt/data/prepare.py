@@ -13,8 +13,10 @@ identity (path, size, modification time), the tokenizer files, the task and
 killed preparation leaves nothing that a later run uses. Training maps the arrays
 read-only: its memory does not grow with the corpus beyond the pages it touches.
 
-Kinds of split: ``pairs`` (``{split}.{src}`` + ``{split}.{tgt}``), ``text`` (one file,
-for the language models) and ``labeled`` (``text<TAB>label`` for the classifier).
+Kinds of split: ``pairs`` (``{split}.{src}`` + ``{split}.{tgt}``, or one TSV or JSON
+Lines file: ``data.format``), ``text`` (one file, for the language models) and
+``labeled`` (``text<TAB>label`` for the classifier). A training split of pairs may also
+pass ``data.filter`` (:mod:`.filters`), each rule counted in ``meta.json``.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ import numpy as np
 
 from ..errors import DataError
 from ..symbols import BOS, PAD
-from .corpus import misaligned
+from .corpus import misaligned, parse_pair
+from .filters import COUNTS, LanguageIdentifier, first_occurrences, length_reason, pair_hash
 from .tokenizers import Vocabs
 
 CHUNK_LINES = 20000
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,13 @@ class SplitSpec:
     name: str                 # the split's name, for messages
     pack: str                 # translate | lm | mlm | classify
     max_len: int
+    fmt: str = "parallel"     # pairs: parallel (two files), tsv or jsonl (one file)
+    langs: tuple[str, str] = ("", "")      # pairs: the source and target language codes
+    filters: tuple = ()       # pairs: data.filter as sorted (name, value) items
+
+    @property
+    def filter(self) -> dict:
+        return dict(self.filters)
 
 
 # ---- reading lines ---------------------------------------------------------------------------
@@ -86,18 +96,27 @@ def _chunks(spec: SplitSpec) -> Iterator[tuple[int, list[tuple[bytes, ...]]]]:
 
 # ---- encoding in worker processes --------------------------------------------------------------
 _VOCABS: Vocabs | None = None
+_LANGID: LanguageIdentifier | None = None
 
 
-def _init_worker(vocab_dir: str) -> None:
-    global _VOCABS
+def _init_worker(vocab_dir: str, langid: str | None = None) -> None:
+    global _VOCABS, _LANGID
     _VOCABS = Vocabs.load(vocab_dir)
+    if langid:
+        import torch
+
+        torch.set_num_threads(1)           # one per worker: the workers share the cores
+        _LANGID = LanguageIdentifier(langid)
 
 
 def _decode(rows: list[tuple[bytes, ...]], spec: SplitSpec, first: int) -> list[tuple[str, ...]]:
     out = []
     for k, row in enumerate(rows):
         try:
-            out.append(tuple(x.decode("utf-8").strip() for x in row))
+            texts = tuple(x.decode("utf-8") for x in row)
+            if spec.kind == "pairs" and spec.fmt != "parallel":
+                texts = parse_pair(spec.fmt, texts[0], *spec.langs, spec.files[0], first + k)
+            out.append(tuple(x.strip() for x in texts))
         except UnicodeDecodeError:
             for path, x in zip(spec.files, row, strict=True):
                 try:
@@ -112,15 +131,10 @@ def _encode_chunk(job: tuple[SplitSpec, int, list[tuple[bytes, ...]]]) -> dict:
     """Encode one chunk: flat arrays and lengths per side, and what the filters dropped."""
     spec, first, rows = job
     texts = _decode(rows, spec, first)
-    src_tok, tgt_tok = _VOCABS.src, _VOCABS.tgt
+    src_tok = _VOCABS.src
     if spec.kind == "pairs":
-        kept = [(s, t) for s, t in texts if s and t]
-        src, tgt = src_tok.encode_batch([s for s, _ in kept]), tgt_tok.encode_batch(
-            [t for _, t in kept])
-        keep = [i for i in range(len(kept))
-                if len(src[i]) < spec.max_len and len(tgt[i]) < spec.max_len]
-        src, tgt, labels = [src[i] for i in keep], [tgt[i] for i in keep], None
-    elif spec.kind == "labeled":
+        return _encode_pairs(texts, spec)
+    if spec.kind == "labeled":
         kept = [_split_label(row[0], spec, first + k) for k, row in enumerate(texts)]
         kept = [x for x in kept if x is not None]
         src = [[BOS, *x][: spec.max_len] for x in src_tok.encode_batch([s for s, _, _ in kept])]
@@ -137,6 +151,38 @@ def _encode_chunk(job: tuple[SplitSpec, int, list[tuple[bytes, ...]]]) -> dict:
         labels = None
     return {"src": _flat(src), "tgt": _flat(tgt), "labels": labels,
             "empty": len(rows) - len(kept), "long": len(kept) - len(keep), "lines": len(rows)}
+
+
+def _encode_pairs(texts: list[tuple[str, ...]], spec: SplitSpec) -> dict:
+    """Encode a chunk of pairs through ``data.max_len`` and ``data.filter``, counting what
+    each rule drops; with ``dedup``, each kept pair's fingerprint goes back to the parent
+    (duplicates are found across chunks there)."""
+    rules = spec.filter
+    counts = dict.fromkeys(("empty", "long", *COUNTS), 0)
+    kept = [(s, t) for s, t in texts if s and t]
+    counts["empty"] = len(texts) - len(kept)
+    if rules.get("copies"):
+        pairs = [(s, t) for s, t in kept if s != t]
+        counts["copy"], kept = len(kept) - len(pairs), pairs
+    src = _VOCABS.src.encode_batch([s for s, _ in kept])
+    tgt = _VOCABS.tgt.encode_batch([t for _, t in kept])
+    keep = []
+    for i in range(len(kept)):
+        reason = length_reason(len(src[i]), len(tgt[i]), spec.max_len,
+                               rules.get("min_len", 0), rules.get("ratio", 0))
+        if reason:
+            counts[reason] += 1
+        else:
+            keep.append(i)
+    if _LANGID is not None and keep:
+        said = _LANGID([kept[i][0] for i in keep] + [kept[i][1] for i in keep])
+        right = [i for i, a, b in zip(keep, said[:len(keep)], said[len(keep):])
+                 if (a, b) == spec.langs]
+        counts["langid"], keep = len(keep) - len(right), right
+    hashes = (np.array([pair_hash(*kept[i]) for i in keep], dtype=np.int64)
+              if rules.get("dedup") else None)
+    return {"src": _flat([src[i] for i in keep]), "tgt": _flat([tgt[i] for i in keep]),
+            "labels": None, "hashes": hashes, "lines": len(texts), **counts}
 
 
 def _split_label(line: str, spec: SplitSpec, number: int) -> tuple[str, str, int] | None:
@@ -167,7 +213,10 @@ def cache_root(configured: str | None) -> Path:
 
 def cache_key(spec: SplitSpec, vocab_dir: Path) -> str:
     """A hash of everything that determines the prepared arrays."""
-    h = hashlib.sha256(json.dumps([FORMAT_VERSION, spec.kind, spec.pack, spec.max_len]).encode())
+    h = hashlib.sha256(json.dumps([FORMAT_VERSION, spec.kind, spec.pack, spec.max_len,
+                                   spec.fmt, spec.langs, spec.filters]).encode())
+    if spec.filter.get("langid"):
+        h.update(json.dumps(LanguageIdentifier.identity(spec.filter["langid"])).encode())
     for f in spec.files:
         st = Path(f).stat()
         h.update(json.dumps([str(Path(f).resolve()), st.st_size, st.st_mtime_ns]).encode())
@@ -205,36 +254,65 @@ def prepare_split(spec: SplitSpec, vocab_dir: Path, root: Path, workers: int = 0
 
 
 def _write_arrays(spec: SplitSpec, vocab_dir: Path, out: Path, workers: int) -> dict:
-    counts = {"lines": 0, "empty": 0, "long": 0}
+    counts = dict.fromkeys(("lines", "empty", "long", *COUNTS), 0)
     lens: dict[str, list[np.ndarray]] = {"src": [], "tgt": []}
     labels: list[str] = []
+    hashes: list[np.ndarray] = []
     files = {side: open(out / f"{side}.tokens", "wb") for side in ("src", "tgt")}
     jobs = ((spec, first, rows) for first, rows in _chunks(spec))
     # spawn, not fork: the parent may hold threads (torch, a torchrun process group) that a
     # forked child must not inherit; the workers import only numpy and the tokenizers
     ctx = multiprocessing.get_context("spawn")
     try:
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(str(vocab_dir),)) as pool:
+        init = (str(vocab_dir), spec.filter.get("langid"))
+        with ctx.Pool(workers, initializer=_init_worker, initargs=init) as pool:
             for result in pool.imap(_encode_chunk, jobs, chunksize=1):
                 for side in ("src", "tgt"):
                     result[side][0].tofile(files[side])
                     lens[side].append(result[side][1])
                 labels += result["labels"] or []
+                if result.get("hashes") is not None:
+                    hashes.append(result["hashes"])
                 for key in counts:
-                    counts[key] += result[key]
+                    counts[key] += result.get(key, 0)
     finally:
         for f in files.values():
             f.close()
+    lengths = {side: np.concatenate(lens[side]) if lens[side] else np.zeros(0, np.int64)
+               for side in ("src", "tgt")}
+    if spec.filter.get("dedup") and hashes:
+        unique = first_occurrences(np.concatenate(hashes))
+        counts["duplicate"] = int((~unique).sum())
+        if counts["duplicate"]:
+            for side in ("src", "tgt"):
+                _compact(out / f"{side}.tokens", lengths[side], unique)
+                lengths[side] = lengths[side][unique]
     for side in ("src", "tgt"):
-        lengths = np.concatenate(lens[side]) if lens[side] else np.zeros(0, np.int64)
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = np.zeros(len(lengths[side]) + 1, dtype=np.int64)
+        np.cumsum(lengths[side], out=offsets[1:])
         np.save(out / f"{side}.offsets.npy", offsets)
-    kept = counts["lines"] - counts["empty"] - counts["long"]
+    kept = counts["lines"] - sum(counts[k] for k in ("empty", "long", *COUNTS))
     if labels:
         (out / "labels.json").write_text(json.dumps(labels, ensure_ascii=False))
     return {"split": spec.name, "kind": spec.kind, "pack": spec.pack, "files": spec.files,
             "max_len": spec.max_len, "kept": kept, **counts}
+
+
+def _compact(path: Path, lengths: np.ndarray, keep: np.ndarray, rows: int = 1 << 20) -> None:
+    """Rewrite a token file with only the sequences ``keep`` marks, a block of rows at a
+    time (memory stays flat in the corpus size)."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    tmp = path.with_suffix(".compact")
+    tokens = np.memmap(path, dtype=np.int32, mode="r") if offsets[-1] else np.zeros(0, np.int32)
+    with open(tmp, "wb") as f:
+        for a in range(0, len(lengths), rows):
+            b = min(a + rows, len(lengths))
+            block = np.asarray(tokens[offsets[a]:offsets[b]])
+            mask = np.repeat(keep[a:b], lengths[a:b])
+            block[mask].tofile(f)
+    del tokens
+    os.replace(tmp, path)
 
 
 # ---- reading prepared data -------------------------------------------------------------------
@@ -296,8 +374,15 @@ def sample_texts(spec: SplitSpec, size: int, seed: int) -> tuple[list[str], list
     return src, (tgt if spec.kind == "pairs" else [])
 
 
+FILTERED = {"copy": "as copies (source = target)", "short": "as shorter than data.filter."
+            "min_len", "ratio": "for their length ratio", "langid": "as another language",
+            "duplicate": "as duplicates"}
+
+
 def summary(info: dict) -> str:
-    """The one-line account of what preparing a split kept and skipped."""
+    """The one-line account of what preparing a split kept and skipped, rule by rule."""
+    filtered = "".join(f", {info[k]} skipped {what}" for k, what in FILTERED.items()
+                       if info.get(k))
     return (f"{info['split']}: {info['lines']} lines read, {info['kept']} kept, "
             f"{info['empty']} skipped as empty, {info['long']} skipped as longer than "
-            f"{info['max_len']} tokens")
+            f"{info['max_len']} tokens{filtered}")

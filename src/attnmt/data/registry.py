@@ -14,13 +14,15 @@ from pathlib import Path
 from ..config import DataConfig
 from ..errors import DataError
 from . import multi30k, synthetic
-from .corpus import Corpus, read_parallel
+from .corpus import Corpus, read_pairs, split_files
 
 
 def resolve_dir(data: DataConfig, default_dir: Path, log=print) -> Path:
     """The folder holding the config's split files, creating it from the registry if needed."""
     folder = Path(data.dir) if data.dir else None
-    probe = f"{data.train}.tsv" if data.task == "classify" else f"{data.train}.{data.src}"
+    stem = data.valid if data.corpora else data.train       # corpora replace the train split
+    probe = f"{data.train}.tsv" if data.task == "classify" else \
+        split_files(".", stem, data.format, data.src, data.tgt)[0].name
     if folder is not None and (folder / probe).is_file():
         return folder
     if data.dataset == "multi30k":
@@ -40,16 +42,16 @@ def resolve_dir(data: DataConfig, default_dir: Path, log=print) -> Path:
     raise DataError(f"{folder / probe} does not exist; create the data with `{how}`")
 
 
-def read_split(folder: Path, split: str, src: str, tgt: str, required: bool = True
-               ) -> Corpus | None:
-    """Read one split; a missing optional split returns None."""
-    s, t = folder / f"{split}.{src}", folder / f"{split}.{tgt}"
-    if not s.is_file() or not t.is_file():
+def read_split(folder: Path, split: str, src: str, tgt: str, required: bool = True,
+               fmt: str = "parallel") -> Corpus | None:
+    """Read one split (in ``data.format`` ``fmt``); a missing optional split returns None."""
+    files = split_files(folder, split, fmt, src, tgt)
+    missing = [f for f in files if not f.is_file()]
+    if missing:
         if required:
-            missing = s if not s.is_file() else t
-            raise DataError(f"{missing} is missing")
+            raise DataError(f"{missing[0]} is missing")
         return None
-    return read_parallel(s, t)
+    return read_pairs(folder, split, fmt, src, tgt)
 
 
 def _synthesize(data: DataConfig, target: Path, log) -> Path:

@@ -97,6 +97,11 @@ class SentencePieceTokenizer(Tokenizer):
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self.sp.encode(texts, num_threads=2)
 
+    def encode_sampled(self, text: str, alpha: float) -> list[int]:
+        """One segmentation drawn from all of them, smoothed by ``alpha`` (subword
+        regularisation); seeded by ``sentencepiece.set_random_generator_seed``."""
+        return self.sp.encode(text, enable_sampling=True, alpha=alpha, nbest_size=-1)
+
     def decode(self, ids: Iterable[int]) -> str:
         return self.sp.decode([i for i in ids if i > EOS])
 
@@ -162,6 +167,10 @@ class MappedSentencePieceTokenizer(SentencePieceTokenizer):
         pieces = self.sp.encode(rest, out_type=str, num_threads=2)
         return [([self.index[m.group(0)]] if m else []) + self._ids(p)
                 for m, p in zip(codes, pieces)]
+
+    def encode_sampled(self, text: str, alpha: float) -> list[int]:
+        return self._ids(self.sp.encode(text, out_type=str, enable_sampling=True, alpha=alpha,
+                                        nbest_size=-1))
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.sp.decode_pieces([self.symbols[i] for i in ids if i > EOS])

@@ -132,18 +132,25 @@ def _pieces_by_id(folder: Path, vocab_file: str | None) -> dict[int, str]:
 
 
 def _side(folder: Path, hf: dict, spm_file: str, vocab_file: str | None,
-          vocab_size: int) -> Side:
+          vocab_size: int, own_ids: bool = False) -> Side:
+    """One side's vocabulary. The start and end ids are config.json's (they are the
+    decoder's); ``own_ids`` (a separate source vocabulary) finds them by name instead."""
     pieces = _pieces_by_id(folder, vocab_file)
-    roles = {PAD: None, UNK: _token_id(folder, pieces, "<unk>"),
-             BOS: hf.get("decoder_start_token_id", hf.get("pad_token_id")),
-             EOS: hf.get("eos_token_id")}
-    if roles[EOS] is None or roles[BOS] is None:
-        _fail(folder, "config.json names no eos_token_id or decoder_start_token_id")
+    by_name = {p: i for i, p in sorted(pieces.items(), reverse=True)}
+    if own_ids:
+        start, end = by_name.get(SPECIALS[PAD]), by_name.get(SPECIALS[EOS])
+    else:
+        start = hf.get("decoder_start_token_id", hf.get("pad_token_id"))
+        end = hf.get("eos_token_id")
+        if start is None or end is None:
+            _fail(folder, "config.json names no eos_token_id or decoder_start_token_id")
+    roles = {PAD: None, UNK: _token_id(folder, pieces, "<unk>"), BOS: start, EOS: end}
     roles = {k: (v if v is not None and 0 <= v < vocab_size else None)
              for k, v in roles.items()}
     if roles[EOS] is None:
-        _fail(folder, f"eos_token_id is not an id of the {vocab_size}-token vocabulary")
-    seated = {r for r in roles.values() if r is not None} | {hf.get("pad_token_id")} | \
+        _fail(folder, f"the end token is not an id of the {vocab_size}-token vocabulary")
+    pad = hf.get("pad_token_id") if not own_ids else None
+    seated = {r for r in roles.values() if r is not None} | {pad} | \
         {i for i, p in pieces.items() if p == SPECIALS[PAD]}
     rest = [i for i in range(vocab_size) if i not in seated]
     missing = [i for i in rest if i not in pieces]
@@ -182,7 +189,7 @@ def read_vocabularies(folder: Path, hf: dict) -> tuple[Side, Side]:
             _fail(folder, "a Marian checkpoint needs its vocab.json")
         separate = bool(tok_cfg.get("separate_vocabs"))
         tgt_size = hf.get("decoder_vocab_size") or hf["vocab_size"]
-        src = _side(folder, hf, "source.spm", "vocab.json", hf["vocab_size"])
+        src = _side(folder, hf, "source.spm", "vocab.json", hf["vocab_size"], own_ids=separate)
         tgt = _side(folder, hf, "target.spm", "target_vocab.json" if separate else "vocab.json",
                     tgt_size)
         return src, tgt
@@ -206,7 +213,7 @@ def model_section(hf: dict, shared: bool, tied: bool) -> dict:
                 max_positions=hf["max_position_embeddings"],
                 dropout=hf.get("dropout", 0.1), attention_dropout=hf.get("attention_dropout", 0.0),
                 activation_dropout=hf.get("activation_dropout", 0.0),
-                tie_embeddings=tied and shared)
+                tie_embeddings=tied)
 
 
 class _Reader:

@@ -26,7 +26,8 @@ def evaluate(run_dir: str | Path, split: str = "test", data_dir: str | Path | No
     cfg = translator.cfg
     folder = run.data_folder(cfg, data_dir, log=log)
     name = cfg.data.split_name(split)
-    corpus = read_split(folder, name, cfg.data.src, cfg.data.tgt, required=False)
+    corpus = read_split(folder, name, cfg.data.src, cfg.data.tgt, required=False,
+                        fmt=cfg.data.format)
     if corpus is None:
         raise UserError(f"split {name!r} is not in {folder} (files {name}.{cfg.data.src} and "
                         f"{name}.{cfg.data.tgt}); pass --data DIR or another --split")

@@ -148,12 +148,14 @@ def compare(study_path: str | Path, out: str | Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
     data_dir = resolve_dir(base.data, out / "data", log=log)
     base.data.dir = str(data_dir)
-    test = read_split(data_dir, base.data.test, base.data.src, base.data.tgt, required=False)
+    test = read_split(data_dir, base.data.test, base.data.src, base.data.tgt, required=False,
+                      fmt=base.data.format)
     if test is None:
         raise UserError(f"the study's test split {base.data.test!r} is not in {data_dir}")
     vocab_dir = out / "vocab"
     if not Vocabs.exists(vocab_dir):
-        train_split = read_split(data_dir, base.data.train, base.data.src, base.data.tgt)
+        train_split = read_split(data_dir, base.data.train, base.data.src, base.data.tgt,
+                                 fmt=base.data.format)
         log(f"training the shared {base.data.tokenizer} vocabulary")
         Vocabs.train(base.data.tokenizer, train_split.src, train_split.tgt, base.data.vocab_size,
                      base.data.joint_vocab, base.data.spm_type).save(vocab_dir)

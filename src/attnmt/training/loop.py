@@ -135,7 +135,8 @@ class Trainer:
         self.run.save_config(cfg)
         if cfg.train.keep_every and not self.resume:   # the training timeline's first frame
             self.run.keep_weights(self.model, 0)
-        write_json(self.run.path / "prepared.json", self.task.prepared_folders)
+        write_json(self.run.path / "prepared.json", {
+            "folders": self.task.prepared_folders, "counts": self.task.data.prepared_counts})
 
     def _barrier(self) -> None:
         if self.world > 1:
@@ -233,8 +234,13 @@ class Trainer:
         if self._plan_epoch != epoch:
             t, data = self.cfg.train, self.task.train
             self._plan_epoch = epoch
-            self._plan_batches = token_batches(data.src_lens, data.tgt_lens, t.max_tokens,
-                                               t.seed, epoch)
+            ids = data.epoch_ids(t.seed, epoch)        # weighted corpora draw their own
+            if ids is None:
+                self._plan_batches = token_batches(data.src_lens, data.tgt_lens, t.max_tokens,
+                                                   t.seed, epoch)
+            else:
+                self._plan_batches = [ids[b] for b in token_batches(
+                    data.src_lens[ids], data.tgt_lens[ids], t.max_tokens, t.seed, epoch)]
         return self._plan_batches
 
     def _update(self) -> tuple[float, int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..data.batching import EncodedSet
-from ..data.corpus import check_splits_aligned
+from ..data.corpus import check_aligned, split_files
 from ..data.prepare import (
     SplitSpec,
     cache_root,
@@ -43,17 +43,36 @@ class TaskData:
         self.cfg, self.run, self.task, self.kind = cfg, run, task, kind
         self.log, self.barrier = log, barrier
         self.prepared_folders: dict[str, str] = {}     # split -> prepared data it used
+        self.prepared_counts: dict[str, dict] = {}     # split -> what its filters kept
 
     def prepare(self) -> tuple[Path, Vocabs, Path, Path]:
-        """The data folder, the vocabulary and the prepared train and valid folders: the
-        splits' alignment is checked before the vocabulary or any prepared data is written."""
+        """The data folder, the vocabulary and the prepared train and valid folders (a task
+        without ``data.corpora``)."""
+        folder, vocabs, trains, valid = self.prepare_weighted()
+        return folder, vocabs, trains[0][0], valid
+
+    def prepare_weighted(self) -> tuple[Path, Vocabs, list[tuple[Path, float]], Path]:
+        """The data folder, the vocabulary, every training corpus's prepared folder with its
+        sampling weight (``data.corpora``; else the train split, weight 1) and the prepared
+        valid folder. Alignment is checked before the vocabulary or any prepared data is
+        written."""
         d = self.cfg.data
         folder = self.folder()
+        trains = self.train_specs(folder)
+        valid = self.spec(folder, d.valid)
         if self.kind == "pairs":
-            check_splits_aligned(folder, (d.train, d.valid, d.test), d.src, d.tgt)
-        train = self.spec(folder, d.train)
-        vocabs = self.vocabulary(folder, train)
-        return folder, vocabs, self.prepared(train), self.prepared(self.spec(folder, d.valid))
+            for spec in [s for s, _ in trains] + [valid, self.spec(folder, d.test)]:
+                if len(spec.files) == 2 and all(Path(f).is_file() for f in spec.files):
+                    check_aligned(*spec.files)
+        vocabs = self.vocabulary(folder, [s for s, _ in trains])
+        return (folder, vocabs, [(self.prepared(s), w) for s, w in trains],
+                self.prepared(valid))
+
+    def train_specs(self, folder: Path) -> list[tuple[SplitSpec, float]]:
+        """The training corpora: ``data.corpora`` (file stems relative to the data folder,
+        each with its weight, the config's filters on each), or the train split."""
+        return [(self.spec(folder, stem, training=True), weight)
+                for stem, weight in corpus_stems(self.cfg)]
 
     def folder(self) -> Path:
         """The folder of the split files; rank 0 fetches or generates it first."""
@@ -64,15 +83,20 @@ class TaskData:
             folder = resolve_dir(self.cfg.data, self.run.path / "data", log=self.log)
         return folder
 
-    def spec(self, folder: Path, split: str) -> SplitSpec:
-        """How a split of this task's data is read and packed."""
+    def spec(self, folder: Path, split: str, training: bool = False) -> SplitSpec:
+        """How a split of this task's data is read and packed; a training split of pairs
+        passes ``data.filter`` too."""
         d = self.cfg.data
-        files = {"pairs": (f"{split}.{d.src}", f"{split}.{d.tgt}"),
-                 "labeled": (f"{split}.tsv",), "text": (f"{split}.{d.src}",)}[self.kind]
-        return SplitSpec(self.kind, tuple(str(folder / f) for f in files), split, self.task,
-                         d.max_len)
+        if self.kind != "pairs":
+            files = {"labeled": (f"{split}.tsv",), "text": (f"{split}.{d.src}",)}[self.kind]
+            return SplitSpec(self.kind, tuple(str(folder / f) for f in files), split,
+                             self.task, d.max_len)
+        files = split_files(folder, split, d.format, d.src, d.tgt)
+        filters = tuple(sorted(d.filter.items())) if training else ()
+        return SplitSpec(self.kind, tuple(str(f) for f in files), Path(split).name, self.task,
+                         d.max_len, fmt=d.format, langs=(d.src, d.tgt), filters=filters)
 
-    def vocabulary(self, folder: Path, train: SplitSpec) -> Vocabs:
+    def vocabulary(self, folder: Path, trains: list[SplitSpec]) -> Vocabs:
         """The run's vocabulary (rank 0 makes it, the others wait and read it).
 
         A vocabulary already in the run directory is kept when the run has a checkpoint
@@ -90,7 +114,10 @@ class TaskData:
                 _inherit_vocab(RunDir(cfg.train.init_from), run, self.log)
             else:
                 d = cfg.data
-                src_texts, tgt_texts = sample_texts(train, d.sample_size, cfg.train.seed)
+                src_texts, tgt_texts = [], []
+                for spec in trains:           # an equal share of the sample from each corpus
+                    s, t = sample_texts(spec, d.sample_size // len(trains), cfg.train.seed)
+                    src_texts, tgt_texts = src_texts + s, tgt_texts + t
                 Vocabs.train(d.tokenizer, src_texts, tgt_texts, d.vocab_size,
                              d.joint_vocab or d.task != "translate", d.spm_type
                              ).save(run.vocab_dir)
@@ -109,8 +136,11 @@ class TaskData:
         folder = prepare_split(*args, log=self.log) if rank_and_world()[0] == 0 else None
         self.barrier()
         folder = folder or prepare_split(*args, log=self.log)     # a cache hit on rank > 0
-        self.log(summary(meta(folder)))
+        info = meta(folder)
+        self.log(summary(info))
         self.prepared_folders[spec.name] = str(folder)
+        self.prepared_counts[spec.name] = {k: v for k, v in info.items()
+                                           if isinstance(v, int) and k != "max_len"}
         return folder
 
     def _vocab_fits(self, request: dict) -> bool:
@@ -129,13 +159,24 @@ def encoded(folder: Path, name: str) -> EncodedSet:
     return EncodedSet.from_arrays(**load_arrays(folder))
 
 
+def corpus_stems(cfg: Config) -> list[tuple[str, float]]:
+    """The training corpora's file stems with their weights: ``data.corpora`` (translate),
+    else the train split alone."""
+    d = cfg.data
+    if d.corpora and d.task == "translate":
+        return [(c["path"], float(c.get("weight", 1.0))) for c in d.corpora]
+    return [(d.train, 1.0)]
+
+
 def vocab_request(cfg: Config, folder: Path) -> dict:
     """What determines a run's vocabulary: the tokenizer settings and the identity (name,
     size, modification time) of the training files, or the run it is inherited from."""
     d = cfg.data
     if cfg.train.init_from:
         return {"init_from": str(Path(cfg.train.init_from).resolve())}
-    files = sorted(p for p in Path(folder).glob(f"{d.train}.*") if p.is_file())
+    files = sorted(p for stem, _ in corpus_stems(cfg)
+                   for p in (Path(folder) / stem).parent.glob(f"{Path(stem).name}.*")
+                   if p.is_file())
     return {"task": d.task, "tokenizer": d.tokenizer, "vocab_size": d.vocab_size,
             "joint": d.joint_vocab or d.task != "translate", "spm_type": d.spm_type,
             "src": d.src, "tgt": d.tgt,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import Config
-from ..data.batching import Batch, EncodedSet, token_batches
+from ..data.batching import Batch, EncodedSet, SampledSegmentation, WeightedSet, token_batches
 from ..data.prepare import SplitSpec, labels_of, load_arrays
 from ..data.registry import read_split
 from ..data.tokenizers import Vocabs
@@ -86,9 +86,9 @@ class TranslationTask(_Prepared):
     def __init__(self, data: TaskData):
         super().__init__(data)
         d = self.cfg.data
-        folder, self.vocabs, train, valid = data.prepare()
-        self.train, self.valid = encoded(train, d.train), encoded(valid, d.valid)
-        texts = read_split(folder, d.valid, d.src, d.tgt)       # texts for validation BLEU
+        folder, self.vocabs, trains, valid = data.prepare_weighted()
+        self.train, self.valid = training_set(self, trains), encoded(valid, d.valid)
+        texts = read_split(folder, d.valid, d.src, d.tgt, fmt=d.format)   # validation BLEU
         n = self.cfg.train.valid_max_sentences or len(texts.src)
         self.valid_src, self.valid_ref = texts.src[:n], texts.tgt[:n]
 
@@ -115,6 +115,19 @@ class TranslationTask(_Prepared):
             scores = corpus_scores(hyps, self.valid_ref)
             result.update(bleu=scores["bleu"], chrf=scores["chrf"], exact=scores["exact"])
         return result
+
+
+def training_set(task: TranslationTask, trains: list[tuple[Path, float]]):
+    """The training pairs: one corpus, or several weighted ones (``data.corpora``), with
+    SentencePiece sampling over them when ``data.spm_alpha`` asks."""
+    d, t = task.cfg.data, task.cfg.train
+    parts = [encoded(folder, Path(folder).name) for folder, _ in trains]
+    data = parts[0] if len(parts) == 1 and trains[0][1] == 1.0 else \
+        WeightedSet(parts, [w for _, w in trains])
+    if d.spm_alpha > 0:          # (config.py refuses it for other tokenizers)
+        data = SampledSegmentation(data, task.vocabs.src, task.vocabs.tgt, d.spm_alpha,
+                                   t.seed, d.max_len)
+    return data
 
 
 class ClassifyTask(_Prepared):
