@@ -298,7 +298,7 @@ def _write_arrays(spec: SplitSpec, vocab_dir: Path, out: Path, workers: int) -> 
             "max_len": spec.max_len, "kept": kept, **counts}
 
 
-def _compact(path: Path, lengths: np.ndarray, keep: np.ndarray, rows: int = 1 << 20) -> None:
+def _compact(path: Path, lengths: np.ndarray, keep: np.ndarray, rows: int = 1 << 16) -> None:
     """Rewrite a token file with only the sequences ``keep`` marks, a block of rows at a
     time (memory stays flat in the corpus size)."""
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
