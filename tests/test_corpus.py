@@ -34,5 +34,5 @@ def test_tsv(tmp_path):
     c = read_tsv(tmp_path / "p.tsv")
     assert c.src == ["hallo", "welt"] and c.tgt == ["hello", "world"] and c.skipped_empty == 1
     (tmp_path / "bad.tsv").write_text("ok\tfine\nno tab here\n")
-    with pytest.raises(DataError, match="bad.tsv line 2 has 0 tabs"):
+    with pytest.raises(DataError, match="bad.tsv line 2 has 1 fields; expected source<TAB>"):
         read_tsv(tmp_path / "bad.tsv")

@@ -17,6 +17,15 @@ from typing import Any
 
 import yaml
 
+from .config_checks import (
+    check_betas,
+    check_corpora,
+    check_filter,
+    check_freeze,
+    check_lora,
+    check_synth,
+    check_together,
+)
 from .errors import ConfigError
 from .presets import preset_config
 from .textio import read_utf8
@@ -40,94 +49,6 @@ def _f(default: Any, help: str, choices: tuple | None = None, min: float | None 
 
 
 TASK_NAMES = ("translate", "classify", "lm", "mlm")
-
-
-def _check_betas(key: str, value: list, where: str) -> None:
-    ok = len(value) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool)
-                                 and math.isfinite(b) and 0.0 <= b < 1.0 for b in value)
-    if not ok:
-        raise ConfigError(f"{key} must be two numbers in [0, 1), e.g. [0.9, 0.98], got "
-                          f"{value!r} ({where})")
-
-
-def _check_freeze(key: str, value: list, where: str) -> None:
-    if not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{key} must be a list of part names, e.g. [embeddings, encoder], "
-                          f"got {value!r} ({where})")
-
-
-LORA_KEYS = {"rank", "alpha", "targets", "dropout"}
-
-
-def _check_lora(key: str, value: dict, where: str) -> None:
-    unknown = sorted(set(value) - LORA_KEYS)
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]} is not a key; valid keys: "
-                          f"{', '.join(sorted(LORA_KEYS))} ({where})")
-    rank, alpha = value.get("rank", 8), value.get("alpha", 16)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= 4096:
-        raise ConfigError(f"{key}.rank must be a whole number in [1, 4096], got {rank!r} "
-                          f"({where})")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not \
-            (math.isfinite(alpha) and alpha > 0):
-        raise ConfigError(f"{key}.alpha must be a positive number, got {alpha!r} ({where})")
-    targets = value.get("targets", ["attention", "ffn"])
-    if not isinstance(targets, list) or not targets or \
-            not set(targets) <= {"attention", "ffn"}:
-        raise ConfigError(f"{key}.targets must be a non-empty list of attention and ffn, got "
-                          f"{targets!r} ({where})")
-    dropout = value.get("dropout", 0.0)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or \
-            not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"{key}.dropout must be in [0, 1), got {dropout!r} ({where})")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value)
-
-
-def _check_corpora(key: str, value: list, where: str) -> None:
-    for i, corpus in enumerate(value):
-        if not isinstance(corpus, dict) or not isinstance(corpus.get("path"), str) or \
-                not corpus["path"] or set(corpus) - {"path", "weight"}:
-            raise ConfigError(f"{key}[{i}] must be {{path: FILE_STEM, weight: NUMBER}}, got "
-                              f"{corpus!r} ({where})")
-        weight = corpus.get("weight", 1.0)
-        if not _number(weight) or weight <= 0:
-            raise ConfigError(f"{key}[{i}].weight must be a positive number, got {weight!r} "
-                              f"({where})")
-
-
-FILTER_KEYS = {"min_len": "a whole number of tokens (0 = off)",
-               "ratio": "a number >= 1, the longest allowed length ratio (0 = off)",
-               "dedup": "true or false", "copies": "true or false",
-               "langid": "a language-ID classifier run directory"}
-
-
-def _check_filter(key: str, value: dict, where: str) -> None:
-    for name, v in value.items():
-        if name not in FILTER_KEYS:
-            raise ConfigError(f"{key}.{name} is not a filter; valid filters: "
-                              f"{', '.join(FILTER_KEYS)} ({where})")
-        ok = {"min_len": isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-              "ratio": _number(v) and (v == 0 or v >= 1),
-              "dedup": isinstance(v, bool), "copies": isinstance(v, bool),
-              "langid": v is None or (isinstance(v, str) and bool(v))}[name]
-        if not ok:
-            raise ConfigError(f"{key}.{name} must be {FILTER_KEYS[name]}, got {v!r} ({where})")
-
-
-SYNTH_COUNTS = ("n", "n_valid", "n_test", "min_items", "max_items", "test_max_items",
-                "max_value")
-
-
-def _check_synth(key: str, value: dict, where: str) -> None:
-    for name in SYNTH_COUNTS:
-        v = value.get(name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ConfigError(f"{key}.{name} must be a whole number of at least 1, got {v!r} "
-                              f"({where})")
 
 
 @dataclass
@@ -160,20 +81,18 @@ class DataConfig:
     workers: int = _f(0, "processes that encode the corpus when preparing it (0 = every "
                       "core)", min=0, max=1024)
     synth: dict = _f({}, "options for a synthetic dataset, as for `attnmt data synth`",
-                     check=_check_synth)
-    format: str = _f("parallel", "translate: how a split's pairs are stored — parallel "
-                     "({split}.{src} + {split}.{tgt}), tsv ({split}.tsv: source<TAB>target) or "
-                     "jsonl ({split}.jsonl: {\"de\": ..., \"en\": ...} per line, or under "
-                     "\"translation\")", choices=("parallel", "tsv", "jsonl"))
+                     check=check_synth)
+    format: str = _f("parallel", "translate: a split's pairs in {split}.{src} + {split}.{tgt}, "
+                     "{split}.tsv (source<TAB>target) or {split}.jsonl ({src: .., tgt: ..} "
+                     "per line)", choices=("parallel", "tsv", "jsonl"))
     corpora: list = _f([], "translate: several training corpora, each a file stem (relative "
                        "to dir, in data.format) with a sampling weight: an epoch holds each "
                        "pair weight times on average — [{path: europarl, weight: 1}, {path: "
-                       "crawl, weight: 0.5}]; replaces the train split", check=_check_corpora)
-    filter: dict = _f({}, "translate: filters on the training pairs, applied while preparing "
-                      "and counted: min_len (tokens), ratio (longest/shortest side, in "
-                      "tokens), dedup (exact duplicate pairs), copies (source equal to "
-                      "target), langid (a language-ID classifier run: both sides must be "
-                      "read as data.src and data.tgt)", check=_check_filter)
+                       "crawl, weight: 0.5}]; replaces the train split", check=check_corpora)
+    filter: dict = _f({}, "translate: filters on the training pairs, each counted: min_len "
+                      "and ratio (in tokens), dedup, copies (source = target), langid (a "
+                      "language-ID classifier run: the sides must read as src and tgt)",
+                      check=check_filter)
     spm_alpha: float = _f(0.0, "SentencePiece subword sampling while training (Kudo 2018): "
                           "each training sentence is segmented anew per batch, smoothing "
                           "alpha (e.g. 0.1); 0 = the one best segmentation", min=0.0, max=1.0)
@@ -250,7 +169,7 @@ class TrainConfig:
     max_epochs: int = _f(1000, "stop after this many epochs", min=1)
     optimizer: str = _f("adamw", "optimizer", choices=("adam", "adamw"))
     lr: float = _f(5e-4, "peak learning rate", min=0.0, max=10.0)
-    betas: list = _f([0.9, 0.98], "Adam betas", check=_check_betas)
+    betas: list = _f([0.9, 0.98], "Adam betas", check=check_betas)
     weight_decay: float = _f(0.0, "decoupled weight decay (adamw)", min=0.0)
     schedule: str = _f("inverse_sqrt", "learning-rate schedule after the linear warm-up: "
                        "inverse_sqrt; cosine or linear decay to zero over the run's budget "
@@ -289,10 +208,10 @@ class TrainConfig:
                                "mlm run, to fine-tune a classifier); matching names are loaded")
     freeze: list = _f([], "parts whose weights stay as they are: embeddings, a top-level "
                       "part (encoder, decoder, ...) or one layer of a stack (encoder.0)",
-                      check=_check_freeze)
+                      check=check_freeze)
     lora: dict = _f({}, "LoRA adapters, the only trainable weights (Hu et al. 2022; peft): "
                     "{rank: 8, alpha: 16, targets: [attention, ffn], dropout: 0}; merged "
-                    "into the weights for decoding and export; {} = off", check=_check_lora)
+                    "into the weights for decoding and export; {} = off", check=check_lora)
     device: str = _f("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = _f(0, "CPU threads for torch (0 = torch's default)", min=0, max=4096)
     precision: str = _f("auto", "matmul precision of training: bf16 autocast (weights and "
@@ -420,19 +339,6 @@ def _apply(cfg: Config, raw: dict, where: str) -> None:
             setattr(target, key, _coerce(section, fields[key], value, where))
 
 
-def _check_together(cfg: Config, where: str) -> None:
-    """Keys that are valid alone but not with each other."""
-    d = cfg.data
-    if d.spm_alpha and d.tokenizer != "sentencepiece":
-        raise ConfigError(f"data.spm_alpha samples SentencePiece segmentations; set "
-                          f"data.tokenizer: sentencepiece (it is {d.tokenizer}) ({where})")
-    if d.task != "translate":
-        for key, default in (("format", "parallel"), ("corpora", []), ("filter", {})):
-            if getattr(d, key) != default:
-                raise ConfigError(f"data.{key} applies to translation pairs; this config's "
-                                  f"data.task is {d.task} ({where})")
-
-
 def parse_override(text: str) -> tuple[str, str, Any]:
     """``train.max_steps=100`` -> ("train", "max_steps", 100), values parsed as YAML."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
@@ -480,7 +386,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         _apply(cfg, {"model": preset_config(preset)}, where)
     _apply(cfg, raw, where)
     _apply(cfg, over, "--set")
-    _check_together(cfg, where)
+    check_together(cfg, where)
     if path is not None and cfg.data.dir and not Path(cfg.data.dir).is_absolute():
         cfg.data.dir = str((Path(path).parent / cfg.data.dir).resolve())
     return cfg

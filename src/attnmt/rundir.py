@@ -305,14 +305,13 @@ class RunDir:
                                tgt_vocab=len(vocabs.tgt), joint_vocab=vocabs.joint,
                                n_labels=len(self.labels()))
         path = self.checkpoint_file(which)
-        if cfg.train.lora:                       # the checkpoint holds the adapters apart
+        if cfg.train.lora:              # the checkpoint holds the adapters apart: merged below
             apply_finetuning(model, cfg.train)
         try:
             load_model(model, str(path), device=str(device))
         except Exception as e:  # a truncated or foreign file
             raise UserError(f"cannot load {path}: {e}") from None
-        if cfg.train.lora:
-            merge_lora(model)
+        model = merge_lora(model) if cfg.train.lora else model
         return cfg, vocabs, model.to(device).eval()
 
 
@@ -389,11 +388,9 @@ def load_matching_weights(model: torch.nn.Module, run_dir: str | Path) -> str:
     (``train.init_from``); says how many, or a one-line error when none fit."""
     from safetensors.torch import load_file
 
-    source = RunDir(run_dir)
-    if source.load_config().train.lora:          # its adapters merged into the weights
-        weights = source.load()[2].state_dict()
-    else:
-        weights = load_file(str(source.checkpoint_file("best")))
+    source = RunDir(run_dir)               # (a LoRA run: its adapters merged into the weights)
+    weights = source.load()[2].state_dict() if source.load_config().train.lora else \
+        load_file(str(source.checkpoint_file("best")))
     own = model.state_dict()
     matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     if not matched:

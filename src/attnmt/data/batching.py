@@ -193,6 +193,18 @@ def token_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int,
     return batches
 
 
+def epoch_batches(data: EncodedSet, max_tokens: int, seed: int, epoch: int
+                  ) -> list[np.ndarray]:
+    """An epoch's training batches: :func:`token_batches` over every sentence, or over the
+    sentences the set draws for this epoch (:meth:`EncodedSet.epoch_ids`: weighted
+    corpora), in the set's own indices."""
+    ids = data.epoch_ids(seed, epoch)
+    if ids is None:
+        return token_batches(data.src_lens, data.tgt_lens, max_tokens, seed, epoch)
+    return [ids[b] for b in token_batches(data.src_lens[ids], data.tgt_lens[ids], max_tokens,
+                                          seed, epoch)]
+
+
 def _length_order(src_lens: np.ndarray, tgt_lens: np.ndarray, rng: np.random.Generator,
                   shuffle: bool) -> np.ndarray:
     """Indices by target length, then source length; ties broken by a seeded random draw

@@ -31,6 +31,10 @@ from .forced import forced_ids
 from .search import Cancelled
 from .translator import NoAttentionError, Translation, translate_in_batches
 
+# Never an output, as in attnmt's own search (search.step_logprobs): <s> and the padding
+# symbol (<blank> in the exported vocabulary).
+NEVER_OUTPUT = [["<s>"], ["<blank>"]]
+
 ENGINES = ("attnmt", "ctranslate2")
 
 
@@ -102,7 +106,7 @@ class CT2Translator:
                 length_penalty=1.0 if alpha is None else alpha, return_scores=scores,
                 max_decoding_length=max(limits) - 1, max_input_length=0,
                 target_prefix=target_prefix, no_repeat_ngram_size=no_repeat_ngram,
-                coverage_penalty=coverage)
+                coverage_penalty=coverage, suppress_sequences=NEVER_OUTPUT)
             return [[self._translation(hyp, limit, result.scores, k)
                      for k, hyp in enumerate(result.hypotheses)]
                     for limit, result in zip(limits, batch, strict=True)]
@@ -127,7 +131,8 @@ class CT2Translator:
         limit = self._limit(len(ids), self.cfg.decode.max_len_ratio)
         result = self.translator.translate_batch(
             [self._pieces(ids)], beam_size=beam, return_scores=True, return_attention=True,
-            return_end_token=True, max_decoding_length=limit, max_input_length=0)[0]
+            return_end_token=True, max_decoding_length=limit, max_input_length=0,
+            suppress_sequences=NEVER_OUTPUT)[0]
         pieces = result.hypotheses[0][: limit]
         # CTranslate2 leaves out the </s> it appended to the source; the weights of every row
         # sum to 1 over all positions, so what the row lacks is the weight on </s>.

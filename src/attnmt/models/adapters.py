@@ -52,12 +52,23 @@ def freeze(model: nn.Module, names: list[str]) -> None:
             p.requires_grad_(False)
 
 
-def check_finetuning(model: nn.Module, train_cfg) -> None:
-    """The one-line error :func:`apply_finetuning` would raise, without changing ``model``
-    (a training run checks its config before it writes anything)."""
-    _check_parts(parts(model), list(train_cfg.freeze))
-    if train_cfg.lora:
-        lora_target_names(model, train_cfg.lora.get("targets", list(LORA_TARGETS)))
+def check_finetuning(cfg) -> None:
+    """The one-line error :func:`apply_finetuning` would raise for a config, from the
+    model's shape alone (built on the meta device: no memory, no weights), so a training
+    run can check it before it writes anything."""
+    import torch
+
+    from . import build_for_task
+
+    t = cfg.train
+    if not (t.freeze or t.lora):
+        return
+    with torch.device("meta"):
+        model = build_for_task(cfg.data.task, cfg.model, src_vocab=16, tgt_vocab=16,
+                               n_labels=2)
+    _check_parts(parts(model), list(t.freeze))
+    if t.lora:
+        lora_target_names(model, t.lora.get("targets", list(LORA_TARGETS)))
 
 
 def lora_target_names(model: nn.Module, targets: list[str]) -> list[str]:
@@ -117,3 +128,9 @@ def apply_finetuning(model: nn.Module, train_cfg) -> None:
 
 def trainable_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def trainable_note(model: nn.Module) -> str:
+    """`` (N trainable)`` when some weights are frozen, else nothing: for the log line."""
+    n = trainable_parameters(model)
+    return f" ({n:,} trainable)" if n < sum(p.numel() for p in model.parameters()) else ""

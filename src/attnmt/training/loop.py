@@ -19,10 +19,9 @@ import torch
 import torch.distributed as dist
 
 from ..config import Config
-from ..data.batching import token_batches
+from ..data.batching import epoch_batches
 from ..errors import ConfigError, UserError
-from ..models import build_for_task
-from ..models.adapters import apply_finetuning, check_finetuning, trainable_parameters
+from ..models.adapters import apply_finetuning, check_finetuning, trainable_note
 from ..rundir import DiskFullError, RunDir, load_matching_weights, write_json
 from .ema import WeightAverage
 from .progress import Progress, TrainingClock, check_run_dir
@@ -64,10 +63,7 @@ class Trainer:
         cfg, resume = self.cfg, self.resume
         self._setup_process()
         check_run_dir(self.run, self.cfg, resume)
-        if cfg.train.freeze or cfg.train.lora:
-            with torch.device("meta"):          # the model's shape only, before any writing
-                check_finetuning(build_for_task(cfg.data.task, cfg.model, src_vocab=16,
-                                                tgt_vocab=16, n_labels=2), cfg.train)
+        check_finetuning(cfg)                     # train.freeze, train.lora: before writing
         torch.manual_seed(cfg.train.seed)
         self.task = make_task(cfg, self.run, log=self.log, barrier=self._barrier)
         self._check_lengths()
@@ -108,10 +104,8 @@ class Trainer:
             self.log(load_matching_weights(model, cfg.train.init_from))
         apply_finetuning(model, cfg.train)
         model.to(self.device)
-        total, trainable = model.num_parameters(), trainable_parameters(model)
-        frozen = f" ({trainable:,} trainable)" if trainable < total else ""
         self.log(f"model: {cfg.model.preset or cfg.model.arch} ({self.task.name}), "
-                 f"{total:,} parameters{frozen}")
+                 f"{model.num_parameters():,} parameters{trainable_note(model)}")
         self.ddp = None
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -121,9 +115,8 @@ class Trainer:
     def _build_optimizer(self) -> torch.optim.Optimizer:
         t = self.cfg.train
         opt = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        return opt(trainable, lr=t.lr, betas=tuple(t.betas),
-                   weight_decay=t.weight_decay,
+        return opt([p for p in self.model.parameters() if p.requires_grad],  # (not frozen)
+                   lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
                    fused=self.device.type in ("cpu", "cuda"))   # one kernel
 
     def _write_run_dir(self) -> None:
@@ -135,8 +128,8 @@ class Trainer:
         self.run.save_config(cfg)
         if cfg.train.keep_every and not self.resume:   # the training timeline's first frame
             self.run.keep_weights(self.model, 0)
-        write_json(self.run.path / "prepared.json", {
-            "folders": self.task.prepared_folders, "counts": self.task.data.prepared_counts})
+        write_json(self.run.path / "prepared.json", {"folders": self.task.prepared_folders,
+                                                     "counts": self.task.data.prepared_counts})
 
     def _barrier(self) -> None:
         if self.world > 1:
@@ -232,15 +225,8 @@ class Trainer:
     def _plan(self, epoch: int) -> list[np.ndarray]:
         """The batch plan of an epoch, built once and kept while the epoch lasts."""
         if self._plan_epoch != epoch:
-            t, data = self.cfg.train, self.task.train
-            self._plan_epoch = epoch
-            ids = data.epoch_ids(t.seed, epoch)        # weighted corpora draw their own
-            if ids is None:
-                self._plan_batches = token_batches(data.src_lens, data.tgt_lens, t.max_tokens,
-                                                   t.seed, epoch)
-            else:
-                self._plan_batches = [ids[b] for b in token_batches(
-                    data.src_lens[ids], data.tgt_lens[ids], t.max_tokens, t.seed, epoch)]
+            t, self._plan_epoch = self.cfg.train, epoch
+            self._plan_batches = epoch_batches(self.task.train, t.max_tokens, t.seed, epoch)
         return self._plan_batches
 
     def _update(self) -> tuple[float, int]:
