@@ -434,6 +434,18 @@ def data_filtered(name: str = "data_scaling") -> str:
     return "\n".join(lines + ["", note, "", _provenance(d, name, d["filtered_by_size_command"])])
 
 
+def spm_alpha(name: str = "spm_alpha_m30k") -> str:
+    """Validation scores of the shipped config with each subword-sampling alpha."""
+    d = _load(name)
+    lines = _head(["data.spm_alpha", "updates in the budget", "val BLEU (beam 5)", "val chrF",
+                   "val loss"])
+    for r in d["rows"]:
+        what = f"{r['alpha']:g}" + (" (one best segmentation)" if r["alpha"] == 0 else "")
+        lines.append(_row([what, f"{r['updates']:,}", f"{r['val_bleu_beam5']:.2f}",
+                           f"{r['val_chrf_beam5']:.2f}", f"{r['val_loss']:.3f}"]))
+    return "\n".join(lines + ["", _provenance(d, name, d["command"])])
+
+
 def _study(name: str) -> Callable[[], str]:
     def table() -> str:
         from attnmt.studies.compare import length_table, summary_table
@@ -464,6 +476,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "terminology": terminology, "ensemble": ensemble, "repetition": repetition,
     "sst-curve-sst2": sst_curve, "sst-curve-sst5": lambda: sst_curve("sst5"),
     "sst-screen": sst_screen, "finetune": finetune, "data-filtered": data_filtered,
+    "spm-alpha": spm_alpha,
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 
