@@ -124,7 +124,11 @@ def test_cpu_bf16_autocast_keeps_the_attention_itself_in_float32():
 
 @pytest.mark.parametrize("preset", FAMILIES)
 def test_contract_shapes_padding_and_incremental(preset):
-    model = make(preset).eval()
+    check_contract(make(preset).eval(), preset)
+
+
+def check_contract(model, preset: str) -> None:
+    """Shapes, padding, incremental decoding = teacher forcing (also tests/test_positions)."""
     src, lengths, tgt = inputs()
     logits, w = model(src, lengths, tgt, need_weights=True)
     assert logits.shape == (3, 5, 35)
@@ -186,9 +190,13 @@ def test_a_selected_cache_is_not_changed_by_later_steps_of_the_original():
 def test_beam_reorder_equals_picking_every_row(preset):
     """reorder_state may skip copying source-only parts, but must hold what a full
     row selection would: beams reordered within sentences, one sentence dropped."""
+    check_beam_reorder(make(preset).eval())
+
+
+def check_beam_reorder(model) -> None:
     from attnmt.models import select_state
 
-    model, k = make(preset).eval(), 2
+    k = 2
     src, lengths, tgt = inputs()
     state = model.init_state(model.encode(src, lengths))
     state = select_state(state, torch.arange(3).repeat_interleave(k))
@@ -203,6 +211,11 @@ def test_beam_reorder_equals_picking_every_row(preset):
             return [value]
         if isinstance(value, (list, tuple)):
             return [t for v in value for t in flat(v)]
+        if hasattr(value, "length"):                       # a LayerCache: its used part
+            n = value.length
+            return [] if value.k is None else \
+                [value.k[:, :, :n], value.v[:, :, :n]] + flat(
+                    value.pos[:, :n] if value.pos is not None else None)
         return []
 
     def assert_same(fast, full):

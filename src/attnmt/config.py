@@ -136,7 +136,10 @@ class ModelConfig:
                    max=4 * MAX_WIDTH)
     norm: str = _f("pre", "layer norm placement: pre (stable) or post (Vaswani 2017)",
                    choices=("pre", "post"))
-    positions: str = _f("sinusoidal", "position encoding", choices=("sinusoidal", "learned"))
+    positions: str = _f("sinusoidal", "position encoding: added to the embeddings (sinusoidal, "
+                        "learned) or inside self-attention (rope: rotary, Su et al. 2021; "
+                        "alibi: a distance bias, Press et al. 2022)",
+                        choices=("sinusoidal", "learned", "rope", "alibi"))
     activation: str = _f("relu", "Transformer: the feed-forward layers' activation (swish = "
                          "SiLU, as in Marian; gelu as in BERT)", choices=("relu", "gelu", "swish"))
     scale_embedding: bool = _f(True, "Transformer: token embeddings multiplied by √d_model "

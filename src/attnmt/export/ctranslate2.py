@@ -18,6 +18,7 @@ import torch
 
 from ..data.tokenizers import SPECIALS
 from ..errors import UserError
+from ..models.positions import SCHEMES
 from ..models.transformer import Transformer
 from ..rundir import RunDir, ensure_empty_folder
 
@@ -75,6 +76,13 @@ def _inputs(spec, embeddings) -> None:
     spec.scale_embeddings = embeddings.scale
 
 
+UNEXPORTED = {   # what CTranslate2's specs (4.x) can express, and what this export writes
+    "alibi": "model.positions alibi: CTranslate2 has ALiBi in its decoder only, not in its "
+             "encoder; decode this run with attnmt",
+    "rope": "model.positions rope: CTranslate2's specs have rotary embeddings (rotary_dim), "
+            "but this export writes position tables only; decode this run with attnmt"}
+
+
 def _vocabulary(tokenizer) -> list[str]:
     pieces = [tokenizer.piece(i) for i in range(len(tokenizer))]
     return ["<blank>" if p == SPECIALS[0] else p for p in pieces]
@@ -92,6 +100,8 @@ def export_ctranslate2(run_dir: str | Path, out_dir: str | Path,
                         "can be exported to CTranslate2")
     from ctranslate2.specs.common_spec import Activation
 
+    if cfg.model.positions in SCHEMES:
+        raise UserError(UNEXPORTED[cfg.model.positions])
     pre = cfg.model.norm == "pre"
     activation = {"relu": Activation.RELU, "gelu": Activation.GELU,
                   "swish": Activation.SWISH}[cfg.model.activation]

@@ -29,6 +29,7 @@ import torch
 from ..errors import UserError
 from ..models.decoder_only import DecoderOnlyTranslator
 from ..models.heads import DecoderLM, EncoderClassifier
+from ..models.positions import SCHEMES
 from ..models.transformer import Transformer
 from ..rundir import RunDir, ensure_empty_folder
 from ..symbols import BOS, EOS, PAD, SPECIALS, UNK
@@ -64,6 +65,9 @@ def _kind(cfg, model) -> str:
         raise UserError(f"this is {what} — Transformer, decoder-only and language-model runs "
                         "export to Hugging Face")
     m = cfg.model
+    if m.positions in SCHEMES:
+        raise UserError(f"model.positions {m.positions} lives in the attention; transformers' "
+                        "Pegasus takes only a position table (sinusoidal or learned)")
     if m.norm != "pre":
         raise UserError("only pre-norm models export to Hugging Face's Pegasus (this run: "
                         f"norm {m.norm})")

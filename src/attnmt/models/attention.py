@@ -186,7 +186,8 @@ class MultiHeadAttention(nn.Module):
     def forward(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
                 causal: bool = False, need_weights: bool = False,
                 head_gate: Tensor | None = None, trace: dict | None = None,
-                q: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+                q: Tensor | None = None, bias: Tensor | None = None
+                ) -> tuple[Tensor, Tensor | None]:
         """query (B, T, D), or its projection ``q`` (B, H, T, dh) from :meth:`project_qkv`;
         k, v (B, H, S, dh); mask (B, S) True at real keys.
 
@@ -200,13 +201,15 @@ class MultiHeadAttention(nn.Module):
         t, s = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
         if not need_weights and trace is None:
-            if causal and mask is None and t == s:     # SDPA's own (top-left) causal mask
+            if causal and mask is None and t == s and bias is None:   # SDPA's own causal mask
                 out = sdpa(q, k, v, None, p, causal=True)
             else:
-                out = sdpa(q, k, v, _allowed(mask, causal, t, s, q.device), p)
+                out = sdpa(q, k, v, _with_bias(_allowed(mask, causal, t, s, q.device), bias), p)
             weights = None
         else:
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)    # (B, H, T, S)
+            if bias is not None:
+                scores = scores + bias
             allowed = _allowed(mask, causal, t, s, q.device)              # (B|1, 1, T|1, S)
             masked = scores if allowed is None else scores.masked_fill(~allowed, float("-inf"))
             weights = torch.softmax(masked, dim=-1)
@@ -222,6 +225,14 @@ class MultiHeadAttention(nn.Module):
         if trace is not None:
             trace.update(joined=joined, output=projected)
         return projected, weights
+
+
+def _with_bias(allowed: Tensor | None, bias: Tensor | None) -> Tensor | None:
+    """A boolean mask, or with ``bias`` one additive float mask: the bias where allowed,
+    −∞ where not."""
+    if bias is None:
+        return allowed
+    return bias if allowed is None else bias.masked_fill(~allowed, float("-inf"))
 
 
 def _allowed(mask: Tensor | None, causal: bool, t: int, s: int, device: torch.device

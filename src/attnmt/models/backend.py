@@ -27,8 +27,10 @@ def _one_query(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None) -> Ten
     """Attention for one query position (a decoding step) as two matrix products: on a
     CPU faster than the flash kernel, whose blocking is made for many queries."""
     scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5)
-    if attn_mask is not None:
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
         scores.masked_fill_(~attn_mask, float("-inf"))
+    elif attn_mask is not None:                                # an additive mask (ALiBi)
+        scores += attn_mask
     return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
@@ -76,13 +78,16 @@ def pack_linear_layers(model: nn.Module) -> nn.Module:
 def sdpa(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, dropout: float,
          causal: bool = False) -> Tensor:
     """Scaled dot-product attention; q (B, H, T, dh), k/v (B, H, S, dh), mask broadcastable
-    to (B, H, T, S), True where attending is allowed."""
+    to (B, H, T, S), True where attending is allowed — or an additive float mask (ALiBi's
+    bias, −∞ where not allowed)."""
     if q.size(-2) == 1 and not causal and dropout == 0.0 and q.device.type == "cpu":
         return _one_query(q, k, v, attn_mask)
+    additive = attn_mask is not None and attn_mask.dtype != torch.bool
     if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
-                                                  attn_mask=attn_mask, dropout_p=dropout,
-                                                  is_causal=causal)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout,
-                                          is_causal=causal)
+            return F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), dropout_p=dropout, is_causal=causal,
+                attn_mask=attn_mask.float() if additive else attn_mask)
+    return F.scaled_dot_product_attention(
+        q, k, v, dropout_p=dropout, is_causal=causal,
+        attn_mask=attn_mask.to(q.dtype) if additive else attn_mask)

@@ -76,14 +76,15 @@ class DecoderOnlyTranslator(Seq2SeqModel):
         return self.embed(src, positions=positions,
                           embedded=self.embed_source(src) if embedded is None else embedded)
 
-    def _run(self, x: Tensor, keys: Tensor, caches: list | None, need_weights: bool
-             ) -> tuple[Tensor, list[Tensor]]:
-        """Every layer over ``x`` (the new positions) with ``keys`` (B, K) marking the real
-        keys; the per-layer self-attention weights (B, H, T, K) when asked."""
+    def _run(self, x: Tensor, keys: Tensor, caches: list | None, need_weights: bool,
+             positions: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Every layer over ``x`` (the new positions, at ``positions`` (B, T)) with ``keys``
+        (B, K) marking the real keys; the per-layer self-attention weights (B, H, T, K)
+        when asked."""
         weights = []
         for i, layer in enumerate(self.layers):
             x, w = layer(x, None, None, caches[i] if caches is not None else None,
-                         need_weights, self_mask=keys)
+                         need_weights, self_mask=keys, positions=positions)
             weights.append(w)
         return x, weights
 
@@ -92,11 +93,12 @@ class DecoderOnlyTranslator(Seq2SeqModel):
         """The stack over the source; ``final`` holds each layer's key/value cache."""
         mask = padding_mask(src, src_lengths)
         caches = [LayerCache() for _ in self.layers]
-        x, _ = self._run(self._source(src, embedded), mask, caches, False)
+        positions = torch.arange(src.size(1), device=src.device).expand_as(src)
+        x, _ = self._run(self._source(src, embedded), mask, caches, False, positions)
         return EncoderOutput(x, mask, final=caches)
 
     def init_state(self, enc: EncoderOutput) -> DecoderOnlyState:
-        caches = [LayerCache(c.k, c.v, c.length) for c in enc.final]
+        caches = [LayerCache(c.k, c.v, c.length, c.pos) for c in enc.final]
         return DecoderOnlyState(cache=caches, mask=enc.mask, lengths=enc.mask.sum(1))
 
     def reorder_state(self, state: DecoderOnlyState, rows: Tensor,
@@ -113,9 +115,10 @@ class DecoderOnlyTranslator(Seq2SeqModel):
                     need_weights: bool = False
                     ) -> tuple[Tensor, DecoderOnlyState, Tensor | None]:
         s = state.mask.size(1)
-        x = self.embed(prev_tokens[:, None], positions=(state.lengths + state.step)[:, None])
+        positions = (state.lengths + state.step)[:, None]
+        x = self.embed(prev_tokens[:, None], positions=positions)
         x, weights = self._run(x, self._keys(state.mask, state.step + 1), state.cache,
-                               need_weights)
+                               need_weights, positions)
         logits = self.out(self.norm(x[:, 0]))
         state = replace(state, step=state.step + 1)
         if not need_weights:
@@ -131,7 +134,8 @@ class DecoderOnlyTranslator(Seq2SeqModel):
         mask = padding_mask(src, src_lengths)
         positions = src_lengths[:, None] + torch.arange(t, device=src.device)
         x = torch.cat([self._source(src, embedded), self.embed(tgt_in, positions=positions)], 1)
-        x, weights = self._run(x, self._keys(mask, t), None, need_weights)
+        every = torch.cat([torch.arange(s, device=src.device).expand_as(src), positions], 1)
+        x, weights = self._run(x, self._keys(mask, t), None, need_weights, every)
         return x[:, s:], [w[:, :, s:, :s] for w in weights] if need_weights else []
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,

@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from .attention import MultiHeadAttention
 from .base import DecoderState, EncoderOutput, Seq2SeqModel, padding_mask
+from .cache import LayerCache
+from .positions import SCHEMES, alibi_bias, alibi_slopes, rotate
 
 
 def sinusoidal_positions(length: int, d_model: int) -> Tensor:
@@ -45,7 +47,8 @@ def layer_sizes(m: ModelConfig) -> dict:
     """The sizes of an encoder or decoder layer, as the model config gives them."""
     return dict(d_model=m.d_model, heads=m.heads, ffn=m.ffn, dropout=m.dropout,
                 pre_norm=m.norm == "pre", attention_dropout=m.attention_dropout,
-                activation_dropout=m.activation_dropout, activation=m.activation)
+                activation_dropout=m.activation_dropout, activation=m.activation,
+                positions=m.positions)
 
 
 def positioned(embed: nn.Embedding, m: ModelConfig) -> Embeddings:
@@ -70,11 +73,10 @@ class Embeddings(nn.Module):
         super().__init__()
         self.embed, self.scale = embed, math.sqrt(embed.embedding_dim) if scale else 1.0
         d = embed.embedding_dim
-        if positions == "learned":
-            self.learned = nn.Embedding(max_positions, d)
-        else:
-            self.learned = None
-            self.register_buffer("table", sinusoidal_positions(max_positions, d), persistent=False)
+        self.learned = nn.Embedding(max_positions, d) if positions == "learned" else None
+        table = (torch.zeros(max_positions, d) if positions in SCHEMES     # in the attention
+                 else sinusoidal_positions(max_positions, d))
+        self.register_buffer("table", table, persistent=False)
         self.dropout = nn.Dropout(dropout)
 
     def tokens(self, tokens: Tensor) -> Tensor:
@@ -105,55 +107,29 @@ class FeedForward(nn.Sequential):
         super().__init__(*layers, nn.Linear(ffn, d_model))
 
 
-class LayerCache:
-    """One decoder layer's self-attention keys and values for the positions decoded so far.
-
-    The buffers are allocated ahead and grow by doubling, so a decoding step writes its
-    one new position in place instead of copying the whole past with ``torch.cat``
-    (quadratic in the output length). Beam search's reorder (``index_select``) copies
-    the buffers into new ones; a step never changes a cache another state still holds
-    except by writing past that state's length.
-    """
-
-    def __init__(self, k: Tensor | None = None, v: Tensor | None = None, length: int = 0):
-        self.k, self.v, self.length = k, v, length
-
-    def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Append k, v (B, H, T, dh); return the keys and values of every position so far."""
-        end = self.length + k.size(2)
-        if self.k is None or end > self.k.size(2):
-            self._grow(k, v, max(16, 2 * end))
-        self.k[:, :, self.length:end] = k
-        self.v[:, :, self.length:end] = v
-        self.length = end
-        return self.k[:, :, :end], self.v[:, :, :end]
-
-    def _grow(self, k: Tensor, v: Tensor, capacity: int) -> None:
-        b, h, _, dh = k.shape
-        new_k, new_v = k.new_empty(b, h, capacity, dh), v.new_empty(b, h, capacity, dh)
-        if self.k is not None:
-            new_k[:, :, :self.length] = self.k[:, :, :self.length]
-            new_v[:, :, :self.length] = self.v[:, :, :self.length]
-        self.k, self.v = new_k, new_v
-
-    def index_select(self, dim: int, rows: Tensor) -> LayerCache:
-        """The cache of the batch rows ``rows`` (``dim`` must be 0), as ``select_state``
-        asks of every part of a state."""
-        if self.k is None:
-            return LayerCache()
-        return LayerCache(self.k.index_select(dim, rows), self.v.index_select(dim, rows),
-                          self.length)
-
-
 class _Sublayers(nn.Module):
     """Residual connections with a layer norm, before (pre-norm) or after (post-norm, as in
     Vaswani et al.) each sub-layer: ``norm_in(i, x)`` gives the sub-layer's input and
     ``add(i, x, out)`` the residual sum."""
 
-    def __init__(self, d_model: int, n: int, pre_norm: bool, dropout: float):
+    def __init__(self, d_model: int, n: int, pre_norm: bool, dropout: float,
+                 heads: int = 1, positions: str = "sinusoidal"):
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n))
         self.pre_norm, self.dropout = pre_norm, nn.Dropout(dropout)
+        self.scheme = positions if positions in SCHEMES else None
+        if self.scheme == "alibi":
+            self.register_buffer("slopes", alibi_slopes(heads), persistent=False)
+
+    def place(self, q: Tensor, k: Tensor, q_pos: Tensor | None, k_pos: Tensor | None,
+              causal: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Queries and keys with positions (RoPE rotates them) and the scores' bias (ALiBi);
+        unchanged for positions added to the embeddings."""
+        if self.scheme == "rope":
+            return rotate(q, q_pos), k if k_pos is None else rotate(k, k_pos), None
+        if self.scheme == "alibi":
+            return q, k, alibi_bias(self.slopes, q_pos, k_pos, causal)
+        return q, k, None
 
     def norm_in(self, i: int, x: Tensor) -> Tensor:
         return self.norms[i](x) if self.pre_norm else x
@@ -170,8 +146,8 @@ class _Sublayers(nn.Module):
 class EncoderLayer(_Sublayers):
     def __init__(self, *, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
                  attention_dropout: float = 0.0, activation_dropout: float = 0.0,
-                 activation: str = "relu"):
-        super().__init__(d_model, 2, pre_norm, dropout)
+                 activation: str = "relu", positions: str = "sinusoidal"):
+        super().__init__(d_model, 2, pre_norm, dropout, heads, positions)
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.ffn = FeedForward(d_model, ffn, activation_dropout, activation)
 
@@ -181,8 +157,10 @@ class EncoderLayer(_Sublayers):
         ``trace`` receives the self-attention's numbers (the explainer)."""
         y = self.norm_in(0, x)
         q, k, v = self.self_attn.project_qkv(y)                           # (B, H, S, dh)
+        pos = torch.arange(x.size(1), device=x.device)[None] if self.scheme else None
+        q, k, bias = self.place(q, k, pos, pos, causal=False)
         out, weights = self.self_attn(y, k, v, mask, need_weights=collect is not None,
-                                      trace=trace, q=q)
+                                      trace=trace, q=q, bias=bias)
         x = self.add(0, x, out)
         if collect is not None:
             collect.append(weights)
@@ -195,8 +173,8 @@ class DecoderLayer(_Sublayers):
 
     def __init__(self, *, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
                  attention_dropout: float = 0.0, activation_dropout: float = 0.0,
-                 cross: bool = True, activation: str = "relu"):
-        super().__init__(d_model, 3 if cross else 2, pre_norm, dropout)
+                 cross: bool = True, activation: str = "relu", positions: str = "sinusoidal"):
+        super().__init__(d_model, 3 if cross else 2, pre_norm, dropout, heads, positions)
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.cross_attn = MultiHeadAttention(d_model, heads, attention_dropout) if cross else None
         self.ffn = FeedForward(d_model, ffn, activation_dropout, activation)
@@ -204,22 +182,33 @@ class DecoderLayer(_Sublayers):
     def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor] | None, src_mask: Tensor | None,
                 cache: LayerCache | None = None, need_weights: bool = False,
                 head_gate: Tensor | None = None, trace: dict | None = None,
-                self_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+                self_mask: Tensor | None = None, positions: Tensor | None = None
+                ) -> tuple[Tensor, Tensor | None]:
         """x (B, T, D). With ``cache`` (keys, values of earlier positions, extended here in
         place), x is the new position(s) only. Returns x and the cross-attention weights
         (B, H, T, S) when asked — a layer without cross-attention (decoder-only) returns
         its causal self-attention's (B, H, T, K) instead. ``self_mask`` (B, K) marks the
         real keys of the self-attention (a padded source inside the sequence);
         ``head_gate`` (H,) scales the cross-attention heads; ``trace`` gets ``self`` and
-        ``cross`` numbers."""
+        ``cross`` numbers; ``positions`` (B|1, T) are the new tokens' positions (RoPE, ALiBi;
+        by default they follow the cache)."""
         y = self.norm_in(0, x)
         q, k, v = self.self_attn.project_qkv(y)                           # (B, H, T, dh)
+        pos, bias = positions, None
+        if self.scheme and pos is None:
+            start = cache.length if cache is not None else 0
+            pos = torch.arange(start, start + x.size(1), device=x.device)[None]
+        if self.scheme == "rope":
+            q, k, _ = self.place(q, k, pos, pos, causal=True)
+        k_pos = pos
         if cache is not None:
-            k, v = cache.extend(k, v)
+            k, v, k_pos = cache.extend(k, v, pos if self.scheme == "alibi" else None)
+        if self.scheme == "alibi":
+            _, _, bias = self.place(q, k, pos, k_pos, causal=True)
         sub = None if trace is None else trace.setdefault("self", {})
         own = need_weights and self.cross_attn is None
         out, weights = self.self_attn(y, k, v, self_mask, causal=y.size(1) > 1,  # one sees all
-                                      need_weights=own, trace=sub, q=q)
+                                      need_weights=own, trace=sub, q=q, bias=bias)
         x = self.add(0, x, out)
         if self.cross_attn is not None:
             sub = None if trace is None else trace.setdefault("cross", {})
