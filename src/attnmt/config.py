@@ -93,9 +93,8 @@ class DataConfig:
                       "and ratio (in tokens), dedup, copies (source = target), langid (a "
                       "language-ID classifier run: the sides must read as src and tgt)",
                       check=check_filter)
-    spm_alpha: float = _f(0.0, "SentencePiece subword sampling while training (Kudo 2018): "
-                          "each training sentence is segmented anew per batch, smoothing "
-                          "alpha (e.g. 0.1); 0 = the one best segmentation", min=0.0, max=1.0)
+    spm_alpha: float = _f(0.0, "subword sampling (Kudo 2018): training sentences segmented "
+                          "anew per batch with this smoothing; 0 = off", min=0.0, max=1.0)
 
     def split_name(self, split: str) -> str:
         """The file stem of a split asked for by role (``test``, ``val`` or ``valid``), or
@@ -136,10 +135,8 @@ class ModelConfig:
                    max=4 * MAX_WIDTH)
     norm: str = _f("pre", "layer norm placement: pre (stable) or post (Vaswani 2017)",
                    choices=("pre", "post"))
-    positions: str = _f("sinusoidal", "position encoding: added to the embeddings (sinusoidal, "
-                        "learned) or inside self-attention (rope: rotary, Su et al. 2021; "
-                        "alibi: a distance bias, Press et al. 2022)",
-                        choices=("sinusoidal", "learned", "rope", "alibi"))
+    positions: str = _f("sinusoidal", "added to the embeddings or in self-attention (rope, "
+                        "alibi)", choices=("sinusoidal", "learned", "rope", "alibi"))
     activation: str = _f("relu", "Transformer: the feed-forward layers' activation (swish = "
                          "SiLU, as in Marian; gelu as in BERT)", choices=("relu", "gelu", "swish"))
     scale_embedding: bool = _f(True, "Transformer: token embeddings multiplied by √d_model "
@@ -157,8 +154,8 @@ class ModelConfig:
                                   max=0.9)
     activation_dropout: float = _f(0.0, "Transformer: dropout after the FFN activation",
                                    min=0.0, max=0.9)
-    tie_embeddings: bool = _f(True, "tie decoder input and output embeddings (and the source "
-                              "embeddings too with a joint vocabulary)")
+    tie_embeddings: bool = _f(True, "tie decoder input, output (and, with a joint vocabulary, "
+                              "source) embeddings")
 
 
 @dataclass
