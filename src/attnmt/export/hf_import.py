@@ -40,21 +40,21 @@ KINDS = {"marian": "post", "pegasus": "pre"}         # model_type -> layer norm 
 ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "swish": "swish", "silu": "swish"}
 
 
-class ImportError_(UserError):
+class CheckpointError(UserError):
     """A folder that is not a checkpoint attnmt can import (one line, exit 2)."""
 
 
 def _fail(folder: Path, what: str) -> None:
-    raise ImportError_(f"cannot import {folder}: {what}")
+    raise CheckpointError(f"cannot import {folder}: {what}")
 
 
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ImportError_(f"cannot read {path}: {e}") from None
+        raise CheckpointError(f"cannot read {path}: {e}") from None
     if not isinstance(data, dict):
-        raise ImportError_(f"{path} is not a JSON object")
+        raise CheckpointError(f"{path} is not a JSON object")
     return data
 
 
@@ -202,7 +202,7 @@ def read_vocabularies(folder: Path, hf: dict) -> tuple[Side, Side]:
     return side, side
 
 
-def model_section(hf: dict, shared: bool, tied: bool) -> dict:
+def model_section(hf: dict, tied: bool) -> dict:
     """The ``model:`` section of the imported run."""
     return dict(arch="transformer", enc_layers=hf["encoder_layers"],
                 dec_layers=hf["decoder_layers"], d_model=hf["d_model"],
@@ -233,7 +233,7 @@ class _Reader:
     @staticmethod
     def _put(param: torch.nn.Parameter, value: torch.Tensor, name: str) -> None:
         if param.shape != value.shape:
-            raise ImportError_(f"{name} has shape {tuple(value.shape)}, the model expects "
+            raise CheckpointError(f"{name} has shape {tuple(value.shape)}, the model expects "
                                f"{tuple(param.shape)}")
         param.copy_(value)
 
@@ -325,7 +325,7 @@ def convert(weights: dict[str, torch.Tensor], hf: dict, cfg: Config, src: Side, 
     return model
 
 
-def _lm_head_tied(weights: dict[str, torch.Tensor], hf: dict) -> bool:
+def _lm_head_tied(weights: dict[str, torch.Tensor]) -> bool:
     """Whether the output layer is the (decoder) embedding: a tied checkpoint stores no
     ``lm_head`` or stores the same values."""
     head = weights.get("lm_head.weight")
@@ -351,7 +351,7 @@ def imported_config(hf: dict, folder: Path, src: Side, tgt: Side, tied: bool) ->
     decode = dict(beam=int(gen.get("num_beams") or hf.get("num_beams") or 5),
                   length_penalty="average",
                   alpha=float(gen.get("length_penalty", hf.get("length_penalty", 1.0))))
-    return load_config(raw={"data": data, "model": model_section(hf, shared, tied),
+    return load_config(raw={"data": data, "model": model_section(hf, tied),
                             "decode": decode})
 
 
@@ -367,11 +367,11 @@ def import_huggingface(folder: str | Path, out_dir: str | Path, force: bool = Fa
 
     folder, out = Path(folder), Path(out_dir)
     if not folder.is_dir():
-        raise ImportError_(f"{folder} is not a folder")
+        raise CheckpointError(f"{folder} is not a folder")
     hf = read_hf_config(folder)
     src, tgt = read_vocabularies(folder, hf)
     weights = read_weights(folder)
-    cfg = imported_config(hf, folder, src, tgt, _lm_head_tied(weights, hf))
+    cfg = imported_config(hf, folder, src, tgt, _lm_head_tied(weights))
     model = convert(weights, hf, cfg, src, tgt, folder)
     ensure_empty_folder(out, force)
     run = RunDir(out)
