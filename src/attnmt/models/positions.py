@@ -27,13 +27,23 @@ from torch import Tensor
 SCHEMES = ("rope", "alibi")      # the position schemes that live in the attention
 
 
-def rotate(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
+def rotation_table(length: int, d_head: int, base: float = 10000.0) -> Tensor:
+    """cos and sin of every position's angles, side by side: (length, d_head). Computed
+    once per layer, so a decoding step only looks its position up."""
+    half = d_head // 2
+    freq = base ** (-torch.arange(half, dtype=torch.float32) / half)
+    angle = torch.arange(length, dtype=torch.float32)[:, None] * freq           # (L, h)
+    return torch.cat([angle.cos(), angle.sin()], dim=-1)
+
+
+def rotate(x: Tensor, positions: Tensor, table: Tensor | None = None) -> Tensor:
     """x (B, H, T, dh) rotated by ``positions`` (B|1, T): dimension pairs (i, i + dh/2)
-    turn by pos · base^(−2i/dh) (the "rotate half" layout)."""
+    turn by pos · 10000^(−2i/dh) (the "rotate half" layout); ``table`` is
+    :func:`rotation_table` for at least the positions asked (made here when not given)."""
     half = x.size(-1) // 2
-    freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angle = positions.to(torch.float32)[:, None, :, None] * freq               # (B, 1, T, h)
-    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    if table is None:
+        table = rotation_table(int(positions.max()) + 1, x.size(-1)).to(x.device)
+    cos, sin = table[positions].to(x.dtype)[:, None].split(half, dim=-1)      # (B, 1, T, h)
     a, b = x[..., :half], x[..., half:]
     return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
 

@@ -21,7 +21,7 @@ from ..config import ModelConfig
 from .attention import MultiHeadAttention
 from .base import DecoderState, EncoderOutput, Seq2SeqModel, padding_mask
 from .cache import LayerCache
-from .positions import SCHEMES, alibi_bias, alibi_slopes, rotate
+from .positions import SCHEMES, alibi_bias, alibi_slopes, rotate, rotation_table
 
 
 def sinusoidal_positions(length: int, d_model: int) -> Tensor:
@@ -48,7 +48,7 @@ def layer_sizes(m: ModelConfig) -> dict:
     return dict(d_model=m.d_model, heads=m.heads, ffn=m.ffn, dropout=m.dropout,
                 pre_norm=m.norm == "pre", attention_dropout=m.attention_dropout,
                 activation_dropout=m.activation_dropout, activation=m.activation,
-                positions=m.positions)
+                positions=m.positions, max_positions=m.max_positions)
 
 
 def positioned(embed: nn.Embedding, m: ModelConfig) -> Embeddings:
@@ -113,20 +113,24 @@ class _Sublayers(nn.Module):
     ``add(i, x, out)`` the residual sum."""
 
     def __init__(self, d_model: int, n: int, pre_norm: bool, dropout: float,
-                 heads: int = 1, positions: str = "sinusoidal"):
+                 heads: int = 1, positions: str = "sinusoidal", max_positions: int = 1024):
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n))
         self.pre_norm, self.dropout = pre_norm, nn.Dropout(dropout)
         self.scheme = positions if positions in SCHEMES else None
         if self.scheme == "alibi":
             self.register_buffer("slopes", alibi_slopes(heads), persistent=False)
+        if self.scheme == "rope":
+            self.register_buffer("rotation", rotation_table(max_positions, d_model // heads),
+                                 persistent=False)
 
     def place(self, q: Tensor, k: Tensor, q_pos: Tensor | None, k_pos: Tensor | None,
               causal: bool) -> tuple[Tensor, Tensor, Tensor | None]:
         """Queries and keys with positions (RoPE rotates them) and the scores' bias (ALiBi);
         unchanged for positions added to the embeddings."""
         if self.scheme == "rope":
-            return rotate(q, q_pos), k if k_pos is None else rotate(k, k_pos), None
+            return (rotate(q, q_pos, self.rotation),
+                    k if k_pos is None else rotate(k, k_pos, self.rotation), None)
         if self.scheme == "alibi":
             return q, k, alibi_bias(self.slopes, q_pos, k_pos, causal)
         return q, k, None
@@ -146,8 +150,9 @@ class _Sublayers(nn.Module):
 class EncoderLayer(_Sublayers):
     def __init__(self, *, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
                  attention_dropout: float = 0.0, activation_dropout: float = 0.0,
-                 activation: str = "relu", positions: str = "sinusoidal"):
-        super().__init__(d_model, 2, pre_norm, dropout, heads, positions)
+                 activation: str = "relu", positions: str = "sinusoidal",
+                 max_positions: int = 1024):
+        super().__init__(d_model, 2, pre_norm, dropout, heads, positions, max_positions)
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.ffn = FeedForward(d_model, ffn, activation_dropout, activation)
 
@@ -173,8 +178,10 @@ class DecoderLayer(_Sublayers):
 
     def __init__(self, *, d_model: int, heads: int, ffn: int, dropout: float, pre_norm: bool,
                  attention_dropout: float = 0.0, activation_dropout: float = 0.0,
-                 cross: bool = True, activation: str = "relu", positions: str = "sinusoidal"):
-        super().__init__(d_model, 3 if cross else 2, pre_norm, dropout, heads, positions)
+                 cross: bool = True, activation: str = "relu", positions: str = "sinusoidal",
+                 max_positions: int = 1024):
+        super().__init__(d_model, 3 if cross else 2, pre_norm, dropout, heads, positions,
+                         max_positions)
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.cross_attn = MultiHeadAttention(d_model, heads, attention_dropout) if cross else None
         self.ffn = FeedForward(d_model, ffn, activation_dropout, activation)
