@@ -47,3 +47,23 @@ def test_vocabs_save_and_load(tmp_path):
     j = Vocabs.train("char", ["ab"], ["cd"], 0, joint=True)
     j.save(tmp_path / "j")
     assert Vocabs.load(tmp_path / "j").joint
+
+
+def test_a_mapped_vocabulary_reads_a_leading_language_token_as_one():
+    """An imported multilingual Marian vocabulary: ``>>fra<<`` is its own id, in plain and
+    in sampled segmentation alike; a code the vocabulary lacks is segmented as text."""
+    from attnmt.data.tokenizers import (
+        SPECIALS,
+        MappedSentencePieceTokenizer,
+        SentencePieceTokenizer,
+    )
+
+    texts = ["ein hund läuft im park", "zwei kinder spielen"] * 40
+    spm = SentencePieceTokenizer.train(texts, 40)
+    pieces = [spm.piece(i) for i in range(4, len(spm))]
+    tok = MappedSentencePieceTokenizer(spm.proto, SPECIALS + pieces + [">>fra<<"])
+    code = len(tok) - 1
+    assert tok.encode(">>fra<< ein hund") == [code] + tok.encode("ein hund")
+    assert tok.encode_sampled(">>fra<< ein hund", 0.5)[0] == code
+    assert code not in tok.encode(">>deu<< ein hund")
+    assert tok.decode(tok.encode("ein hund")) == "ein hund"

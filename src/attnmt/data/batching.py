@@ -126,12 +126,11 @@ class WeightedSet(EncodedSet):
         rng = np.random.default_rng([seed, epoch, 1])
         out = []
         for part, weight, start in zip(self.parts, self.weights, self.starts):
-            n = len(part)
-            whole = int(weight)
+            n, whole = len(part), int(weight)
             extra = min(n, int(round((weight - whole) * n)))
-            out += [np.arange(n)] * whole + [np.sort(rng.choice(n, extra, replace=False))]
-            out[-(whole + 1):] = [ids + start for ids in out[-(whole + 1):]]
-        return np.concatenate(out) if out else np.zeros(0, np.int64)
+            drawn = np.sort(rng.choice(n, extra, replace=False))
+            out.append(np.concatenate([np.tile(np.arange(n), whole), drawn]) + start)
+        return np.concatenate(out)
 
     def counts(self, seed: int, epoch: int) -> list[int]:
         """How many pairs of each corpus an epoch draws."""

@@ -158,19 +158,23 @@ class MappedSentencePieceTokenizer(SentencePieceTokenizer):
     def encode(self, text: str) -> list[int]:
         return self.encode_batch([text])[0]
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+    def _code(self, text: str) -> tuple[list[int], str]:
         """A leading target-language token that the vocabulary holds (Marian's multilingual
-        ``>>fra<<``) is one token; the rest is segmented."""
-        codes = [LANG_CODE.match(t) for t in texts]
-        codes = [m if m and m.group(0) in self.index else None for m in codes]
-        rest = [t[m.end():].lstrip() if m else t for t, m in zip(texts, codes)]
-        pieces = self.sp.encode(rest, out_type=str, num_threads=2)
-        return [([self.index[m.group(0)]] if m else []) + self._ids(p)
-                for m, p in zip(codes, pieces)]
+        ``>>fra<<``) as its one id, and the rest of the text to segment."""
+        m = LANG_CODE.match(text)
+        if m and m.group(0) in self.index:
+            return [self.index[m.group(0)]], text[m.end():].lstrip()
+        return [], text
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        codes, rest = zip(*map(self._code, texts)) if texts else ((), ())
+        pieces = self.sp.encode(list(rest), out_type=str, num_threads=2)
+        return [code + self._ids(p) for code, p in zip(codes, pieces)]
 
     def encode_sampled(self, text: str, alpha: float) -> list[int]:
-        return self._ids(self.sp.encode(text, out_type=str, enable_sampling=True, alpha=alpha,
-                                        nbest_size=-1))
+        code, rest = self._code(text)
+        return code + self._ids(self.sp.encode(rest, out_type=str, enable_sampling=True,
+                                               alpha=alpha, nbest_size=-1))
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.sp.decode_pieces([self.symbols[i] for i in ids if i > EOS])

@@ -19,6 +19,7 @@ from .attention import MultiHeadAttention
 from .transformer import FeedForward
 
 LORA_TARGETS = ("attention", "ffn")
+LORA_DEFAULTS = {"rank": 8, "alpha": 16.0, "targets": list(LORA_TARGETS), "dropout": 0.0}
 
 
 def parts(model: nn.Module) -> dict[str, list[nn.Parameter]]:
@@ -68,7 +69,7 @@ def check_finetuning(cfg) -> None:
                                n_labels=2)
     _check_parts(parts(model), list(t.freeze))
     if t.lora:
-        lora_target_names(model, t.lora.get("targets", list(LORA_TARGETS)))
+        lora_target_names(model, {**LORA_DEFAULTS, **t.lora}["targets"])
 
 
 def lora_target_names(model: nn.Module, targets: list[str]) -> list[str]:
@@ -119,9 +120,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
 def apply_finetuning(model: nn.Module, train_cfg) -> None:
     """``train.freeze`` and ``train.lora`` of a config, on a freshly built model."""
     if train_cfg.lora:
-        lora = {"rank": 8, "alpha": 16.0, "targets": list(LORA_TARGETS), "dropout": 0.0,
-                **train_cfg.lora}
-        add_lora(model, **lora)
+        add_lora(model, **{**LORA_DEFAULTS, **train_cfg.lora})
     if train_cfg.freeze:
         freeze(model, list(train_cfg.freeze))
 
