@@ -380,3 +380,35 @@ def test_lstm_forget_gates_start_at_the_configured_bias():
                                                      "forget_bias": 0.0}}).model, 30, 30)
     h = default.decoder.hidden_size
     assert torch.all(default.decoder.bias_ih_l0[h:2 * h] == 0)
+
+
+def test_reading_order_reverses_each_source_and_keeps_its_end_mark_last():
+    from attnmt.models.rnn import reading_order
+
+    order = reading_order(torch.tensor([5, 3, 1]), 6)
+    assert order.tolist() == [[3, 2, 1, 0, 4, 5], [1, 0, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5]]
+
+
+@pytest.mark.parametrize("preset", ["seq2seq-lstm", "rnn-dot"])
+def test_a_reversed_source_keeps_the_contract_and_reads_backwards(preset):
+    model = make(preset, reverse_source=True, bidirectional=False, enc_hidden=32).eval()
+    check_contract(model, preset)
+    plain = make(preset, bidirectional=False, enc_hidden=32).eval()
+    plain.load_state_dict(model.state_dict())
+    src, lengths, _ = inputs()
+    backwards = src.clone()
+    for i, n in enumerate(lengths.tolist()):
+        backwards[i, : n - 1] = src[i, : n - 1].flip(0)
+    ours, theirs = model.encode(src, lengths), plain.encode(backwards, lengths)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours.final, theirs.final))
+    if ours.memory is not None:                 # states stay at their own tokens
+        for i, n in enumerate(lengths.tolist()):
+            assert torch.allclose(ours.memory[i, : n - 1], theirs.memory[i, : n - 1].flip(0),
+                                  atol=1e-6)
+
+
+def test_reverse_source_is_refused_for_a_transformer():
+    from attnmt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="reverse_source applies to RNN encoders"):
+        make("transformer-tiny", reverse_source=True)

@@ -448,14 +448,17 @@ def spm_alpha(name: str = "spm_alpha_m30k") -> str:
 
 def _study(name: str) -> Callable[[], str]:
     def table() -> str:
-        from attnmt.studies.compare import length_table, summary_table
+        from attnmt.studies.report import join_table, length_table, summary_table
 
         report = json.loads((ROOT / "docs/results" / name / "results.json").read_text())
+        joined = join_table(report)
         return "\n".join([*summary_table(report), "", "¹ high-water mark of the process that "
                           "trains the runs one after another, so a run's figure includes the "
                           "runs before it.", "", f"{report['eval']['metric']} by source "
                           f"length ({report['eval']['length']}), 95 % bootstrap interval in "
                           "brackets:", "", *length_table(report), "",
+                          *([f"{report['eval']['metric']} by the number k of test pairs "
+                             "joined into one example:", "", *joined, ""] if joined else []),
                           f"*From `docs/results/{name}/results.json`; rerun: `attnmt compare "
                           f"{report['study_file']} --out docs/results/{name}`.*"])
     table.__doc__ = f"The {name} study's summary and its score by length."

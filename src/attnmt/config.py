@@ -9,7 +9,6 @@ overrides (``--set train.max_steps=100``) go through the same validation.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ from .config_checks import (
     check_lora,
     check_synth,
     check_together,
+    parse_override,
+    suggest,
 )
 from .errors import ConfigError
 from .presets import preset_config
@@ -93,6 +94,10 @@ class DataConfig:
                       "and ratio (in tokens), dedup, copies (source = target), langid (a "
                       "language-ID classifier run: the sides must read as src and tgt)",
                       check=check_filter)
+    join: float = _f(0.0, "translate: this fraction of the training pairs is joined anew each "
+                     "epoch, 2 to join_max random pairs at a time, into long examples made of "
+                     "real sentences; 0 = off", min=0.0, max=1.0)
+    join_max: int = _f(4, "the most pairs data.join puts into one example", min=2, max=64)
     spm_alpha: float = _f(0.0, "subword sampling (Kudo 2018): training sentences segmented "
                           "anew per batch with this smoothing; 0 = off", min=0.0, max=1.0)
 
@@ -128,6 +133,8 @@ class ModelConfig:
                             "0 is PyTorch's default", min=-100.0, max=100.0)
     feed_context: bool = _f(False, "seq2seq only: context vector also fed to every decoder "
                             "step and to the output layer (Cho et al. 2014)")
+    reverse_source: bool = _f(False, "RNN encoders read each source backwards, its end-of-"
+                              "sentence mark last (Sutskever et al. 2014)")
     # Transformer
     d_model: int = _f(256, "Transformer model size", min=8, max=MAX_WIDTH)
     heads: int = _f(4, "attention heads", min=1, max=1024)
@@ -260,13 +267,6 @@ _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConf
                     "decode": DecodeConfig}
 
 
-def _suggest(name: str, valid: list[str], prefix: str = "") -> str:
-    close = difflib.get_close_matches(name, valid, n=1)
-    if close:
-        return f"did you mean {prefix}{close[0]}?"
-    return "valid keys: " + ", ".join(valid)
-
-
 def _coerce(section: str, f: dataclasses.Field, value: Any, where: str) -> Any:
     """Check one value against its field's type, choices and range; return it typed."""
     key = f"{section}.{f.name}"
@@ -324,7 +324,7 @@ def _apply(cfg: Config, raw: dict, where: str) -> None:
                           f"({where})")
     for section, values in raw.items():
         if section not in _SECTION_CLASSES:
-            hint = _suggest(str(section), list(SECTIONS))
+            hint = suggest(str(section), list(SECTIONS))
             raise ConfigError(f"{section} is not a section; {hint} ({where})")
         if values is None:
             continue
@@ -335,22 +335,8 @@ def _apply(cfg: Config, raw: dict, where: str) -> None:
         for key, value in values.items():
             if key not in fields:
                 raise ConfigError(f"{section}.{key} is not a key; "
-                                  f"{_suggest(str(key), list(fields), section + '.')} ({where})")
+                                  f"{suggest(str(key), list(fields), section + '.')} ({where})")
             setattr(target, key, _coerce(section, fields[key], value, where))
-
-
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """``train.max_steps=100`` -> ("train", "max_steps", 100), values parsed as YAML."""
-    if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise ConfigError(f"override {text!r} must look like section.key=value "
-                          "(e.g. train.max_steps=100)")
-    path, value = text.split("=", 1)
-    section, key = path.strip().split(".", 1)
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value
-    return section, key, parsed
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),

@@ -1,10 +1,14 @@
 """The checks of config values that are lists, mappings or depend on each other: each
-raises :class:`ConfigError` with one line naming the key, the file and what is valid."""
+raises :class:`ConfigError` with one line naming the key, the file and what is valid;
+and the reading of a command-line override (``--set section.key=value``)."""
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
+
+import yaml
 
 from .errors import ConfigError
 
@@ -103,8 +107,34 @@ def check_together(cfg: Any, where: str) -> None:
     if d.spm_alpha and d.tokenizer != "sentencepiece":
         raise ConfigError(f"data.spm_alpha samples SentencePiece segmentations; set "
                           f"data.tokenizer: sentencepiece (it is {d.tokenizer}) ({where})")
+    if d.join and d.spm_alpha:
+        raise ConfigError(f"data.join and data.spm_alpha cannot be used together yet: joined "
+                          f"examples would keep the best segmentation; set one to 0 ({where})")
     if d.task != "translate":
-        for key, default in (("format", "parallel"), ("corpora", []), ("filter", {})):
+        for key, default in (("format", "parallel"), ("corpora", []), ("filter", {}),
+                             ("join", 0.0)):
             if getattr(d, key) != default:
                 raise ConfigError(f"data.{key} applies to translation pairs; this config's "
                                   f"data.task is {d.task} ({where})")
+
+
+def suggest(name: str, valid: list[str], prefix: str = "") -> str:
+    """A hint for a mistyped key: the closest valid one, or all of them."""
+    close = difflib.get_close_matches(name, valid, n=1)
+    if close:
+        return f"did you mean {prefix}{close[0]}?"
+    return "valid keys: " + ", ".join(valid)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``train.max_steps=100`` -> ("train", "max_steps", 100), values parsed as YAML."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"override {text!r} must look like section.key=value "
+                          "(e.g. train.max_steps=100)")
+    path, value = text.split("=", 1)
+    section, key = path.strip().split(".", 1)
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return section, key, parsed

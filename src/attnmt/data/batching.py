@@ -80,6 +80,10 @@ class EncodedSet:
         """The sentences an epoch visits, when not simply each once (:class:`WeightedSet`)."""
         return None
 
+    def lengths(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source and target lengths (with ``</s>``, ``<s>``) of the examples ``ids``."""
+        return self.src_lens[ids], self.tgt_lens[ids]
+
     def batch(self, ids: np.ndarray) -> Batch:
         n = len(ids)
         s_len, t_len = self.src_lens[ids], self.tgt_lens[ids]
@@ -172,6 +176,93 @@ class SampledSegmentation:
         return EncodedSet(src, tgt).batch(np.arange(len(ids)))
 
 
+class JoinedSet:
+    """Long training inputs made of real sentences (``data.join``): each epoch, a seeded
+    ``fraction`` of the pairs is cut into groups of 2 to ``max_k`` random pairs, and each
+    group becomes one example whose source is its sources one after another (with the
+    tokenizers' word ``separators`` between them) and whose target is its targets in the same
+    order. The other pairs stay single, so every pair is still seen once per epoch. A group
+    longer than ``limit`` tokens on either side stays apart as single pairs.
+
+    A joined example's id is ``n * (epoch + 1) + group``, past the ``n`` pairs' own ids,
+    so a batch names its epoch's groups and a resumed run rebuilds the same ones."""
+
+    def __init__(self, data: EncodedSet, *, fraction: float, max_k: int, limit: int,
+                 seed: int, separators: tuple[list[int], list[int]] = ([], [])):
+        self.data, self.fraction, self.max_k, self.limit = data, fraction, max_k, limit
+        self.seed, self.separators = seed, separators
+        self._epochs: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.data, name)
+
+    def _plan(self, epoch: int) -> dict:
+        """The epoch's single pairs and groups (members and offsets, joined lengths)."""
+        if epoch in self._epochs:
+            return self._epochs[epoch]
+        rng = np.random.default_rng([self.seed, epoch, 2])
+        base = self.data.epoch_ids(self.seed, epoch)
+        base = np.arange(len(self.data)) if base is None else base
+        order = base[rng.permutation(len(base))]
+        chosen = order[: int(round(self.fraction * len(base)))]
+        ends = np.cumsum(rng.integers(2, self.max_k + 1, size=len(chosen) // 2 + 1))
+        ends = ends[ends < len(chosen) - 1].tolist() + [len(chosen)]
+        offsets = np.array([0] + ends) if len(chosen) >= 2 else np.zeros(1, dtype=np.int64)
+        sizes = np.diff(offsets)
+        src, tgt = self.data.lengths(chosen)
+        joined = [np.add.reduceat(lens, offsets[:-1]) + (sizes - 1) * (len(sep) - 1)
+                  if len(sizes) else np.zeros(0, dtype=np.int64)
+                  for lens, sep in ((src, self.separators[0]), (tgt, self.separators[1]))]
+        fits = (joined[0] <= self.limit) & (joined[1] <= self.limit)
+        inside = np.repeat(fits, sizes)
+        plan = {"singles": np.concatenate([order[len(chosen):], chosen[~inside]]),
+                "members": chosen[inside],
+                "offsets": np.concatenate([[0], np.cumsum(sizes[fits])]).astype(np.int64),
+                "src": joined[0][fits], "tgt": joined[1][fits]}
+        self._epochs = {e: v for e, v in self._epochs.items() if e >= epoch - 1}
+        self._epochs[epoch] = plan
+        return plan
+
+    def epoch_ids(self, seed: int, epoch: int) -> np.ndarray:
+        plan, n = self._plan(epoch), len(self.data)
+        return np.concatenate([plan["singles"], n * (epoch + 1) + np.arange(len(plan["src"]))])
+
+    def _group(self, i: int) -> tuple[dict, int]:
+        n = len(self.data)
+        return self._plan(int(i) // n - 1), int(i) % n
+
+    def lengths(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        src, tgt = (lens.astype(np.int64) for lens in
+                    self.data.lengths(np.minimum(ids, len(self.data) - 1)))
+        for row in np.flatnonzero(ids >= len(self.data)):
+            plan, g = self._group(ids[row])
+            src[row], tgt[row] = plan["src"][g], plan["tgt"][g]
+        return src, tgt
+
+    def _joined(self, members: np.ndarray, side: int) -> np.ndarray:
+        sep, get = self.separators[side], (self.data.src_ids, self.data.tgt_ids)[side]
+        parts: list = []
+        for k, i in enumerate(members):
+            parts += ([sep] if k and sep else []) + [get(int(i))]
+        return np.concatenate(parts)
+
+    def batch(self, ids: np.ndarray) -> Batch:
+        src, tgt = [], []
+        for i in ids:
+            if i < len(self.data):
+                src.append(self.data.src_ids(int(i)))
+                tgt.append(self.data.tgt_ids(int(i)))
+            else:
+                plan, g = self._group(i)
+                members = plan["members"][plan["offsets"][g]: plan["offsets"][g + 1]]
+                src.append(self._joined(members, 0))
+                tgt.append(self._joined(members, 1))
+        return EncodedSet(src, tgt).batch(np.arange(len(ids)))
+
+
 def token_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int,
                   seed: int = 0, epoch: int = 0, shuffle: bool = True) -> list[np.ndarray]:
     """Cut sentences into length-sorted batches of at most ``max_tokens`` padded tokens.
@@ -196,12 +287,11 @@ def epoch_batches(data: EncodedSet, max_tokens: int, seed: int, epoch: int
                   ) -> list[np.ndarray]:
     """An epoch's training batches: :func:`token_batches` over every sentence, or over the
     sentences the set draws for this epoch (:meth:`EncodedSet.epoch_ids`: weighted
-    corpora), in the set's own indices."""
+    corpora, joined pairs), in the set's own indices."""
     ids = data.epoch_ids(seed, epoch)
     if ids is None:
         return token_batches(data.src_lens, data.tgt_lens, max_tokens, seed, epoch)
-    return [ids[b] for b in token_batches(data.src_lens[ids], data.tgt_lens[ids], max_tokens,
-                                          seed, epoch)]
+    return [ids[b] for b in token_batches(*data.lengths(ids), max_tokens, seed, epoch)]
 
 
 def _length_order(src_lens: np.ndarray, tgt_lens: np.ndarray, rng: np.random.Generator,

@@ -47,6 +47,14 @@ class Tokenizer:
         that belongs to none: what word alignments are counted in."""
         raise NotImplementedError
 
+    def separator(self) -> list[int]:
+        """The ids between two texts joined by a space: a space token where spaces are
+        tokens (characters), nothing where each word carries its own boundary."""
+        a, b, both = self.encode("a"), self.encode("b"), self.encode("a b")
+        if both[: len(a)] != a or both[len(both) - len(b):] != b:
+            return []
+        return both[len(a): len(both) - len(b)]
+
     def continues_word(self, index: int) -> bool:
         """Whether this token, written next, would glue letters or digits onto the word
         before it (what a whole-word constraint may not be followed by). Words are whole

@@ -29,6 +29,9 @@ def _check(m: ModelConfig) -> None:
                           "change the sizes or use general/concat/additive")
     if m.arch in ("transformer", "decoder-only"):
         _check_heads(m)
+    if m.reverse_source and m.arch not in ("seq2seq", "rnn"):
+        raise ConfigError(f"model.reverse_source applies to RNN encoders (seq2seq, rnn), not "
+                          f"to model.arch {m.arch}; remove it")
 
 
 def _check_heads(m: ModelConfig) -> None:

@@ -56,13 +56,23 @@ def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
                 bias[hidden:2 * hidden] = value if name.startswith("bias_ih") else 0.0
 
 
+def reading_order(lengths: Tensor, width: int) -> Tensor:
+    """(B, width) positions that read each source backwards with its final ``</s>`` kept
+    last (Sutskever et al. 2014): ``c b a </s>`` for ``a b c </s>``; padding stays put."""
+    t = torch.arange(width, device=lengths.device)[None]
+    last = lengths[:, None] - 1
+    return torch.where(t < last, last - 1 - t, t)
+
+
 class RNNEncoder(nn.Module):
-    """Embedding + (bi)RNN over packed sequences."""
+    """Embedding + (bi)RNN over packed sequences; with ``reverse`` the RNN reads each source
+    backwards, and its states are returned in the tokens' own order."""
 
     def __init__(self, embed: nn.Embedding, rnn_type: str, hidden: int, layers: int,
-                 bidirectional: bool, dropout: float):
+                 bidirectional: bool, dropout: float, reverse: bool = False):
         super().__init__()
         self.embed, self.layers, self.dirs = embed, layers, 2 if bidirectional else 1
+        self.reverse = reverse
         self.dropout = nn.Dropout(dropout)
         self.rnn = CELLS[rnn_type](embed.embedding_dim, hidden, layers, batch_first=True,
                                    bidirectional=bidirectional,
@@ -83,9 +93,14 @@ class RNNEncoder(nn.Module):
         """src (B, S) -> states (B, S, dirs*H), final states: tuple of (layers, B, dirs*H);
         ``embedded`` (B, S, E) replaces the embedding of ``src``."""
         x = self.dropout(self.embed(src) if embedded is None else embedded)
+        order = reading_order(lengths, src.size(1)) if self.reverse else None
+        if order is not None:
+            x = x.gather(1, order[..., None].expand_as(x))
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, final = self.rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        if order is not None:       # the order is its own inverse: states back at their tokens
+            out = out.gather(1, order[..., None].expand_as(out))
         finals = final if isinstance(final, tuple) else (final,)
         return out, tuple(self._merge(f) for f in finals)
 
@@ -101,7 +116,7 @@ class RNNModelBase(Seq2SeqModel):
         src_embed = self.tgt_embed if share_src else nn.Embedding(src_vocab, m.emb_size,
                                                                   padding_idx=0)
         self.encoder = RNNEncoder(src_embed, m.rnn_type, m.enc_hidden, m.enc_layers,
-                                  m.bidirectional, m.dropout)
+                                  m.bidirectional, m.dropout, reverse=m.reverse_source)
         n_states = 2 if m.rnn_type == "lstm" else 1
         self.bridge = nn.ModuleList(nn.Linear(self.encoder.output_size, m.dec_hidden)
                                     for _ in range(n_states))
@@ -126,12 +141,17 @@ class RNNModelBase(Seq2SeqModel):
         return self.out(self.dropout(hidden))
 
     def _initial_hidden(self, finals: tuple[Tensor, ...]) -> list[Tensor]:
-        """Encoder final states -> decoder initial states, each (B, dec_layers, H)."""
+        """Encoder final states -> decoder initial states, each (B, dec_layers, H): the
+        hidden state through a linear map and tanh (it lives in (-1, 1)), an LSTM's cell
+        state through a linear map alone. A cell state is unbounded; squashing it too
+        saturates the tanh once the encoder's cells grow, and the gradient from the
+        decoder back to the encoder vanishes (``benchmarks/lstm_bridge.py``)."""
         states = []
-        for final, bridge in zip(finals, self.bridge):
+        for k, (final, bridge) in enumerate(zip(finals, self.bridge)):
             top = final[-self.dec_layers:] if final.size(0) >= self.dec_layers else \
                 final[-1:].expand(self.dec_layers, -1, -1)
-            states.append(torch.tanh(bridge(top)).transpose(0, 1).contiguous())
+            state = bridge(top)
+            states.append((torch.tanh(state) if k == 0 else state).transpose(0, 1).contiguous())
         return states
 
     def _hidden_in(self, state: RNNState):

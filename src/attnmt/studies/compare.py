@@ -14,7 +14,8 @@ Study file::
     config: {data: {...}, train: {...}, decode: {...}}   # shared by every run
     budget: {minutes: 4}                                # or {steps: 2000}
     eval: {beam: 5, metric: exact, length: items, edges: [2, 4, 6, 8], heatmaps: 2,
-           min_bucket: 30}     # buckets with fewer test sentences merge with a neighbour
+           min_bucket: 30,     # buckets with fewer test sentences merge with a neighbour
+           join: 1}            # > 1: also score test pairs joined 2..join at a time
     runs:
       - {name: seq2seq-lstm, preset: seq2seq-lstm}
       - {name: rnn-dot, preset: rnn-dot, set: {model.input_feeding: false}}
@@ -22,23 +23,28 @@ Study file::
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
 from ..config import load_config
-from ..data.corpus import check_splits_aligned
+from ..data.corpus import Corpus, check_splits_aligned
 from ..data.registry import read_split, resolve_dir
 from ..data.synthetic import ITEM_SEP
 from ..data.tokenizers import Vocabs
 from ..errors import ConfigError, UserError
 from ..inference.alignment import gold_score
-from ..inference.metrics import corpus_scores, merge_sparse_buckets, scores_by_length
+from ..inference.metrics import (
+    bootstrap_interval,
+    corpus_scores,
+    merge_sparse_buckets,
+    scores_by_length,
+)
 from ..inference.translator import Translator
 from ..presets import PRESETS
 from ..rundir import RunDir, write_json
@@ -46,10 +52,11 @@ from ..textio import read_utf8
 from ..training.loop import train
 from ..training.task_data import vocab_request, write_vocab_request
 from .plots import attention_grid, learning_curves, score_by_length
+from .report import write_report
 
 STUDY_KEYS = {"name", "description", "config", "budget", "eval", "runs"}
 EVAL_DEFAULTS = {"beam": 5, "metric": "bleu", "length": "words", "edges": [10, 20, 30],
-                 "heatmaps": 2, "min_bucket": 30}
+                 "heatmaps": 2, "min_bucket": 30, "join": 1}
 EVAL_METRICS = ("bleu", "chrf", "exact")
 
 
@@ -91,6 +98,9 @@ def load_study(path: str | Path) -> dict:
     if not isinstance(ev["min_bucket"], int) or ev["min_bucket"] < 1:
         raise ConfigError(f"{path}: eval min_bucket must be a whole number of sentences, 1 or "
                           f"more (got {ev['min_bucket']!r})")
+    if isinstance(ev["join"], bool) or not isinstance(ev["join"], int) or ev["join"] < 1:
+        raise ConfigError(f"{path}: eval join must be a whole number of test pairs per "
+                          f"example, 1 or more (got {ev['join']!r})")
     study["_path"] = str(path)
     return study
 
@@ -120,6 +130,33 @@ def _lengths(texts: list[str], unit: str) -> list[int]:
     return [len(t.split()) for t in texts]
 
 
+def joined_test(test: Corpus, most: int) -> tuple[Corpus, list[int]]:
+    """The test split followed, for k = 2 .. ``most``, by its consecutive groups of k pairs
+    joined by a space (long inputs made of real sentences; a last group short of k pairs
+    is left out); and the k of every example."""
+    src, tgt, joined = [], [], []
+    for k in range(1, most + 1):
+        for i in range(0, len(test.src) - k + 1, k):
+            src.append(" ".join(test.src[i: i + k]))
+            tgt.append(" ".join(test.tgt[i: i + k]))
+            joined.append(k)
+    return replace(test, src=src, tgt=tgt, line_numbers=[]), joined
+
+
+def scores_by_join(hyps: list[str], refs: list[str], joined: list[int], metric: str
+                   ) -> list[dict]:
+    """Corpus scores of the examples made of k test pairs, for each k, with the 95 %
+    bootstrap interval of ``metric``."""
+    rows = []
+    for k in sorted(set(joined)):
+        rows_k = [i for i, n in enumerate(joined) if n == k]
+        h, r = [hyps[i] for i in rows_k], [refs[i] for i in rows_k]
+        s = corpus_scores(h, r)
+        rows.append({"k": k, "n": s["n"], "bleu": s["bleu"], "chrf": s["chrf"],
+                     "exact": s["exact"], "ci95": list(bootstrap_interval(h, r, metric))})
+    return rows
+
+
 def _median_rate(run: RunDir) -> float:
     rates = [r["tokens_per_s"] for r in run.records("train") if r["step"] > 1]
     return statistics.median(rates) if rates else 0.0
@@ -131,6 +168,18 @@ def _decode_timed(translator: Translator, texts: list[str], beam: int) -> tuple[
     start = time.perf_counter()
     hyps = [h[0].text for h in translator.translate(texts, beam=beam)]
     return hyps, len(texts) / (time.perf_counter() - start)
+
+
+def _shared_vocab(base, data_dir: Path, vocab_dir: Path, log) -> Path:
+    """The one vocabulary every run of the study copies, trained once on the train split."""
+    if not Vocabs.exists(vocab_dir):
+        train_split = read_split(data_dir, base.data.train, base.data.src, base.data.tgt,
+                                 fmt=base.data.format)
+        log(f"training the shared {base.data.tokenizer} vocabulary")
+        Vocabs.train(base.data.tokenizer, train_split.src, train_split.tgt, base.data.vocab_size,
+                     base.data.joint_vocab, base.data.spm_type).save(vocab_dir)
+        write_vocab_request(vocab_dir, vocab_request(base, data_dir))
+    return vocab_dir
 
 
 def compare(study_path: str | Path, out: str | Path | None = None,
@@ -152,14 +201,8 @@ def compare(study_path: str | Path, out: str | Path | None = None,
                       fmt=base.data.format)
     if test is None:
         raise UserError(f"the study's test split {base.data.test!r} is not in {data_dir}")
-    vocab_dir = out / "vocab"
-    if not Vocabs.exists(vocab_dir):
-        train_split = read_split(data_dir, base.data.train, base.data.src, base.data.tgt,
-                                 fmt=base.data.format)
-        log(f"training the shared {base.data.tokenizer} vocabulary")
-        Vocabs.train(base.data.tokenizer, train_split.src, train_split.tgt, base.data.vocab_size,
-                     base.data.joint_vocab, base.data.spm_type).save(vocab_dir)
-        write_vocab_request(vocab_dir, vocab_request(base, data_dir))
+    test, joined = joined_test(test, ev["join"])
+    vocab_dir = _shared_vocab(base, data_dir, out / "vocab", log)
     lengths = _lengths(test.src, ev["length"])
     ev["edges"] = merge_sparse_buckets(lengths, ev["edges"], ev["min_bucket"])
     results: dict[str, dict] = {}
@@ -177,8 +220,11 @@ def compare(study_path: str | Path, out: str | Path | None = None,
         else:
             log(f"== {name}: finished earlier, not retrained")
         results[name] = _evaluate_run(run, test, lengths, ev, log)
+        if ev["join"] > 1:
+            hyps = (run.eval_dir / "study.hyp").read_text().splitlines()
+            results[name]["by_join"] = scores_by_join(hyps, test.tgt, joined, ev["metric"])
         gold = data_dir / f"{base.data.test}.align"
-        if gold.is_file() and results[name]["has_attention"]:
+        if gold.is_file() and results[name]["has_attention"] and ev["join"] == 1:
             results[name]["alignment"] = gold_score(Translator.from_run(run.path), gold,
                                                     test.src, test.tgt)
     report = {"study": study.get("name"), "description": study.get("description", ""),
@@ -188,7 +234,7 @@ def compare(study_path: str | Path, out: str | Path | None = None,
               "eval": ev, "config": study.get("config") or {}, "overrides": list(overrides or []),
               "runs": results}
     _figures(out, report, test, lengths)
-    _write_report(out, report)
+    write_report(out, report)
     log(f"wrote {out / 'report.md'}, {out / 'report.html'} and {out / 'results.json'}")
     return report
 
@@ -198,8 +244,9 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
     finished = json.loads((run.ckpt / "finished.json").read_text())
     if cached.is_file():
         result = json.loads(cached.read_text())
-        if result.get("step") == finished["step"] and result.get("beam") == ev["beam"]:
-            hyps = (run.eval_dir / "study.hyp").read_text().splitlines()
+        hyps = (run.eval_dir / "study.hyp").read_text().splitlines()
+        if (result.get("step"), result.get("beam"), len(hyps)) == (finished["step"], ev["beam"],
+                                                                   len(test.src)):
             result["by_length"] = scores_by_length(hyps, test.tgt, lengths, ev["edges"],
                                                    interval=ev["metric"])
             result["stopped_by"] = finished.get("reason", "")
@@ -268,112 +315,3 @@ def _figures(out: Path, report: dict, test, lengths: list[int]) -> None:
             report["heatmaps"].append({"file": path.name, "source": test.src[i],
                                        "reference": test.tgt[i]})
     write_json(out / "results.json", report)
-
-
-def summary_table(report: dict) -> list[str]:
-    """One markdown row per run: size, updates, speeds and scores (the report's first table,
-    and the docs' generated study tables)."""
-    ev = report["eval"]
-    aer = any("alignment" in r for r in report["runs"].values())
-    lines = [f"| run | parameters | steps (stopped by) | train tok/s | peak RSS MiB¹ | "
-             f"decode sent/s greedy / beam {ev['beam']} | BLEU greedy / beam {ev['beam']} | "
-             "chrF | exact % |" + (" attention AER² |" if aer else ""),
-             "|---|---|---|---|---|---|---|---|---|" + ("---|" if aer else "")]
-    for name, r in report["runs"].items():
-        speed = r["decode_sentences_per_s"]
-        stopped = f" ({r['stopped_by']})" if r.get("stopped_by") else ""
-        aligned = f" {r['alignment']['aer']:.1f} |" if "alignment" in r else " – |"
-        lines.append(f"| {name} | {r['parameters']:,} | {r['step']}{stopped} | "
-                     f"{r['train_tokens_per_s']:,.0f} | {r['peak_rss_mib']:,} | "
-                     f"{speed['greedy']:.1f} / {speed['beam']:.1f} | "
-                     f"{r['greedy']['bleu']:.2f} / {r['bleu']:.2f} | "
-                     f"{r['chrf']:.2f} | {r['exact']:.1f} |" + (aligned if aer else ""))
-    return lines
-
-
-def length_table(report: dict) -> list[str]:
-    """The study's metric per run and source-length bucket, with each bucket's size."""
-    metric = report["eval"]["metric"]
-    buckets: list[str] = []
-    for r in report["runs"].values():
-        for b in r["by_length"]:
-            if b["bucket"] not in buckets:
-                buckets.append(b["bucket"])
-    lines = ["| run | " + " | ".join(buckets) + " |", "|---|" + "---|" * len(buckets)]
-    for name, r in report["runs"].items():
-        by = {b["bucket"]: b for b in r["by_length"]}
-        cells = [_cell(by[b], metric) if b in by else "–" for b in buckets]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    counts = [str(next((b["n"] for r in report["runs"].values() for b in r["by_length"]
-                        if b["bucket"] == name), 0)) for name in buckets]
-    lines.append("| sentences | " + " | ".join(counts) + " |")
-    return lines
-
-
-def _cell(row: dict, metric: str) -> str:
-    """A bucket's score, with its 95 % bootstrap interval where one was computed."""
-    if "ci95" not in row:
-        return f"{row[metric]:.1f}"
-    low, high = row["ci95"]
-    return f"{row[metric]:.1f} ({low:.0f}–{high:.0f})"
-
-
-def _markdown(report: dict) -> str:
-    ev = report["eval"]
-    budget = report["budget"]
-    budget_text = (f"{budget['minutes']} minutes of training per run" if "minutes" in budget
-                   else f"{budget['steps']} updates per run")
-    train_cfg = (report.get("config") or {}).get("train") or {}
-    if train_cfg.get("patience"):
-        patience, watched = train_cfg["patience"], train_cfg.get("best_metric", "bleu")
-        budget_text = (f"each run trained until validation {watched} stopped improving "
-                       f"for {patience} validations in a row (early stopping), at most "
-                       + budget_text)
-    first = next(iter(report["runs"].values()))
-    parts = [f"# Study: {report['study']}", "", report.get("description", "").strip(), "",
-             f"Command: `attnmt compare {report['study_file']}` · budget: {budget_text} · "
-             f"test split `{report['test_split']}` · beam {ev['beam']}.", "",
-             *summary_table(report), "",
-             "¹ high-water mark of the process that trains the runs one after another, so a "
-             "run's figure includes the runs before it.", "",
-             *(["² alignment error rate of the attention (mean over layers and heads, "
-                "argmax per target word, forced to the references) against the test split's "
-                "gold word alignment; lower is better (`attnmt align --gold`).", ""]
-               if any("alignment" in r for r in report["runs"].values()) else []),
-             f"sacreBLEU: `{first['bleu_signature']}`", "",
-             f"## {ev['metric']} by source length ({ev['length']})", "",
-             "In brackets: the 95 % bootstrap interval (1,000 resamples of the bucket's "
-             f"sentences); buckets under {ev.get('min_bucket', 0)} sentences are merged with "
-             "a neighbour.", "",
-             *length_table(report), "", "![score by length](score_by_length.png)", "",
-             "## Learning curves", "", "![learning curves](learning_curves.png)", ""]
-    if report.get("heatmaps"):
-        parts += ["## Attention", ""]
-        for h in report["heatmaps"]:
-            parts += [f"Source: `{h['source']}`", "", f"Reference: `{h['reference']}`", "",
-                      f"![attention]({h['file']})", ""]
-    return "\n".join(parts)
-
-
-def _write_report(out: Path, report: dict) -> None:
-    """``report.md`` and a self-contained ``report.html`` rendered from it (Python-Markdown,
-    with the figures embedded as data URIs so the file works offline and by e-mail)."""
-    import html
-
-    import markdown
-
-    md = _markdown(report)
-    (out / "report.md").write_text(md)
-    body = markdown.markdown(md, extensions=["tables"], output_format="html")
-    for name in {h["file"] for h in report.get("heatmaps", [])} | {"score_by_length.png",
-                                                                     "learning_curves.png"}:
-        if (out / name).is_file():
-            data = base64.b64encode((out / name).read_bytes()).decode()
-            body = body.replace(f'src="{name}"', f'src="data:image/png;base64,{data}"')
-    style = ("body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:24px auto;"
-             "padding:0 16px}table{border-collapse:collapse}td,th{border:1px solid #ddd;"
-             "padding:4px 8px;text-align:right}img{max-width:100%}code{background:#f3f3f3}")
-    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'>"
-                                     f"<title>{html.escape(str(report['study']))}</title>"
-                                     f"<style>{style}</style></head><body>{body}"
-                                     "</body></html>")

@@ -26,7 +26,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import Config
-from ..data.batching import Batch, EncodedSet, SampledSegmentation, WeightedSet, token_batches
+from ..data.batching import (
+    Batch,
+    EncodedSet,
+    JoinedSet,
+    SampledSegmentation,
+    WeightedSet,
+    token_batches,
+)
 from ..data.prepare import SplitSpec, labels_of, load_arrays
 from ..data.registry import read_split
 from ..data.tokenizers import Vocabs
@@ -97,7 +104,7 @@ class TranslationTask(_Prepared):
 
     def units(self, data: EncodedSet, ids: np.ndarray) -> int:
         """Loss terms of a batch: its target tokens (the loss is normalised by their sum)."""
-        return int(data.tgt_lens[ids].sum())
+        return int(data.lengths(ids)[1].sum())
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
         logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
@@ -119,7 +126,8 @@ class TranslationTask(_Prepared):
 
 def training_set(task: TranslationTask, trains: list[tuple[Path, float]]):
     """The training pairs: one corpus, or several weighted ones (``data.corpora``), with
-    SentencePiece sampling over them when ``data.spm_alpha`` asks."""
+    SentencePiece sampling over them when ``data.spm_alpha`` asks and pairs joined into
+    long examples when ``data.join`` does."""
     d, t = task.cfg.data, task.cfg.train
     parts = [encoded(folder, Path(folder).name) for folder, _ in trains]
     data = parts[0] if len(parts) == 1 and trains[0][1] == 1.0 else \
@@ -127,6 +135,10 @@ def training_set(task: TranslationTask, trains: list[tuple[Path, float]]):
     if d.spm_alpha > 0:          # (config.py refuses it for other tokenizers)
         data = SampledSegmentation(data, task.vocabs.src, task.vocabs.tgt, d.spm_alpha,
                                    t.seed, d.max_len)
+    if d.join > 0:
+        data = JoinedSet(data, fraction=d.join, max_k=d.join_max, seed=t.seed,
+                         limit=min(d.max_len, t.max_tokens),
+                         separators=(task.vocabs.src.separator(), task.vocabs.tgt.separator()))
     return data
 
 
@@ -221,7 +233,7 @@ class LMTask(_TextTask):
     name = "lm"
 
     def units(self, data: EncodedSet, ids: np.ndarray) -> int:
-        return int(data.tgt_lens[ids].sum())
+        return int(data.lengths(ids)[1].sum())
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
         return token_loss(model(batch.tgt_in), batch.tgt_out, label_smoothing)
