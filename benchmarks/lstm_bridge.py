@@ -158,14 +158,16 @@ def main() -> None:
         runs = list(pool.map(train_variant, variants, [args.steps] * len(variants),
                              [args.seed] * len(variants)))
     print("| variant | " + " | ".join(f"val loss @{r['step']}" for r in runs[0]["curve"])
-          + " | saturated short / long (end) | encoder grad norm (end) |")
-    print("|---|" + "---|" * (len(runs[0]["curve"]) + 2))
+          + " | encoder cells, long (end) | saturated short / long (end) "
+          "| encoder grad norm (end) |")
+    print("|---|" + "---|" * (len(runs[0]["curve"]) + 3))
     for r in runs:
         end = r["curve"][-1]
+        cells = f"{end['cell_abs_long']:.2f}" if "cell_abs_long" in end else "–"
         sat = (f"{end['saturated_short']:.2f} / {end['saturated_long']:.2f}"
                if "saturated_short" in end else "–")
         print(f"| {r['variant']} | " + " | ".join(f"{c['val_loss']:.3f}" for c in r["curve"])
-              + f" | {sat} | {end['encoder_grad_norm']:.3f} |")
+              + f" | {cells} | {sat} | {end['encoder_grad_norm']:.4f} |")
     save("lstm_bridge", {"command": "python benchmarks/lstm_bridge.py " + " ".join(sys.argv[1:]),
                          "steps": args.steps, "seed": args.seed, "runs": runs})
 

@@ -2,8 +2,8 @@
 
 attnmt's seq2seq LSTM once squashed the bridged cell state with ``tanh``; it learned the
 numbers task no further than its first number while this minimal model did
-(``benchmarks/lstm_bridge.py``). These tests pin the two together: the same weights give
-the same logits, and both learn a short task at the same pace."""
+(``benchmarks/lstm_bridge.py``). This test pins the two together: the same weights give
+the same logits, teacher-forced and step by step."""
 
 from __future__ import annotations
 
@@ -78,3 +78,8 @@ def test_the_same_weights_give_the_minimal_models_logits():
     a, _ = ours(src, lengths, tgt)
     b, _ = minimal(src, lengths, tgt)
     assert torch.allclose(a, b, atol=1e-5)
+    state, steps = ours.init_state(ours.encode(src, lengths)), []
+    for t in range(tgt.size(1)):                      # the search's path: one step at a time
+        logits, state, _ = ours.decode_step(tgt[:, t], state)
+        steps.append(logits)
+    assert torch.allclose(torch.stack(steps, 1), b, atol=1e-5)

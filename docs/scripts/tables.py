@@ -446,6 +446,22 @@ def spm_alpha(name: str = "spm_alpha_m30k") -> str:
     return "\n".join(lines + ["", _provenance(d, name, d["command"])])
 
 
+def lstm_bridge(name: str = "lstm_bridge") -> str:
+    """The fixed-context LSTM with and without tanh on its bridged cell state, the minimal
+    plain-PyTorch LSTM and the GRU: validation loss and what reaches the encoder."""
+    d = _load(name)
+    steps = [c["step"] for c in d["runs"][0]["curve"]]
+    lines = _head(["variant", *(f"val loss @{s}" for s in steps), "encoder cells ⌀, long",
+                   "tanh-saturated share, short / long", "encoder gradient norm"])
+    for r in d["runs"]:
+        end = r["curve"][-1]
+        cells = (f"{end['cell_abs_long']:.2f}", f"{end['saturated_short']:.2f} / "
+                 f"{end['saturated_long']:.2f}") if "cell_abs_long" in end else ("–", "–")
+        lines.append(_row([r["variant"], *(f"{c['val_loss']:.3f}" for c in r["curve"]),
+                           *cells, f"{end['encoder_grad_norm']:.4f}"]))
+    return "\n".join(lines + ["", _provenance(d, name, d["command"])])
+
+
 def _study(name: str) -> Callable[[], str]:
     def table() -> str:
         from attnmt.studies.report import join_table, length_table, summary_table
@@ -479,7 +495,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "terminology": terminology, "ensemble": ensemble, "repetition": repetition,
     "sst-curve-sst2": sst_curve, "sst-curve-sst5": lambda: sst_curve("sst5"),
     "sst-screen": sst_screen, "finetune": finetune, "data-filtered": data_filtered,
-    "spm-alpha": spm_alpha,
+    "spm-alpha": spm_alpha, "lstm-bridge": lstm_bridge,
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 
