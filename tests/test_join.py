@@ -32,16 +32,20 @@ def _members(joined: JoinedSet, epoch: int) -> tuple[list[int], list[list[int]]]
     return singles, groups
 
 
-def test_every_pair_is_seen_once_per_epoch_and_a_fraction_joined():
-    data = _set()
-    joined = JoinedSet(data, fraction=0.5, max_k=4, limit=1000, seed=1)
+@pytest.mark.parametrize("n, fraction", [(200, 0.5), (9, 1.0), (10, 0.1), (3, 0.4), (57, 0.7)])
+@pytest.mark.parametrize("seed", range(5))
+def test_every_pair_is_seen_once_per_epoch_and_a_fraction_joined(n, fraction, seed):
+    data = _set(n)
+    joined = JoinedSet(data, fraction=fraction, max_k=4, limit=1000, seed=seed)
     singles, groups = _members(joined, 0)
     seen = singles + [i for g in groups for i in g]
     assert sorted(seen) == list(range(len(data)))
     assert all(2 <= len(g) <= 4 for g in groups)
-    assert {len(g) for g in groups} == {2, 3, 4}
-    assert sum(map(len, groups)) in (99, 100)          # the last draw may leave one single
-    assert _members(joined, 1) != (singles, groups)      # a new draw each epoch
+    wanted = round(fraction * n)
+    assert sum(map(len, groups)) in ((wanted - 1, wanted) if wanted >= 2 else (0,))
+    if n == 200:
+        assert {len(g) for g in groups} == {2, 3, 4}
+        assert _members(joined, 1) != (singles, groups)      # a new draw each epoch
 
 
 def test_a_joined_example_is_its_pairs_in_order_with_lengths_as_planned():

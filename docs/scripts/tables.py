@@ -73,7 +73,12 @@ def time_to_quality() -> str:
 def test_margins() -> str:
     """The spread of every training-dependent test quantity over seeds x kernel settings."""
     d = _load("test_margins")
-    return d["table"].rstrip() + "\n\n" + _provenance(d, "test_margins", d["command"])
+    text = d["table"].rstrip() + "\n\n" + _provenance(d, "test_margins", d["command"])
+    again = d.get("partial_rerun")
+    if again:
+        text += (f" *Measured again on {again['date']} on {_machine(again)}: "
+                 f"{', '.join(again['quantities'])} ({again['why']}).*")
+    return text
 
 
 def multi30k_marks() -> str:

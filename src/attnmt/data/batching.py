@@ -207,11 +207,13 @@ class JoinedSet:
         base = self.data.epoch_ids(self.seed, epoch)
         base = np.arange(len(self.data)) if base is None else base
         order = base[rng.permutation(len(base))]
-        chosen = order[: int(round(self.fraction * len(base)))]
-        ends = np.cumsum(rng.integers(2, self.max_k + 1, size=len(chosen) // 2 + 1))
-        ends = ends[ends < len(chosen) - 1].tolist() + [len(chosen)]
-        offsets = np.array([0] + ends) if len(chosen) >= 2 else np.zeros(1, dtype=np.int64)
-        sizes = np.diff(offsets)
+        wanted = int(round(self.fraction * len(base)))
+        ends = np.cumsum(rng.integers(2, self.max_k + 1, size=wanted // 2 + 1))
+        ends = ends[ends <= wanted]
+        if wanted - (ends[-1] if len(ends) else 0) >= 2:        # the rest: one smaller group
+            ends = np.append(ends, wanted)
+        offsets = np.concatenate([[0], ends]).astype(np.int64)
+        chosen, sizes = order[: offsets[-1]], np.diff(offsets)  # (one pair left stays single)
         src, tgt = self.data.lengths(chosen)
         joined = [np.add.reduceat(lens, offsets[:-1]) + (sizes - 1) * (len(sep) - 1)
                   if len(sizes) else np.zeros(0, dtype=np.int64)
