@@ -148,9 +148,11 @@ def test_a_study_scores_joined_test_pairs_by_k_and_resumes(task, tmp_path):
     rows = report["runs"]["dot"]["by_join"]
     assert [(r["k"], r["n"]) for r in rows] == [(1, 60), (2, 30), (3, 20)]
     assert all(r["ci95"][0] <= r["exact"] <= r["ci95"][1] for r in rows)
+    assert all(r["length_ratio"] > 0 for r in rows)
     assert sum(b["n"] for b in report["runs"]["dot"]["by_length"]) == 110
     md = (tmp_path / "out/report.md").read_text()
     assert "by joined test pairs" in md and "| k = 1 | k = 2 | k = 3 |" in md
+    assert "Output length over reference length" in md
     again = compare(path, tmp_path / "out", log=lambda *_: None)
     assert again["runs"]["dot"]["by_join"] == rows
     bad = study_file(tmp_path, task, eval={"join": 0})

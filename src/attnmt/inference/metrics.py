@@ -12,11 +12,13 @@ DEFAULT_BUCKETS = (10, 20, 30)  # 1–10, 11–20, 21–30, 31+
 
 
 def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict:
-    """BLEU, chrF (with their sacreBLEU signatures) and exact match, in percent."""
+    """BLEU, chrF (with their sacreBLEU signatures) and exact match, in percent; BLEU's
+    1- to 4-gram precisions, and the length of the output over the reference's (BLEU's
+    tokens), where a brevity penalty comes from."""
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses for {len(refs)} references")
     if not hyps:
-        return {"bleu": 0.0, "chrf": 0.0, "exact": 0.0, "n": 0}
+        return {"bleu": 0.0, "chrf": 0.0, "exact": 0.0, "n": 0, "length_ratio": 0.0}
     bleu = sacrebleu.metrics.BLEU()
     chrf = sacrebleu.metrics.CHRF()
     b = bleu.corpus_score(list(hyps), [list(refs)])
@@ -24,7 +26,9 @@ def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict:
     exact = 100.0 * sum(h.strip() == r.strip()
                         for h, r in zip(hyps, refs, strict=True)) / len(hyps)
     return {"bleu": round(b.score, 2), "chrf": round(c.score, 2), "exact": round(exact, 2),
-            "n": len(hyps), "bleu_signature": str(bleu.get_signature()),
+            "n": len(hyps), "length_ratio": round(b.sys_len / max(b.ref_len, 1), 3),
+            "bleu_precisions": [round(x, 1) for x in b.precisions],
+            "bleu_signature": str(bleu.get_signature()),
             "chrf_signature": str(chrf.get_signature())}
 
 

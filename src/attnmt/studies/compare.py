@@ -146,14 +146,16 @@ def joined_test(test: Corpus, most: int) -> tuple[Corpus, list[int]]:
 def scores_by_join(hyps: list[str], refs: list[str], joined: list[int], metric: str
                    ) -> list[dict]:
     """Corpus scores of the examples made of k test pairs, for each k, with the 95 %
-    bootstrap interval of ``metric``."""
+    bootstrap interval of ``metric`` and the output's length over the reference's."""
     rows = []
     for k in sorted(set(joined)):
         rows_k = [i for i, n in enumerate(joined) if n == k]
         h, r = [hyps[i] for i in rows_k], [refs[i] for i in rows_k]
         s = corpus_scores(h, r)
         rows.append({"k": k, "n": s["n"], "bleu": s["bleu"], "chrf": s["chrf"],
-                     "exact": s["exact"], "ci95": list(bootstrap_interval(h, r, metric))})
+                     "exact": s["exact"], "length_ratio": s["length_ratio"],
+                     "bleu_precisions": s["bleu_precisions"],
+                     "ci95": list(bootstrap_interval(h, r, metric))})
     return rows
 
 

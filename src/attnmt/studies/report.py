@@ -49,7 +49,8 @@ def length_table(report: dict) -> list[str]:
 
 def join_table(report: dict) -> list[str]:
     """The study's metric per run on test examples made of k joined test pairs (``eval.join``),
-    with the number of examples of each k; empty when the study joins none."""
+    with the number of examples of each k, then the output's length over the reference's
+    per k; empty when the study joins none."""
     metric, runs = report["eval"]["metric"], report["runs"]
     if not any("by_join" in r for r in runs.values()):
         return []
@@ -61,6 +62,13 @@ def join_table(report: dict) -> list[str]:
                                                 for k in ks) + " |")
     counts = next(r["by_join"] for r in runs.values() if "by_join" in r)
     lines.append("| examples | " + " | ".join(str(row["n"]) for row in counts) + " |")
+    lines += ["", "Output length over reference length (BLEU's tokens):", "",
+              "| run | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for name, r in runs.items():
+        by = {row["k"]: row for row in r.get("by_join", [])}
+        lines.append(f"| {name} | " + " | ".join(
+            f"{by[k]['length_ratio']:.2f}" if "length_ratio" in by.get(k, {}) else "–"
+            for k in ks) + " |")
     return lines
 
 
@@ -96,9 +104,9 @@ def markdown_report(report: dict) -> str:
                if any("alignment" in r for r in report["runs"].values()) else []),
              f"sacreBLEU: `{first['bleu_signature']}`", "",
              f"## {ev['metric']} by source length ({ev['length']})", "",
-             "In brackets: the 95 % bootstrap interval (1,000 resamples of the bucket's "
-             f"sentences); buckets under {ev.get('min_bucket', 0)} sentences are merged with "
-             "a neighbour.", "",
+             *([f"In brackets: the 95 % bootstrap interval (1,000 resamples of the bucket's "
+                f"sentences); buckets under {ev['min_bucket']} sentences are merged with a "
+                "neighbour.", ""] if "min_bucket" in ev else []),
              *length_table(report), "", "![score by length](score_by_length.png)", "",
              *([f"## {ev['metric']} by joined test pairs", "",
                 f"Each example of column k is k consecutive test pairs joined by a space "
