@@ -134,6 +134,8 @@ def joined_test(test: Corpus, most: int) -> tuple[Corpus, list[int]]:
     """The test split followed, for k = 2 .. ``most``, by its consecutive groups of k pairs
     joined by a space (long inputs made of real sentences; a last group short of k pairs
     is left out); and the k of every example."""
+    if most == 1:
+        return test, [1] * len(test.src)
     src, tgt, joined = [], [], []
     for k in range(1, most + 1):
         for i in range(0, len(test.src) - k + 1, k):
@@ -246,7 +248,8 @@ def _evaluate_run(run: RunDir, test, lengths: list[int], ev: dict, log) -> dict:
     finished = json.loads((run.ckpt / "finished.json").read_text())
     if cached.is_file():
         result = json.loads(cached.read_text())
-        hyps = (run.eval_dir / "study.hyp").read_text().splitlines()
+        kept = run.eval_dir / "study.hyp"
+        hyps = kept.read_text().splitlines() if kept.is_file() else []
         if (result.get("step"), result.get("beam"), len(hyps)) == (finished["step"], ev["beam"],
                                                                    len(test.src)):
             result["by_length"] = scores_by_length(hyps, test.tgt, lengths, ev["edges"],
