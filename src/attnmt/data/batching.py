@@ -237,11 +237,13 @@ class JoinedSet:
         return self._plan(int(i) // n - 1), int(i) % n
 
     def lengths(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        src, tgt = (lens.astype(np.int64) for lens in
-                    self.data.lengths(np.minimum(ids, len(self.data) - 1)))
-        for row in np.flatnonzero(ids >= len(self.data)):
-            plan, g = self._group(ids[row])
-            src[row], tgt[row] = plan["src"][g], plan["tgt"][g]
+        n, ids = len(self.data), np.asarray(ids)
+        src, tgt = (lens.astype(np.int64) for lens in self.data.lengths(np.minimum(ids, n - 1)))
+        epochs = ids // n - 1                       # -1 for a single pair
+        for epoch in np.unique(epochs[epochs >= 0]):
+            rows = np.flatnonzero(epochs == epoch)
+            plan, groups = self._plan(int(epoch)), ids[rows] % n
+            src[rows], tgt[rows] = plan["src"][groups], plan["tgt"][groups]
         return src, tgt
 
     def _joined(self, members: np.ndarray, side: int) -> np.ndarray:

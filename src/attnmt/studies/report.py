@@ -52,24 +52,24 @@ def join_table(report: dict) -> list[str]:
     with the number of examples of each k, then the output's length over the reference's
     per k; empty when the study joins none."""
     metric, runs = report["eval"]["metric"], report["runs"]
-    if not any("by_join" in r for r in runs.values()):
+    first = next((r["by_join"] for r in runs.values() if "by_join" in r), None)
+    if first is None:
         return []
-    ks = [row["k"] for row in next(r["by_join"] for r in runs.values() if "by_join" in r)]
-    lines = ["| run | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
-    for name, r in runs.items():
-        by = {row["k"]: row for row in r.get("by_join", [])}
-        lines.append(f"| {name} | " + " | ".join(_cell(by[k], metric) if k in by else "–"
-                                                for k in ks) + " |")
-    counts = next(r["by_join"] for r in runs.values() if "by_join" in r)
-    lines.append("| examples | " + " | ".join(str(row["n"]) for row in counts) + " |")
-    lines += ["", "Output length over reference length (BLEU's tokens):", "",
-              "| run | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
-    for name, r in runs.items():
-        by = {row["k"]: row for row in r.get("by_join", [])}
-        lines.append(f"| {name} | " + " | ".join(
-            f"{by[k]['length_ratio']:.2f}" if "length_ratio" in by.get(k, {}) else "–"
-            for k in ks) + " |")
-    return lines
+    ks = [row["k"] for row in first]
+    head = ["| run | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+
+    def rows(cell) -> list[str]:
+        out = []
+        for name, r in runs.items():
+            by = {row["k"]: row for row in r.get("by_join", [])}
+            out.append(f"| {name} | " + " | ".join(cell(by[k]) if k in by else "–"
+                                                   for k in ks) + " |")
+        return out
+
+    return [*head, *rows(lambda row: _cell(row, metric)),
+            "| examples | " + " | ".join(str(row["n"]) for row in first) + " |",
+            "", "Output length over reference length (BLEU's tokens):", "", *head,
+            *rows(lambda row: f"{row['length_ratio']:.2f}" if "length_ratio" in row else "–")]
 
 
 def _cell(row: dict, metric: str) -> str:
