@@ -2,8 +2,10 @@
 
     python benchmarks/decode_speed.py runs/m30k-tsmall [--repeats 3] [--threads 2]
     python benchmarks/decode_speed.py runs/m30k-tsmall --int8 --bf16 --ctranslate2
+    python benchmarks/decode_speed.py runs/m30k-tsmall --ctranslate2 --batch-sizes 64,8
 
-Greedy and beam 5, batches of 64 sentences sorted by length, model load excluded,
+Greedy and beam 5, batches of 64 sentences sorted by length (``--batch-sizes 64,8`` also
+times 8-sentence batches: rows ``greedy_b8``, ``beam5_b8``), model load excluded,
 median over repeats; ``--rounds N`` runs every engine's process N times, round-robin, and
 takes the median over all of them (a shared machine's slow spells then fall on every
 engine). **Every engine is timed in its own process**: two runtimes' thread
@@ -38,27 +40,35 @@ from pathlib import Path
 from common import MULTI30K, save
 
 MODES = {"greedy": 1, "beam5": 5}
+DEFAULT_BATCH = 64
 EXPORTS = Path(os.environ.get("ATTNMT_BENCH", Path.home() / ".cache/attnmt/bench"))
 PEERS = Path(os.environ.get("ATTNMT_PEERS", Path.home() / ".cache/attnmt/peers"))
 FAIRSEQ_MAX_OUT = 99    # the peers' fairseq spec has 100 target positions
 
 
-def measure(translate: Callable[[list[str], int], list[str]], src: list[str], refs: list[str],
-            tokens: Callable[[str], int], repeats: int, modes: list[str]) -> dict:
-    """Time ``translate(src, beam)`` per mode; the median of ``repeats`` runs."""
+def mode_name(search: str, batch: int) -> str:
+    """A row's name: ``greedy``/``beam5`` at 64-sentence batches, else ``greedy_b8`` etc."""
+    return search if batch == DEFAULT_BATCH else f"{search}_b{batch}"
+
+
+def measure(translate: Callable[[list[str], int, int], list[str]], src: list[str],
+            refs: list[str], tokens: Callable[[str], int], repeats: int, modes: list[str],
+            batch_sizes: list[int]) -> dict:
+    """Time ``translate(src, beam, batch_size)`` per mode and batch size; the median of
+    ``repeats`` runs."""
     from attnmt.inference.metrics import corpus_scores
 
     rows = {}
-    for name in modes:
+    for name, batch in [(m, b) for b in batch_sizes for m in modes]:
         times, hyps = [], []
         for _ in range(repeats):
             start = time.perf_counter()
-            hyps = translate(src, MODES[name])
+            hyps = translate(src, MODES[name], batch)
             times.append(time.perf_counter() - start)
         seconds = statistics.median(times)
         scores = corpus_scores(hyps, refs)
         n_tokens = sum(tokens(h) + 1 for h in hyps)          # + </s>
-        rows[name] = {"sentences_per_s": round(len(hyps) / seconds, 1),
+        rows[mode_name(name, batch)] = {"sentences_per_s": round(len(hyps) / seconds, 1),
                       "tokens_per_s": round(n_tokens / seconds, 1), "bleu": scores["bleu"],
                       "chrf": scores["chrf"], "seconds": [round(t, 2) for t in times],
                       "hyps": hyps}
@@ -87,11 +97,12 @@ def worker(spec: dict) -> dict:
                            MULTI30K / f"{split}.{tr.cfg.data.tgt}")
     fast = {"scores": False} if spec["engine"] == "ctranslate2" else {}
 
-    def translate(src: list[str], beam: int) -> list[str]:
-        return [h[0].text for h in tr.translate(src, beam=beam, batch_size=64, **fast)]
+    def translate(src: list[str], beam: int, batch: int) -> list[str]:
+        return [h[0].text for h in tr.translate(src, beam=beam, batch_size=batch, **fast)]
 
     return measure(translate, corpus.src, corpus.tgt,
-                   lambda h: len(tr.vocabs.tgt.encode(h)), spec["repeats"], spec["modes"])
+                   lambda h: len(tr.vocabs.tgt.encode(h)), spec["repeats"], spec["modes"],
+                   spec["batch_sizes"])
 
 
 def ct2_direct(spec: dict) -> dict:
@@ -108,14 +119,14 @@ def ct2_direct(spec: dict) -> dict:
                            MULTI30K / f"{spec['split']}.{cfg.data.tgt}")
     ct2 = ctranslate2.Translator(spec["path"], device="cpu", intra_threads=spec["threads"])
 
-    def translate(src: list[str], beam: int) -> list[str]:
+    def translate(src: list[str], beam: int, batch: int) -> list[str]:
         pieces = [[vocabs.src.piece(i) for i in vocabs.src.encode(t)] for t in src]
-        out = ct2.translate_batch(pieces, max_batch_size=64, beam_size=beam)
+        out = ct2.translate_batch(pieces, max_batch_size=batch, beam_size=beam)
         return [vocabs.tgt.decode([vocabs.tgt.index_of(p) for p in r.hypotheses[0]])
                 for r in out]
 
     return measure(translate, corpus.src, corpus.tgt, lambda h: len(vocabs.tgt.encode(h)),
-                   spec["repeats"], spec["modes"])
+                   spec["repeats"], spec["modes"], spec["batch_sizes"])
 
 
 def ct2_fairseq(spec: dict) -> dict:
@@ -131,13 +142,13 @@ def ct2_fairseq(spec: dict) -> dict:
     corpus = read_parallel(MULTI30K / f"{spec['split']}.de", MULTI30K / f"{spec['split']}.en")
     ct2 = ctranslate2.Translator(spec["path"], device="cpu", intra_threads=spec["threads"])
 
-    def translate(src: list[str], beam: int) -> list[str]:
-        out = ct2.translate_batch(sp.encode(src, out_type=str), max_batch_size=64,
+    def translate(src: list[str], beam: int, batch: int) -> list[str]:
+        out = ct2.translate_batch(sp.encode(src, out_type=str), max_batch_size=batch,
                                   beam_size=beam, max_decoding_length=FAIRSEQ_MAX_OUT)
         return [sp.decode(r.hypotheses[0]) for r in out]
 
     return measure(translate, corpus.src, corpus.tgt, lambda h: len(sp.encode(h)),
-                   spec["repeats"], spec["modes"])
+                   spec["repeats"], spec["modes"], spec["batch_sizes"])
 
 
 def run_worker(spec: dict) -> dict:
@@ -214,16 +225,20 @@ def main() -> None:
                     "round-robin; speeds are the median of all their repeats")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--split", default="test_2016_flickr")
+    ap.add_argument("--batch-sizes", default=str(DEFAULT_BATCH),
+                    help="comma-separated sentences per batch to time (default 64)")
     args = ap.parse_args()
     rows = run_all(args)
     hyps = {key: {mode: row.pop("hyps") for mode, row in value.items()}
             for key, value in rows.items()}
     if "ctranslate2" in rows:
-        same = agreement(hyps["attnmt"]["greedy"], hyps["ctranslate2"]["greedy"])
-        rows["ctranslate2"]["greedy_agreement"] = same
-        print(f"greedy lines equal, CTranslate2 float32 and attnmt: {same} / "
-              f"{len(hyps['attnmt']['greedy'])}")
+        for mode in (m for m in hyps["attnmt"] if m.startswith("greedy")):
+            same = agreement(hyps["attnmt"][mode], hyps["ctranslate2"][mode])
+            rows["ctranslate2"][f"{mode}_agreement"] = same
+            print(f"{mode} lines equal, CTranslate2 float32 and attnmt: {same} / "
+                  f"{len(hyps['attnmt'][mode])}")
     rows["anchor_ratios"] = anchor_ratios(rows)
+    rows["engine_ratios"] = engine_ratios(rows)
     save(f"decode_speed_{args.run.rstrip('/').split('/')[-1]}",
          {"run": args.run, "split": args.split, "threads": args.threads,
           "repeats": args.repeats, "rounds": args.rounds, "separate_processes": True,
@@ -232,7 +247,8 @@ def main() -> None:
 
 def run_all(args: argparse.Namespace) -> dict:
     """Every asked-for engine, one process each, round-robin ``--rounds`` times."""
-    common = dict(split=args.split, repeats=args.repeats, threads=args.threads)
+    common = dict(split=args.split, repeats=args.repeats, threads=args.threads,
+                  batch_sizes=[int(b) for b in args.batch_sizes.split(",")])
     both = list(MODES)
     engines = {"attnmt": dict(engine="attnmt", path=args.run, precision="fp32", modes=both,
                               **common)}
@@ -262,6 +278,20 @@ def run_all(args: argparse.Namespace) -> dict:
                                                            path=str(folder), modes=both,
                                                            precision="fp32", **common)
     return time_engines(engines, args.rounds)
+
+
+def engine_ratios(rows: dict) -> dict:
+    """Pure-PyTorch attnmt (float32) over CTranslate2 float32 — through attnmt's wrapper
+    and called directly — in sentences/s, per mode and batch size."""
+    out = {}
+    for other in ("ctranslate2", "ctranslate2_direct"):
+        if other not in rows:
+            continue
+        for mode, row in rows["attnmt"].items():
+            ratio = round(row["sentences_per_s"] / rows[other][mode]["sentences_per_s"], 3)
+            out[f"attnmt_over_{other}_{mode}"] = ratio
+            print(f"attnmt / {other} {mode}: {ratio:.3f}x sentences/s")
+    return out
 
 
 def anchor_ratios(rows: dict) -> dict:

@@ -17,8 +17,8 @@ import torch
 from .data.batching import EncodedSet, token_batches
 from .data.corpus import label_ids, read_text, read_tsv
 from .errors import UserError
+from .inference.generate import generate
 from .inference.metrics import classification_scores
-from .inference.search import generate
 from .models.loss import token_loss
 from .rundir import RunDir, write_json
 from .symbols import BOS

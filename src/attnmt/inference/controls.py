@@ -53,6 +53,12 @@ class Controls:
     def needs_weights(self) -> bool:
         return self.coverage > 0
 
+    def restricts(self, step: int) -> bool:
+        """Whether :meth:`restrict` can change anything at ``step`` (greedy search then
+        skips gathering the history it needs)."""
+        return self.no_repeat_ngram > 0 or (self.prefixes is not None
+                                             and step < self.prefixes.size(1))
+
     def prefix_lengths(self, batch: int, device: torch.device) -> Tensor:
         """(B,) the number of forced tokens of each sentence."""
         if self.prefixes is None:

@@ -113,37 +113,77 @@ def sequential(model: Seq2SeqModel, src: Tensor, src_lengths: Tensor, max_lens: 
     b = src.size(0)
     controls = controls or Controls()
     state = _start(model, src, src_lengths, zero_heads)
-    active = torch.arange(b, device=src.device)
-    prev = torch.full((b,), BOS, dtype=torch.long, device=src.device)
-    out = torch.full((b, int(max_lens.max())), PAD, dtype=torch.long, device=src.device)
-    logprob = torch.zeros(b, device=src.device)
-    for t in range(out.size(1)):
+    run = _Greedy.start(b, max_lens, src.device)
+    for t in range(run.tokens.size(1)):
         _check(cancelled)
-        logits, state, _ = model.decode_step(prev, state)
+        logits, state, _ = model.decode_step(run.prev, state)
         logprobs = step_logprobs(logits)
-        controls.restrict(logprobs, out[active, :t], active, t)
-        at_max = t + 1 >= max_lens[active]
+        if controls.restricts(t):
+            controls.restrict(logprobs, run.tokens[:, :t], run.active, t)
+        at_max = t + 1 >= run.max_lens
         if temperature > 0:
             _force_eos(logprobs, at_max)
             filtered = _filter_top(logprobs / temperature, top_k, top_p)
             tok = torch.multinomial(filtered.softmax(-1), 1, generator=generator)[:, 0]
-        else:                               # at the limit only </s> may follow
-            tok = logprobs.argmax(-1).masked_fill(at_max, EOS)
-        logprob[active] += logprobs.gather(1, tok[:, None])[:, 0]
-        out[active, t] = tok
-        running = tok != EOS
-        if not running.all():                     # finished sentences leave the batch
-            keep = running.nonzero()[:, 0]
-            active, tok = active[keep], tok[keep]
-            state = select_state(state, keep)
-            if active.numel() == 0:
+            chosen = logprobs.gather(1, tok[:, None])[:, 0]
+        else:                # max(): the value with the index, in less time than argmax()
+            chosen, tok = logprobs.max(-1)
+            tok.masked_fill_(at_max, EOS)           # at the limit only </s> may follow
+            chosen = torch.where(at_max, logprobs[:, EOS], chosen)
+        keep = run.write(t, tok, chosen)
+        if keep is not None:                     # finished sentences leave the batch
+            if keep.numel() == 0:
                 break
-        prev = tok
+            state = select_state(state, keep)
     hyps = []
-    for row, lp in zip(out.tolist(), logprob.tolist(), strict=True):
+    for row, lp in zip(run.out.tolist(), run.out_logprob.tolist(), strict=True):
         tokens = row[: row.index(EOS)] if EOS in row else [t for t in row if t != PAD]
         hyps.append(Hypothesis(tokens, lp, lp))
     return hyps
+
+
+@dataclass
+class _Greedy:
+    """Greedy search's (and sampling's) running sentences, kept as their own rows so that a
+    step writes with plain slices: ``active`` (n,) their rows in the batch, ``tokens``
+    (n, T) what they wrote, ``logprob`` and ``max_lens`` (n,), ``prev`` (n,) their last
+    tokens. A finished sentence is copied into ``out`` / ``out_logprob`` (B, ...) once."""
+
+    active: Tensor
+    tokens: Tensor
+    logprob: Tensor
+    max_lens: Tensor
+    prev: Tensor
+    out: Tensor
+    out_logprob: Tensor
+
+    @classmethod
+    def start(cls, b: int, max_lens: Tensor, device: torch.device) -> _Greedy:
+        out = torch.full((b, int(max_lens.max())), PAD, dtype=torch.long, device=device)
+        return cls(torch.arange(b, device=device), out.clone(),
+                   torch.zeros(b, device=device), max_lens,
+                   torch.full((b,), BOS, dtype=torch.long, device=device),
+                   out, torch.zeros(b, device=device))
+
+    def write(self, t: int, tok: Tensor, logprob: Tensor) -> Tensor | None:
+        """Record step ``t``; the rows that keep running when some finished (else None)."""
+        self.tokens[:, t] = tok
+        self.logprob += logprob
+        self.prev = tok
+        running = tok != EOS
+        last = t + 1 >= self.tokens.size(1)          # at the last step every row is done
+        if not last and running.all():
+            return None
+        if last:
+            running = torch.zeros_like(running)
+        keep, done = running.nonzero()[:, 0], (~running).nonzero()[:, 0]
+        rows = self.active[done]
+        self.out[rows] = self.tokens[done]
+        self.out_logprob[rows] = self.logprob[done]
+        self.active, self.tokens, self.logprob = (self.active[keep], self.tokens[keep],
+                                                  self.logprob[keep])
+        self.max_lens, self.prev = self.max_lens[keep], tok[keep]
+        return keep
 
 
 class TopK:
@@ -340,39 +380,3 @@ def _stop(stopping: str, finished: list[list[Hypothesis]], sent: Tensor, best_li
                              for b, c in zip(sent.tolist(), counts)], device=sent.device)
     lengths = max_lens.float() if stopping == "bound" else torch.full_like(best_live, next_len)
     return nth_best >= best_live / lp(lengths)
-
-
-@torch.inference_mode()
-def generate(model, prompt: list[int], max_new_tokens: int, temperature: float = 1.0,
-             top_k: int = 0, top_p: float = 1.0, generator: torch.Generator | None = None,
-             use_cache: bool = True, cancelled: Callable[[], bool] | None = None
-             ) -> list[int]:
-    """Continue ``prompt`` (ids starting with ``<s>``) with a decoder-only LM; ``cancelled``
-    as in :func:`sequential`.
-
-    With the cache the prompt is encoded once and each new token costs one
-    position per layer; ``use_cache=False`` re-runs the whole prefix every step
-    (the reference the cache is tested against). ``temperature == 0`` is greedy.
-    """
-    device = next(model.parameters()).device
-    tokens = list(prompt)
-    limit = min(max_new_tokens, model.max_positions - len(tokens))
-    state = model.init_state()
-    feed = torch.tensor([tokens], device=device)
-    for _ in range(max(0, limit)):
-        _check(cancelled)
-        if use_cache:
-            logits, state = model.decode(feed, state)
-        else:
-            logits = model(torch.tensor([tokens], device=device))
-        logits = logits[:, -1].float()
-        if temperature > 0:
-            filtered = _filter_top(torch.log_softmax(logits, -1) / temperature, top_k, top_p)
-            tok = int(torch.multinomial(filtered.softmax(-1), 1, generator=generator))
-        else:
-            tok = int(logits.argmax(-1))
-        if tok == EOS:
-            break
-        tokens.append(tok)
-        feed = torch.tensor([[tok]], device=device)
-    return tokens[len(prompt):]

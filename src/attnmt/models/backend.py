@@ -13,7 +13,8 @@ CPU, where they beat the flash kernel.
 its blocked layout instead of on every call — what CTranslate2 does with its own
 weights. Decoding multiplies small batches by the same weights hundreds of times,
 where that reorder is a large part of each product. A Transformer layer's three
-self-attention projections also become one product (``fuse_qkv``).
+self-attention projections also become one product (``fuse_qkv``), and a ReLU that
+follows a Linear in a ``Sequential`` (the feed-forward block) runs inside its kernel.
 """
 
 from __future__ import annotations
@@ -36,10 +37,24 @@ def _one_query(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None) -> Ten
 
 class PackedLinear(nn.Module):
     """Inference-only ``nn.Linear`` with its weight prepacked for oneDNN (CPU, float32).
-    ``weight`` and ``bias`` stay the original parameters, so parameter counts see them."""
+    ``weight`` and ``bias`` stay the original parameters, so parameter counts see them.
 
-    def __init__(self, linear: nn.Linear, batch_hint: int = 64):
+    The prepacked kernel pays a fixed cost per call that a small product does not earn
+    back: with fewer than ``PACKED_ROWS`` rows, unless the product is large (rows x
+    (inputs + outputs) from ``PACKED_SIZE``: the output projection over the vocabulary),
+    the plain BLAS ``F.linear`` is faster (``benchmarks/linear_kernels.py``). A decoding
+    step of a few sentences takes it for every layer but the output projection."""
+
+    PACKED_ROWS, PACKED_SIZE = 16, 30_000
+
+    @classmethod
+    def packs(cls, rows: int, n_in: int, n_out: int) -> bool:
+        """Whether a product of ``rows`` rows takes the prepacked kernel."""
+        return rows >= cls.PACKED_ROWS or rows * (n_in + n_out) >= cls.PACKED_SIZE
+
+    def __init__(self, linear: nn.Linear, batch_hint: int = 64, activation: str = "none"):
         super().__init__()
+        self.activation = activation          # "relu": the ReLU after it, in the same kernel
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight = linear.weight
         weight = linear.weight.detach()
@@ -48,9 +63,13 @@ class PackedLinear(nn.Module):
         self.bias = linear.bias
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled():      # the packed kernel has no backward: gradients
-            return F.linear(x, self.weight, self.bias)     # (attributions) take F.linear
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        rows = x.numel() // self.in_features
+        # the packed kernel has no backward: gradients (attributions) take F.linear
+        if torch.is_grad_enabled() or not self.packs(rows, self.in_features, self.out_features):
+            out = F.linear(x, self.weight, self.bias)
+            return F.relu(out) if self.activation == "relu" else out
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, self.activation,
+                                                  [], "")
 
 
 def can_pack(model: nn.Module) -> bool:
@@ -69,8 +88,15 @@ def pack_linear_layers(model: nn.Module) -> nn.Module:
         if hasattr(module, "fuse_for_inference"):       # Transformer layers: q, k, v fused
             module.fuse_for_inference(PackedLinear)
     for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
+        children = list(parent.named_children())
+        for i, (name, child) in enumerate(children):
+            if type(child) is not nn.Linear:
+                continue
+            after = children[i + 1] if i + 1 < len(children) else None
+            if isinstance(parent, nn.Sequential) and after and type(after[1]) is nn.ReLU:
+                setattr(parent, name, PackedLinear(child, activation="relu"))
+                setattr(parent, after[0], nn.Identity())   # (a feed-forward block's ReLU)
+            else:
                 setattr(parent, name, PackedLinear(child))
     return model.eval()
 

@@ -33,7 +33,7 @@ branch on the architecture.
 Attention weights are ``(batch, tgt_len, src_len)``; a model without attention
 (``has_attention = False``) returns ``None``.
 
-:class:`CausalLM` (the decoder-only language model), driven by ``search.generate``:
+:class:`CausalLM` (the decoder-only language model), driven by ``generate.generate``:
 
 - ``init_state() -> state``: an empty cache
 - ``decode(tokens, state) -> (logits, state)``: tokens (B, T) after the cached prefix,
