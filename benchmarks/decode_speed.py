@@ -20,6 +20,8 @@ exported into ``--export-dir``) — and then prints how many greedy lines CTrans
 float32 and attnmt agree on (they must all agree), and times CTranslate2's own
 ``translate_batch`` on the same export called directly (pieces in, pieces out, one call,
 ``max_batch_size=64``) — the anchor attnmt's wrapper is held against.
+``--ct2-threads 1`` adds CTranslate2 float32 called directly on 1 thread (on a CPU where
+it runs faster on fewer threads than attnmt gets, its best is the fair anchor).
 ``--fairseq-ct2`` adds CTranslate2 on fairseq's transformer-small of the same shape
 (``peers.py fairseq-ct2`` trains and converts it) and the ratios of our export to it.
 """
@@ -225,6 +227,8 @@ def main() -> None:
                     "round-robin; speeds are the median of all their repeats")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--split", default="test_2016_flickr")
+    ap.add_argument("--ct2-threads", default="", help="with --ctranslate2: also time "
+                    "CTranslate2 float32 (called directly) on these thread counts, e.g. 1")
     ap.add_argument("--batch-sizes", default=str(DEFAULT_BATCH),
                     help="comma-separated sentences per batch to time (default 64)")
     args = ap.parse_args()
@@ -239,7 +243,8 @@ def main() -> None:
                   f"{len(hyps['attnmt'][mode])}")
     rows["anchor_ratios"] = anchor_ratios(rows)
     rows["engine_ratios"] = engine_ratios(rows)
-    save(f"decode_speed_{args.run.rstrip('/').split('/')[-1]}",
+    suffix = "" if args.threads == 2 else f"_t{args.threads}"
+    save(f"decode_speed_{args.run.rstrip('/').split('/')[-1]}{suffix}",
          {"run": args.run, "split": args.split, "threads": args.threads,
           "repeats": args.repeats, "rounds": args.rounds, "separate_processes": True,
           **rows})
@@ -268,6 +273,10 @@ def run_all(args: argparse.Namespace) -> dict:
             engines[f"ctranslate2_direct{suffix}"] = dict(engine="ct2-direct", path=folder,
                                                           precision="fp32", modes=both,
                                                           **common)
+        for n in filter(None, args.ct2_threads.split(",")):     # float32 on other threads
+            engines[f"ctranslate2_direct_t{n}"] = dict(
+                engine="ct2-direct", path=str(export(args.run, "float32")), precision="fp32",
+                modes=both, **{**common, "threads": int(n)})
     if args.fairseq_ct2:
         for quant, suffix in (("float32", ""), ("int8", "_int8")):
             folder = PEERS / f"fs-ct2-{quant}"
@@ -281,12 +290,11 @@ def run_all(args: argparse.Namespace) -> dict:
 
 
 def engine_ratios(rows: dict) -> dict:
-    """Pure-PyTorch attnmt (float32) over CTranslate2 float32 — through attnmt's wrapper
-    and called directly — in sentences/s, per mode and batch size."""
+    """Pure-PyTorch attnmt (float32) over CTranslate2 float32 — through attnmt's wrapper,
+    called directly, and called directly on other thread counts (``_tN``) — in sentences/s,
+    per mode and batch size."""
     out = {}
-    for other in ("ctranslate2", "ctranslate2_direct"):
-        if other not in rows:
-            continue
+    for other in (k for k in rows if k.startswith("ctranslate2") and "int8" not in k):
         for mode, row in rows["attnmt"].items():
             ratio = round(row["sentences_per_s"] / rows[other][mode]["sentences_per_s"], 3)
             out[f"attnmt_over_{other}_{mode}"] = ratio

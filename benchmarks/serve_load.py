@@ -2,13 +2,17 @@
 PyTorch engine against the CTranslate2 engine.
 
     python benchmarks/serve_load.py RUN_DIR [--clients 32] [--requests 320] [--beam 1]
-    python benchmarks/serve_load.py RUN_DIR --ctranslate2
+    python benchmarks/serve_load.py RUN_DIR --ctranslate2 [--threads 2] [--ct2-threads 2,1]
 
 Starts ``attnmt serve`` as its own process on a free 127.0.0.1 port — with the attnmt
 engine at ``--max-batch 32`` and ``--max-batch 1``, and with ``--ctranslate2`` the run
 exported to CTranslate2 at ``--max-batch 32`` — sends a fixed number of single-sentence
 requests from N concurrent clients, and reports requests/s, p50/p99 latency and
-failures, and the throughput ratios. Stops by itself.
+failures, and the throughput ratios. Every server decodes with ``--threads`` CPU threads;
+``--ct2-threads 2,1`` serves the CTranslate2 export once per thread count (on a CPU where
+CTranslate2 runs faster on fewer threads, its best is the fair anchor). Writes
+``results/serve_load_<run>.json`` (``_t1`` etc. added for other ``--threads`` than 2).
+Stops by itself.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(path: str, max_batch: int, max_wait_ms: float, engine: str = "attnmt"):
+def start(path: str, max_batch: int, max_wait_ms: float, engine: str = "attnmt",
+          threads: int = 0):
     """``attnmt serve`` in its own process; returns it and its URL once /health answers."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "attnmt.cli", "serve", path, "--port",
                              str(port), "--max-batch", str(max_batch), "--max-wait-ms",
-                             str(max_wait_ms), "--engine", engine],
+                             str(max_wait_ms), "--engine", engine, "--threads", str(threads)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -91,6 +96,9 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=1)
     ap.add_argument("--ctranslate2", action="store_true",
                     help="also serve the run exported to CTranslate2 (float32)")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads of every server")
+    ap.add_argument("--ct2-threads", default="", help="comma-separated thread counts to "
+                    "serve the CTranslate2 export with (default: --threads)")
     ap.add_argument("--inputs", default=None, help="file of sentences (default: the run's "
                     "validation source)")
     args = ap.parse_args()
@@ -104,32 +112,36 @@ def main() -> None:
         folder = resolve_dir(cfg.data, RunDir(args.run).path / "data")
         pool = read_split(folder, cfg.data.valid, cfg.data.src, cfg.data.tgt).src
     texts = [random.Random(i).choice(pool) for i in range(args.requests)]
-    servers = [("batched", args.run, 32, "attnmt"), ("unbatched", args.run, 1, "attnmt")]
+    servers = [("batched", args.run, 32, "attnmt", args.threads),
+               ("unbatched", args.run, 1, "attnmt", args.threads)]
     if args.ctranslate2:
         from decode_speed import export
 
-        servers.append(("ctranslate2_batched", str(export(args.run, "float32")), 32,
-                        "ctranslate2"))
+        folder = str(export(args.run, "float32"))
+        for n in [int(t) for t in (args.ct2_threads or str(args.threads)).split(",")]:
+            name = "ctranslate2_batched" + ("" if n == args.threads else f"_t{n}")
+            servers.append((name, folder, 32, "ctranslate2", n))
     results = {}
-    for name, path, max_batch, engine in servers:
-        proc, url = start(path, max_batch, 10.0, engine)
+    for name, path, max_batch, engine, threads in servers:
+        proc, url = start(path, max_batch, 10.0, engine, threads)
         try:
             results[name] = asyncio.run(load(url, texts, args.clients, args.beam))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
         r = results[name]
-        print(f"{name:>19} (max-batch {max_batch:>2}): {r['requests_per_s']:7.1f} req/s  "
-              f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  failures {r['failures']}")
+        print(f"{name:>22} (max-batch {max_batch:>2}, {threads} threads): "
+              f"{r['requests_per_s']:7.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
+              f"p99 {r['p99_ms']:7.1f} ms  failures {r['failures']}")
     ratios = {"batched_over_unbatched": round(results["batched"]["requests_per_s"] /
                                               results["unbatched"]["requests_per_s"], 2)}
-    if args.ctranslate2:
-        ratios["ctranslate2_over_attnmt"] = round(
-            results["ctranslate2_batched"]["requests_per_s"] /
-            results["batched"]["requests_per_s"], 2)
+    for name in (n for n in results if n.startswith("ctranslate2")):
+        ratios[f"attnmt_over_{name}"] = round(results["batched"]["requests_per_s"] /
+                                              results[name]["requests_per_s"], 2)
     print("throughput ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
-    save(f"serve_load_{args.run.rstrip('/').split('/')[-1]}",
-         {"run": args.run, "clients": args.clients, "beam": args.beam,
+    suffix = "" if args.threads == 2 else f"_t{args.threads}"
+    save(f"serve_load_{args.run.rstrip('/').split('/')[-1]}{suffix}",
+         {"run": args.run, "clients": args.clients, "beam": args.beam, "threads": args.threads,
           "separate_processes": True, **results, "ratios": ratios})
 
 

@@ -1,13 +1,16 @@
 """Where one training update's time goes: data, forward + loss, backward, clipping, optimizer.
 
-    python benchmarks/train_profile.py [--steps 30] [--set KEY=VALUE ...]
+    python benchmarks/train_profile.py [--steps 30] [--set KEY=VALUE ...] [--ops 8]
 
 Builds the real trainer for the shipped transformer-small config (bf16 autocast, as it
 trains) and runs ``--steps`` updates the way ``Trainer._update`` does, timing each phase
 (on a CPU every op is synchronous, so wall-clock per phase is exact); the first
 ``--warmup`` updates are dropped. The optimizer is timed three ways on the same gradients:
 PyTorch's default AdamW (``foreach``), ``fused=True`` and the per-parameter loop, so the
-saving of a fused step is measured, not assumed. Writes ``results/train_profile.json``.
+saving of a fused step is measured, not assumed. ``--ops N`` also runs N updates under
+torch.profiler and sorts their operators' self CPU time into kinds (matrix products,
+attention, layer norms, the loss, the optimizer, the rest), with the matrix products'
+FLOP rate. Writes ``results/train_profile.json``.
 """
 
 from __future__ import annotations
@@ -63,6 +66,43 @@ def phases(trainer, steps: int, warmup: int, compiled: bool = False) -> dict[str
     return {**out, "first update": round(first, 1)} if compiled else out
 
 
+KINDS = (("attention", ("scaled_dot_product", "flash_attention")),
+         ("matrix products", ("addmm", "::mm", "bmm", "matmul", "linear")),
+         ("layer norm", ("layer_norm",)), ("loss", ("log_softmax", "nll_loss", "cross_entropy")),
+         ("optimizer", ("adam", "_foreach", "_fused")),
+         ("copies and casts", ("_to_copy", "::to", "copy_")))
+
+
+def kind_of(op: str) -> str:
+    """The kind of a profiler event's operator name (see ``KINDS``)."""
+    name = op.lower()
+    return next((kind for kind, keys in KINDS if any(k in name for k in keys)), "other")
+
+
+def op_profile(trainer, updates: int) -> dict:
+    """Self CPU time of ``updates`` updates by kind of operator, and the matrix products'
+    achieved GFLOP/s (the profiler counts their FLOPs)."""
+    phases(trainer, 2, 1)                                   # warm the allocator and caches
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=acts, with_flops=True) as prof:
+        phases(trainer, updates, 0)
+    by_kind: dict[str, float] = {}
+    flops = matmul_us = 0.0
+    for e in prof.key_averages():
+        kind = kind_of(e.key)
+        by_kind[kind] = by_kind.get(kind, 0.0) + e.self_cpu_time_total
+        if kind == "matrix products":
+            flops, matmul_us = flops + e.flops, matmul_us + e.self_cpu_time_total
+    total = sum(by_kind.values())
+    top = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:12]
+    return {"updates": updates,
+            "top": [{"op": e.key, "kind": kind_of(e.key), "calls": e.count,
+                     "share": round(e.self_cpu_time_total / total, 3)} for e in top],
+            "share": {k: round(v / total, 3) for k, v in sorted(by_kind.items(),
+                                                               key=lambda kv: -kv[1])},
+            "matmul_gflops": round(flops / matmul_us / 1e3, 1) if matmul_us else None}
+
+
 def optimizer_variants(model: torch.nn.Module, lr: float, repeats: int = 20) -> dict:
     """Milliseconds of one AdamW step on the model's parameters with random gradients."""
     out = {}
@@ -89,6 +129,8 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="the forward through "
                     "torch.compile (dynamic shapes); writes results/train_profile_compiled.json")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--ops", type=int, default=0, help="also profile this many updates by "
+                    "kind of operator")
     args = ap.parse_args()
     os.environ.setdefault("ATTNMT_DATA_DIR", str(MULTI30K))
     from attnmt.config import load_config
@@ -99,6 +141,7 @@ def main() -> None:
         trainer = Trainer(cfg, Path(tmp) / "run", quiet=True)
         ms = phases(trainer, args.steps, args.warmup, args.compile)
         first = ms.pop("first update", None)
+        ops = op_profile(trainer, args.ops) if args.ops else None
         opt = optimizer_variants(trainer.model, cfg.train.lr)
     step = sum(ms.values())
     print(f"one update of {cfg.model.preset} ({cfg.train.precision}, {args.threads} threads, "
@@ -108,10 +151,17 @@ def main() -> None:
     for key, value in ms.items():
         print(f"  {key:<14} {value:8.1f} ms  {100 * value / step:5.1f} %")
     print("AdamW step alone: " + ", ".join(f"{k} {v} ms" for k, v in opt.items()))
+    if ops:
+        print(f"operators' self CPU time over {ops['updates']} updates: " + ", ".join(
+            f"{k} {100 * v:.1f} %" for k, v in ops["share"].items()) +
+            f"; matrix products at {ops['matmul_gflops']} GFLOP/s")
+        for e in ops["top"]:
+            print(f"    {e['op']:<48} {e['kind']:<16} {e['calls']:>6} calls {e['share']:6.1%}")
     save("train_profile_compiled" if args.compile else "train_profile",
          {"config": args.config, "overrides": args.overrides, "threads": args.threads,
           "steps": args.steps, "compiled": args.compile, "first_update_ms": first,
-          "phases_ms": ms, "update_ms": round(step, 1), "adamw_ms": opt})
+          "phases_ms": ms, "update_ms": round(step, 1), "adamw_ms": opt,
+          **({"operators": ops} if ops else {})})
 
 
 if __name__ == "__main__":

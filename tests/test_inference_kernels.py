@@ -105,3 +105,36 @@ def test_greedy_search_equals_a_plain_greedy_loop(seed):
     assert len({len(h.tokens) for h in got}) > 3          # rows really left one by one
     for h, (_, lp) in zip(got, want, strict=True):
         assert h.logprob == pytest.approx(lp, abs=1e-4)
+
+
+@pytest.mark.parametrize("coverage", [0.0, 0.4])
+def test_beams_sharing_their_sentence_memory_search_as_with_a_copy_per_beam(coverage):
+    """The Transformer keeps its encoder memory once per sentence in beam search (the beams
+    attend to it together); with a copy of it per beam (the contract's plain reorder) the
+    search finds the same hypotheses with the same scores. Sentences end at different
+    steps, so the memory is also cut when they leave; the coverage penalty reads the
+    attention weights, which must come back one row per beam."""
+    from attnmt.inference.controls import Controls
+    from attnmt.inference.search import beam_search
+    from attnmt.models.base import Seq2SeqModel
+
+    model = tiny_transformer()
+    gen = torch.Generator().manual_seed(3)
+    src = torch.randint(4, 40, (6, 8), generator=gen)
+    lengths = torch.tensor([8, 7, 5, 4, 3, 2])
+    for i, n in enumerate(lengths):
+        src[i, n:] = PAD
+    limits = torch.tensor([4, 9, 2, 6, 9, 3])
+
+    def search():
+        return beam_search(model, src, lengths, limits, beam=4, alpha=0.6, nbest=3,
+                           controls=Controls(coverage=coverage))
+
+    with torch.inference_mode():
+        shared = search()
+        model.reorder_state = lambda state, rows, source_rows: Seq2SeqModel.reorder_state(
+            model, state, rows, source_rows)
+        copied = search()
+    assert [[h.tokens for h in s] for s in shared] == [[h.tokens for h in s] for s in copied]
+    for a, b in zip(shared, copied, strict=True):
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4)

@@ -176,33 +176,72 @@ ENGINES = {"attnmt": "attnmt, float32 (pure PyTorch)", "attnmt_bf16": "attnmt `-
            "attnmt_int8": "attnmt `--int8` (dynamic int8 Linear layers)",
            "ctranslate2": "CTranslate2 float32 through attnmt (`--engine ctranslate2`)",
            "ctranslate2_direct": "CTranslate2 float32, direct",
+           "ctranslate2_direct_t1": "CTranslate2 float32, direct, **1 thread**",
            "ctranslate2_int8": "CTranslate2 int8 through attnmt",
            "ctranslate2_direct_int8": "CTranslate2 int8, direct",
            "ctranslate2_fairseq": "CTranslate2 float32 on fairseq's model (direct)",
            "ctranslate2_fairseq_int8": "CTranslate2 int8 on fairseq's model (direct)"}
+MODE_NAMES = {"greedy": "greedy, 64", "beam5": "beam 5, 64", "greedy_b8": "greedy, 8",
+              "beam5_b8": "beam 5, 8"}
+
+
+def _decode_command(d: dict) -> str:
+    """The decode_speed.py command that gives a results file with these engines and modes."""
+    flags = [flag for key, flag in (("attnmt_int8", "--int8"), ("attnmt_bf16", "--bf16"),
+                                    ("ctranslate2", "--ctranslate2"),
+                                    ("ctranslate2_fairseq", "--fairseq-ct2")) if key in d]
+    threads = [k.rsplit("_t", 1)[1] for k in d if k.startswith("ctranslate2_direct_t")]
+    if threads:
+        flags.append(f"--ct2-threads {','.join(threads)}")
+    sizes = sorted({int(m.split("_b")[1]) for m in d["attnmt"] if "_b" in m}, reverse=True)
+    if sizes:
+        flags.append("--batch-sizes " + ",".join(map(str, [64, *sizes])))
+    return (f"python benchmarks/decode_speed.py {d['run']} {' '.join(flags)} "
+            f"--repeats {d['repeats']} --rounds {d['rounds']}")
 
 
 def decoding_speed() -> str:
-    """Every engine's decoding speed and BLEU on test2016, against CTranslate2 float32."""
+    """Every engine's decoding speed and BLEU on test2016 at each batch size, against
+    CTranslate2 float32 through attnmt's wrapper on the same threads."""
     d = _load("decode_speed_m30k-tsmall")
     base = d["ctranslate2"]
-    lines = _head(["engine", "greedy sent/s · tok/s (BLEU)", "beam 5 sent/s · tok/s (BLEU)",
-                   "greedy / CTranslate2 f32", "beam 5 / CTranslate2 f32"])
+    modes = [m for m in MODE_NAMES if m in d["attnmt"]]
+    lines = _head(["engine", *[f"{MODE_NAMES[m]}: sent/s (BLEU) · / CT2 f32" for m in modes]])
     for key, name in ENGINES.items():
         if key not in d:
             continue
-        cells = [f"{d[key][m]['sentences_per_s']:.1f} · {d[key][m]['tokens_per_s']:,.0f} "
-                 f"({d[key][m]['bleu']:.2f})" for m in ("greedy", "beam5")]
-        ratios = (["", ""] if "fairseq" in key else
-                  [f"{d[key][m]['sentences_per_s'] / base[m]['sentences_per_s']:.2f}×"
-                   for m in ("greedy", "beam5")])
-        lines.append(_row([name, *cells, *ratios]))
-    agree = base.get("greedy_agreement")
-    return "\n".join(lines + ["", f"Greedy lines equal between CTranslate2 float32 and attnmt: "
-                              f"{agree}." if agree else "", "",
-                              _provenance(d, "decode_speed_m30k-tsmall", "python benchmarks/"
-                                          f"decode_speed.py {d['run']} --int8 --bf16 "
-                                          f"--ctranslate2 --fairseq-ct2 --rounds {d['rounds']}")])
+        cells = [f"{d[key][m]['sentences_per_s']:.1f} ({d[key][m]['bleu']:.2f})" +
+                 ("" if "fairseq" in key else
+                  f" · {d[key][m]['sentences_per_s'] / base[m]['sentences_per_s']:.2f}×")
+                 for m in modes]
+        lines.append(_row([name, *cells]))
+    agree = [f"{base[k]} of {len_}" for k, len_ in
+             ((f"{m}_agreement", 1000) for m in modes) if k in base]
+    return "\n".join(lines + ["", "Greedy lines equal between CTranslate2 float32 and attnmt "
+                              f"(64 and 8 per batch): {', '.join(agree)}." if agree else "",
+                              "", _provenance(d, "decode_speed_m30k-tsmall", _decode_command(d))])
+
+
+def serve_load() -> str:
+    """Requests/s of ``attnmt serve`` under load, each engine on 2 threads and on 1."""
+    runs = [_load("serve_load_m30k-tsmall"), _load("serve_load_m30k-tsmall_t1")]
+    names = {"batched": "attnmt (PyTorch), max-batch 32", "unbatched":
+             "attnmt (PyTorch), max-batch 1", "ctranslate2_batched":
+             "CTranslate2 engine, max-batch 32"}
+    lines = _head(["load run", "server", "decoding threads", "requests/s", "p50 ms",
+                   "p99 ms", "failures"])
+    for d in runs:
+        for key, r in d.items():
+            if not (isinstance(r, dict) and "requests_per_s" in r):
+                continue
+            threads = int(key.rsplit("_t", 1)[1]) if "_t" in key else d["threads"]
+            lines.append(_row([f"`--threads {d['threads']}`", names[key.split("_t")[0]], threads,
+                               f"{r['requests_per_s']:.1f}", f"{r['p50_ms']:.0f}",
+                               f"{r['p99_ms']:.0f}", r["failures"]]))
+    return "\n".join(lines + ["", _provenance(
+        runs[0], "serve_load_m30k-tsmall.json` and `serve_load_m30k-tsmall_t1",
+        "python benchmarks/serve_load.py runs/m30k-tsmall --ctranslate2 --ct2-threads 2,1`"
+        " and `... --ctranslate2 --threads 1")])
 
 
 def search_gap() -> str:
@@ -490,7 +529,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "time-to-quality": time_to_quality, "test-margins": test_margins,
     "multi30k-marks": multi30k_marks, "multi30k-levers": multi30k_levers,
     "multi30k-rnn": multi30k_rnn, "peers": peers, "parallelism": parallelism,
-    "decoding-speed": decoding_speed, "search-gap": search_gap, "alignment": alignment,
+    "decoding-speed": decoding_speed, "serve-load": serve_load, "search-gap": search_gap,
+    "alignment": alignment,
     "alignment-timeline": alignment_timeline, "head-importance": head_importance,
     "alignment-multi30k": lambda: alignment("alignment_align-m30k"),
     "head-importance-multi30k": lambda: head_importance("head_importance_multi30k"),

@@ -80,17 +80,24 @@ def average(run_dir, last, kept) -> None:
               type=click.Choice(["attnmt", "ctranslate2"]),
               help="ctranslate2: RUN_DIR is a folder made by `attnmt export ctranslate2` "
               "(faster; /attention then gives the last layer's weights only)")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
+              help="CPU threads for decoding (PyTorch's, or CTranslate2's intra_threads); "
+              "0: the engine's default")
 def serve(run_dir, host, port, max_batch, max_wait_ms, max_chars, max_texts, max_beam, timeout,
-          max_work, device, engine) -> None:
+          max_work, device, engine, threads) -> None:
     """Serve RUN_DIR: REST API (/translate, /attention, /docs) and a web page at /; a
     classifier run answers /classify, a language model /generate."""
     from ..serve.app import serve as run_server
     from ..serve.limits import Limits
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     click.echo(f"serving {run_dir} on http://{host}:{port}/ (API docs at /docs)")
     run_server(run_dir, host, port, max_batch, max_wait_ms,
                Limits(max_chars=max_chars, max_texts=max_texts, max_beam=max_beam,
-                      timeout_s=timeout, max_work=max_work), device, engine)
+                      timeout_s=timeout, max_work=max_work), device, engine, threads)
 
 
 @cli.group()

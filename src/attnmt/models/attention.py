@@ -189,7 +189,9 @@ class MultiHeadAttention(nn.Module):
                 q: Tensor | None = None, bias: Tensor | None = None
                 ) -> tuple[Tensor, Tensor | None]:
         """query (B, T, D), or its projection ``q`` (B, H, T, dh) from :meth:`project_qkv`;
-        k, v (B, H, S, dh); mask (B, S) True at real keys.
+        k, v (B, H, S, dh) — or (B / g, H, S, dh): then each g consecutive query rows
+        share one row of keys (the beams of a sentence); mask (B | B / g, S) True at real
+        keys.
 
         Returns output (B, T, D) and, when asked, weights (B, H, T, S). ``head_gate`` (H,)
         multiplies each head's output before the heads are joined (0 silences a head: the
@@ -198,6 +200,11 @@ class MultiHeadAttention(nn.Module):
         """
         if q is None:
             q = self._split(self.q_proj(query))                          # (B, H, T, dh)
+        group = q.size(0) // k.size(0)    # > 1: beams of a sentence share its keys (beam
+        if group > 1:                     # search), read once for all of them: (n, H, g*T, dh)
+            _, _, t, dh = q.shape
+            q = q.view(-1, group, self.heads, t, dh).transpose(1, 2).reshape(
+                -1, self.heads, group * t, dh)
         t, s = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
         if not need_weights and trace is None:
@@ -220,7 +227,10 @@ class MultiHeadAttention(nn.Module):
             trace.update(query=q, keys=k, values=v, scores=scores, weights=weights,
                          heads=out, allowed=allowed)
         b, _, t, _ = out.shape
-        joined = out.transpose(1, 2).reshape(b, t, self.heads * self.d_head)
+        joined = out.transpose(1, 2).reshape(b * group, t // group, self.heads * self.d_head)
+        if group > 1 and weights is not None:        # (n, H, g*T, S) -> (n*g, H, T, S)
+            weights = weights.view(b, self.heads, group, t // group, -1).transpose(1, 2) \
+                .reshape(b * group, self.heads, t // group, -1)
         projected = self.out_proj(joined)
         if trace is not None:
             trace.update(joined=joined, output=projected)

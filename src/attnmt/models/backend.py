@@ -5,7 +5,8 @@ CPU bf16 autocast it runs the attention itself in float32, because PyTorch's
 CPU flash-attention backward in bf16 is several times slower than in float32
 (the measurement is in ``benchmarks/README.md``).
 
-A single query (one decoding step) is computed with two plain matrix products on a
+A single query (one decoding step) — or, at inference, a few (the beams of a sentence
+attending to its source together) — is computed with two plain matrix products on a
 CPU, where they beat the flash kernel.
 
 :func:`pack_linear_layers` prepares a model for float32 inference on a CPU: every
@@ -15,6 +16,10 @@ weights. Decoding multiplies small batches by the same weights hundreds of times
 where that reorder is a large part of each product. A Transformer layer's three
 self-attention projections also become one product (``fuse_qkv``), and a ReLU that
 follows a Linear in a ``Sequential`` (the feed-forward block) runs inside its kernel.
+
+:class:`Dropout` draws its mask on a CPU from 64-bit random integers, 16 bits per
+element, instead of PyTorch's ``bernoulli_``, which draws one random number per element
+and was the largest single operator of a training step after the matrix products.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from torch import Tensor, nn
 
 
 def _one_query(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None) -> Tensor:
-    """Attention for one query position (a decoding step) as two matrix products: on a
-    CPU faster than the flash kernel, whose blocking is made for many queries."""
+    """Attention for one query position (a decoding step), or a few, as two matrix
+    products: on a CPU faster than the flash kernel, whose blocking is made for many
+    queries."""
     scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5)
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         scores.masked_fill_(~attn_mask, float("-inf"))
@@ -72,6 +78,23 @@ class PackedLinear(nn.Module):
                                                   [], "")
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a faster mask on a CPU: each element is kept when 15 random bits
+    (four per 64-bit random integer) reach ``round(p * 32768)``, so the drop rate is ``p``
+    to 1/32768; the kept elements are scaled by 1 / (1 - p). Elsewhere (GPUs, p 0 or 1,
+    evaluation) it is ``nn.Dropout``. The mask comes from PyTorch's generator, so a seed
+    and a resumed RNG state give the same masks."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or x.device.type != "cpu" or not 0.0 < self.p < 1.0:
+            return super().forward(x)
+        n = x.numel()
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
+        words = bits.view(torch.int16)[:n].view(x.shape)
+        keep = (words & 0x7FFF) >= round(self.p * 32768)
+        return x * keep * (1.0 / (1.0 - self.p))
+
+
 def can_pack(model: nn.Module) -> bool:
     """Prepacking applies to float32 models on a CPU where PyTorch has oneDNN."""
     p = next(model.parameters(), None)
@@ -106,7 +129,8 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, dropout: flo
     """Scaled dot-product attention; q (B, H, T, dh), k/v (B, H, S, dh), mask broadcastable
     to (B, H, T, S), True where attending is allowed — or an additive float mask (ALiBi's
     bias, −∞ where not allowed)."""
-    if q.size(-2) == 1 and not causal and dropout == 0.0 and q.device.type == "cpu":
+    few = q.size(-2) == 1 or (q.size(-2) <= 16 and not torch.is_grad_enabled())
+    if few and not causal and dropout == 0.0 and q.device.type == "cpu":
         return _one_query(q, k, v, attn_mask)
     additive = attn_mask is not None and attn_mask.dtype != torch.bool
     if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):

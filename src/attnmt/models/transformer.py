@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .attention import MultiHeadAttention
+from .backend import Dropout
 from .base import DecoderState, EncoderOutput, Seq2SeqModel, padding_mask
 from .cache import LayerCache
 from .positions import SCHEMES, alibi_bias, alibi_slopes, rotate, rotation_table
@@ -77,7 +78,7 @@ class Embeddings(nn.Module):
         table = (torch.zeros(max_positions, d) if positions in SCHEMES     # in the attention
                  else sinusoidal_positions(max_positions, d))
         self.register_buffer("table", table, persistent=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def tokens(self, tokens: Tensor) -> Tensor:
         """The scaled token embeddings alone, before positions and dropout."""
@@ -103,7 +104,7 @@ class FeedForward(nn.Sequential):
     def __init__(self, d_model: int, ffn: int, dropout: float, activation: str = "relu"):
         layers = [nn.Linear(d_model, ffn), ACTIVATIONS[activation]()]
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         super().__init__(*layers, nn.Linear(ffn, d_model))
 
 
@@ -116,7 +117,7 @@ class _Sublayers(nn.Module):
                  heads: int = 1, positions: str = "sinusoidal", max_positions: int = 1024):
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n))
-        self.pre_norm, self.dropout = pre_norm, nn.Dropout(dropout)
+        self.pre_norm, self.dropout = pre_norm, Dropout(dropout)
         self.scheme = positions if positions in SCHEMES else None
         if self.scheme == "alibi":
             self.register_buffer("slopes", alibi_slopes(heads), persistent=False)
@@ -282,11 +283,19 @@ class Transformer(Seq2SeqModel):
 
     def reorder_state(self, state: TransformerState, rows: Tensor,
                       source_rows: Tensor | None) -> TransformerState:
-        """The projected encoder memory is the same for every beam of a sentence, so it is
-        copied only when sentences leave the batch; the self-attention cache follows the
-        hypotheses (the speed this buys is measured in ``benchmarks/README.md``)."""
+        """The self-attention cache follows the hypotheses. The projected encoder memory is
+        the same for every beam of a sentence, so it is kept once per sentence — the beams
+        of a sentence attend to it together (:meth:`MultiHeadAttention.forward` with
+        fewer key rows than query rows) — and copied only when sentences leave the batch
+        (the speed this buys is measured in ``benchmarks/README.md``)."""
+        before = state.cache[0].k.size(0) if state.cache and state.cache[0].k is not None \
+            else rows.numel()
         state = state.select(rows, ["cache"])
-        return state if source_rows is None else state.select(source_rows, ["memory_kv", "mask"])
+        if source_rows is None:
+            return state
+        per_sentence = before // state.mask.size(0)           # hypotheses per sentence so far
+        sentences = torch.unique_consecutive(source_rows // per_sentence)
+        return state.select(sentences, ["memory_kv", "mask"])
 
     def _decode(self, tokens: Tensor, state: TransformerState, need_weights: bool,
                 all_weights: list | None = None, keep_cache: bool = True,

@@ -24,6 +24,7 @@ request ran out of time — and then its decoding stops.
 import re
 import time
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -348,17 +349,19 @@ class _HeaderTimeout:
 
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 32,
           max_wait_ms: float = 10.0, limits: Limits | None = None, device: str = "cpu",
-          engine: str = "attnmt") -> None:
+          engine: str = "attnmt", threads: int = 0) -> None:
     """Load a run directory (or, with ``engine="ctranslate2"``, an exported CTranslate2
     folder, or a study folder: every run, the first one translating; a classifier or
     language-model run gets :mod:`.task_app`'s routes) and serve it with
     uvicorn until interrupted (idle keep-alive connections close after 5 s, unfinished
-    headers after 10 s; 256 connections at most)."""
+    headers after 10 s; 256 connections at most). ``threads`` is CTranslate2's
+    ``intra_threads`` (0: its default); the CLI sets PyTorch's."""
     import uvicorn
 
     app = _task_app(run_dir, max_batch, max_wait_ms, limits, device, engine)
     if app is None:
-        app = _translation_app(run_dir, max_batch, max_wait_ms, limits, device, engine)
+        app = _translation_app(run_dir, max_batch, max_wait_ms, limits, device, engine,
+                               threads)
     uvicorn.run(app, host=host, port=port, log_level="info", http=_HeaderTimeout.protocol(),
                 timeout_keep_alive=5, limit_concurrency=256)
 
@@ -383,11 +386,11 @@ def _task_app(run_dir: str, max_batch: int, max_wait_ms: float, limits: Limits |
 
 
 def _translation_app(run_dir: str, max_batch: int, max_wait_ms: float, limits: Limits | None,
-                     device: str, engine: str):
+                     device: str, engine: str, threads: int = 0):
     runs = study_runs(run_dir)
-    study = {name: load_translator(path, engine, device=device) for name, path in runs.items()}
+    load = partial(load_translator, engine=engine, device=device, threads=threads)
+    study = {name: load(path) for name, path in runs.items()}
     if study:                      # a study folder: /translate serves its first run
         run_dir = str(next(iter(runs.values())))
-    translator = study[next(iter(study))] if study else load_translator(run_dir, engine,
-                                                                           device=device)
+    translator = study[next(iter(study))] if study else load(run_dir)
     return create_app(translator, run_dir, max_batch, max_wait_ms, limits, study=study or None)
