@@ -266,8 +266,9 @@ def run_all(args: argparse.Namespace) -> dict:
                                                   precision="fp32", stopping=rule,
                                                   modes=["beam5"], **common)
     if args.ctranslate2:
+        folders = {}
         for quant, suffix in (("float32", ""), ("int8", "_int8")):
-            folder = str(export(args.run, quant))
+            folder = folders[quant] = str(export(args.run, quant))
             engines[f"ctranslate2{suffix}"] = dict(engine="ctranslate2", path=folder,
                                                    precision="fp32", modes=both, **common)
             engines[f"ctranslate2_direct{suffix}"] = dict(engine="ct2-direct", path=folder,
@@ -275,7 +276,7 @@ def run_all(args: argparse.Namespace) -> dict:
                                                           **common)
         for n in filter(None, args.ct2_threads.split(",")):     # float32 on other threads
             engines[f"ctranslate2_direct_t{n}"] = dict(
-                engine="ct2-direct", path=str(export(args.run, "float32")), precision="fp32",
+                engine="ct2-direct", path=folders["float32"], precision="fp32",
                 modes=both, **{**common, "threads": int(n)})
     if args.fairseq_ct2:
         for quant, suffix in (("float32", ""), ("int8", "_int8")):

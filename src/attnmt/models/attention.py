@@ -200,14 +200,14 @@ class MultiHeadAttention(nn.Module):
         """
         if q is None:
             q = self._split(self.q_proj(query))                          # (B, H, T, dh)
-        group = q.size(0) // k.size(0)    # > 1: beams of a sentence share its keys (beam
-        if group > 1:                     # search), read once for all of them: (n, H, g*T, dh)
+        group = max(1, q.size(0) // k.size(0))   # > 1: beams of a sentence share its keys
+        if group > 1:         # (beam search), read once for all of them: (n, H, g*T, dh)
             _, _, t, dh = q.shape
             q = q.view(-1, group, self.heads, t, dh).transpose(1, 2).reshape(
                 -1, self.heads, group * t, dh)
         t, s = q.size(2), k.size(2)
         p = self.dropout if self.training else 0.0
-        if not need_weights and trace is None:
+        if not need_weights and trace is None and group == 1:
             if causal and mask is None and t == s and bias is None:   # SDPA's own causal mask
                 out = sdpa(q, k, v, None, p, causal=True)
             else:
@@ -228,7 +228,9 @@ class MultiHeadAttention(nn.Module):
                          heads=out, allowed=allowed)
         b, _, t, _ = out.shape
         joined = out.transpose(1, 2).reshape(b * group, t // group, self.heads * self.d_head)
-        if group > 1 and weights is not None:        # (n, H, g*T, S) -> (n*g, H, T, S)
+        if not need_weights:
+            weights = None
+        elif group > 1:                              # (n, H, g*T, S) -> (n*g, H, T, S)
             weights = weights.view(b, self.heads, group, t // group, -1).transpose(1, 2) \
                 .reshape(b * group, self.heads, t // group, -1)
         projected = self.out_proj(joined)

@@ -5,8 +5,7 @@ CPU bf16 autocast it runs the attention itself in float32, because PyTorch's
 CPU flash-attention backward in bf16 is several times slower than in float32
 (the measurement is in ``benchmarks/README.md``).
 
-A single query (one decoding step) — or, at inference, a few (the beams of a sentence
-attending to its source together) — is computed with two plain matrix products on a
+A single query (one decoding step) is computed with two plain matrix products on a
 CPU, where they beat the flash kernel.
 
 :func:`pack_linear_layers` prepares a model for float32 inference on a CPU: every
@@ -30,9 +29,8 @@ from torch import Tensor, nn
 
 
 def _one_query(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None) -> Tensor:
-    """Attention for one query position (a decoding step), or a few, as two matrix
-    products: on a CPU faster than the flash kernel, whose blocking is made for many
-    queries."""
+    """Attention for one query position (a decoding step) as two matrix products: on a
+    CPU faster than the flash kernel, whose blocking is made for many queries."""
     scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5)
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         scores.masked_fill_(~attn_mask, float("-inf"))
@@ -129,8 +127,7 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, dropout: flo
     """Scaled dot-product attention; q (B, H, T, dh), k/v (B, H, S, dh), mask broadcastable
     to (B, H, T, S), True where attending is allowed — or an additive float mask (ALiBi's
     bias, −∞ where not allowed)."""
-    few = q.size(-2) == 1 or (q.size(-2) <= 16 and not torch.is_grad_enabled())
-    if few and not causal and dropout == 0.0 and q.device.type == "cpu":
+    if q.size(-2) == 1 and not causal and dropout == 0.0 and q.device.type == "cpu":
         return _one_query(q, k, v, attn_mask)
     additive = attn_mask is not None and attn_mask.dtype != torch.bool
     if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
