@@ -40,7 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import MULTI30K, RESULTS, save
+from common import MULTI30K, RESULTS, machine, save
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/multi30k_transformer_small.yaml"
@@ -113,7 +113,17 @@ def fairseq_curve(name: str = "") -> list[dict]:
     return json.loads(path.read_text())["marks"] if path.is_file() else []
 
 
-def figure(rows: list[dict], fairseq: list[dict], target: float | None, path: Path) -> None:
+def fairseq_where(ours: str) -> str:
+    """Where fairseq's curve was measured, when that is not the CPU ``ours`` that measured
+    attnmt's curve (the minutes then compare machines too); "" when it is."""
+    path = RESULTS / "time_to_quality_fairseq.json"
+    theirs = json.loads(path.read_text()) if path.is_file() else {}
+    cpu = theirs.get("machine", {}).get("cpu")
+    return f", {cpu}, {theirs['date']}" if cpu and cpu != ours else ""
+
+
+def figure(rows: list[dict], fairseq: list[dict], target: float | None, path: Path,
+           cpu: str = "") -> None:
     """attnmt's curve, fairseq's (and fairseq's with the tuned levers, where measured),
     the earlier recipe's val curve and fairseq's end score as a line."""
     from attnmt.studies.plots import plt
@@ -125,23 +135,26 @@ def figure(rows: list[dict], fairseq: list[dict], target: float | None, path: Pa
         ax.plot(minutes, [r[key] for r in rows], marker="o", label=f"attnmt {label}")
     if fairseq:
         ax.plot([r["minutes"] for r in fairseq], [r["test_beam5"] for r in fairseq],
-                color="black", marker="s", label="fairseq test2016, beam 5 (peers' recipe)")
+                color="black", marker="s",
+                label=f"fairseq test2016, beam 5 (peers' recipe{fairseq_where(cpu)})")
     tuned = fairseq_curve("tuned")
     if tuned:
         ax.plot([r["minutes"] for r in tuned], [r["test_beam5"] for r in tuned], color="black",
                 marker="s", markerfacecolor="white", linestyle="--",
-                label="fairseq test2016, beam 5, 1,024-token batches, lr 1e-3")
+                label=f"fairseq test2016, beam 5, 1,024-token batches, lr 1e-3{fairseq_where(cpu)}")
     ablation = RESULTS / "time_to_quality_ablation.json"
-    before = [r for r in (json.loads(ablation.read_text())["rows"].values()
-                          if ablation.is_file() else []) if not r["settings"]]
-    for row in before:     # the row without settings: the config before the ablation
+    first = json.loads(ablation.read_text()) if ablation.is_file() else {"rows": {}}
+    where = (f", {first['machine']['cpu']}, {first['date']}"
+             if first["rows"] and first["machine"]["cpu"] != cpu else "")
+    for row in [r for r in first["rows"].values() if not r["settings"]]:
+        # the row without settings: the config before the first round of levers
         ax.plot([m["minutes"] for m in row["marks"]], [m["val_beam5"] for m in row["marks"]],
                 color="grey", marker=".", linestyle=":",
-                label="attnmt val, beam 5, before (lr 5e-4, inverse sqrt, 4,096 tokens)")
+                label=f"attnmt val, beam 5, before (lr 5e-4, inverse sqrt, 4,096 tokens{where})")
     if target is not None:
         ax.axhline(target, color="grey", linestyle="--",
                    label=f"fairseq at the end, test2016 beam 5 ({target:.2f})")
-    ax.set_xlabel("training minutes (2 CPU cores)")
+    ax.set_xlabel("training minutes (2 CPU cores" + (f"; attnmt: {cpu}" if cpu else "") + ")")
     ax.set_ylabel("sacreBLEU (cased, 13a)")
     ax.set_title("Multi30k de→en, transformer-small: BLEU against training time")
     ax.grid(alpha=0.3)
@@ -164,20 +177,23 @@ def shown(config: Path) -> str:
     return str(config.relative_to(REPO)) if config.is_relative_to(REPO) else str(config)
 
 
-def ablation_name(config: Path) -> str:
-    """The ablation file of ``config``: the shipped config's, or ``..._STEM`` for another."""
-    return "time_to_quality_ablation" + ("" if config == CONFIG else f"_{config.stem}")
+def ablation_name(config: Path, round_: str = "") -> str:
+    """The ablation file of ``config``: the shipped config's, or ``..._STEM`` for another;
+    a later round of screening (``--round NAME``: another machine, another base recipe)
+    keeps its rows apart in ``..._NAME``."""
+    return ("time_to_quality_ablation" + ("" if config == CONFIG else f"_{config.stem}")
+            + (f"_{round_}" if round_ else ""))
 
 
 def ablation(config: Path, name: str, settings: list[str], rows: list[dict],
-             extra: dict) -> None:
-    path = RESULTS / f"{ablation_name(config)}.json"
+             extra: dict, round_: str = "") -> None:
+    path = RESULTS / f"{ablation_name(config, round_)}.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     table = old.get("rows", {})
     table[name] = {"settings": settings, "marks": rows, **extra}
-    save(ablation_name(config), {"config": shown(config),
-                                 "base": old.get("base", "the config as it is"),
-                                 "rows": table})
+    save(ablation_name(config, round_), {"config": shown(config),
+                                         "base": old.get("base", "the config as it is"),
+                                         "rows": table})
 
 
 def print_marks(marks: list[dict], label: str, minute: str) -> None:
@@ -203,11 +219,11 @@ def print_curves() -> None:
             print_marks(curve, label, ".2f")
 
 
-def print_table(config: Path) -> None:
+def print_table(config: Path, round_: str = "") -> None:
     """The curves, then ``config``'s ablation rows as a markdown table: val BLEU (beam 5)
     at 12.5 and 25 minutes."""
     print_curves()
-    rows = json.loads((RESULTS / f"{ablation_name(config)}.json").read_text())["rows"]
+    rows = json.loads((RESULTS / f"{ablation_name(config, round_)}.json").read_text())["rows"]
     print("| row | settings | updates | val @12.5 | val @25 | avg of the last 2 / 3 marks |")
     print("|---|---|---|---|---|---|")
     def order(item: tuple[str, dict]) -> tuple[bool, int]:    # 25-minute rows first
@@ -237,6 +253,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--row", help="an ablation row of this name: val only, into "
                     "results/time_to_quality_ablation.json (another --config's: "
                     "..._ablation_STEM.json)")
+    ap.add_argument("--round", dest="round_", default="", metavar="NAME", help="with "
+                    "--row or --table: a later round of screening, its rows in "
+                    "results/time_to_quality_ablation_NAME.json")
     ap.add_argument("--table", action="store_true", help="print the curve and the ablation "
                     "table (markdown) and stop")
     ap.add_argument("--figure", action="store_true", help="redraw the figure and the "
@@ -252,7 +271,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     if args.table:
-        return print_table(args.config.resolve())
+        return print_table(args.config.resolve(), args.round_)
     if args.figure:
         saved = json.loads((RESULTS / "time_to_quality.json").read_text())
         return report(saved, saved["marks"], None)
@@ -282,7 +301,7 @@ def main() -> None:
                  {f"avg{k}": averaged(out, k, splits) for k in (2, 3)})
         print(json.dumps(extra))
         if not n:
-            ablation(config, args.row, args.settings, rows, extra)
+            ablation(config, args.row, args.settings, rows, extra, args.round_)
         return
     meta = {"config": shown(config), "settings": args.settings,
             "minutes": args.minutes, "mark": args.mark, "threads": args.threads}
@@ -305,14 +324,18 @@ def report(meta: dict, rows: list[dict], n: int | None) -> None:
     ours = first_minute(rows, "test_beam5", target) if target is not None else None
     theirs = first_minute(fairseq, "test_beam5", target) if fairseq else None
     tuned = fairseq_curve("tuned")
-    speedup = round(theirs / ours, 2) if ours and theirs else None
+    cpu = meta.get("machine", machine())["cpu"]       # --figure: the saved curve's CPU
+    elsewhere = fairseq_where(cpu)      # a ratio of minutes on two CPUs is not published
+    speedup = round(theirs / ours, 2) if ours and theirs and not elsewhere else None
     print(f"fairseq's test2016 BLEU (beam 5) at the end of its run: {target}"
           + (f", first reached at {theirs} minutes" if theirs else "")
           + f"; attnmt first reaches it at {ours if ours is not None else 'no mark'} minutes"
-          + (f" ({speedup}x)" if speedup else ""))
+          + (f" ({speedup}x)" if speedup else "")
+          + (f" (fairseq's curve was measured elsewhere{elsewhere}: no ratio)"
+             if elsewhere else ""))
     if n:                                   # a smoke test leaves the published files alone
         return
-    figure(rows, fairseq, target, REPO / "docs/figures/time_to_quality.png")
+    figure(rows, fairseq, target, REPO / "docs/figures/time_to_quality.png", cpu)
     keep = ("config", "settings", "minutes", "mark", "threads")
     # --figure redraws from saved marks: they keep the day they were measured
     measured = meta.get("attnmt_curve_date", meta.get("date", time.strftime("%Y-%m-%d")))

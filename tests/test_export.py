@@ -124,3 +124,32 @@ def test_an_export_without_its_config_is_a_clear_error(exported, tmp_path):
     (old / "config.yaml").unlink()
     with pytest.raises(UserError, match="older attnmt"):
         CT2Translator(old)
+
+
+@pytest.mark.parametrize("engine", ["attnmt", "ctranslate2"])
+def test_serve_threads_reach_the_engine(engine, trained, exported, monkeypatch):
+    """``attnmt serve --threads N`` sets PyTorch's threads, or CTranslate2's
+    ``intra_threads``, before the app is built (the server itself is not started)."""
+    import ctranslate2
+    import torch
+    import uvicorn
+
+    from attnmt.cli import main
+
+    served, built = [], []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+
+    def recording(*args, **kwargs):
+        built.append(kwargs)
+        return real(*args, **kwargs)
+
+    real = ctranslate2.Translator
+    monkeypatch.setattr(ctranslate2, "Translator", recording)
+    before = torch.get_num_threads()
+    run = exported if engine == "ctranslate2" else trained
+    try:
+        main(["serve", str(run), "--engine", engine, "--threads", "1"])
+        assert served and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert [b["intra_threads"] for b in built] == ([1] if engine == "ctranslate2" else [])

@@ -65,9 +65,19 @@ def time_to_quality() -> str:
         "", f"fairseq (the peers' spec and recipe): {fairseq} minutes. attnmt first reaches "
         f"fairseq's end score ({ours['fairseq_end_test_beam5']}) at "
         f"{ours['attnmt_first_minute_at_fairseq_bleu']:g} minutes, fairseq at "
-        f"{ours['fairseq_first_minute_at_its_end_bleu']:g}.", "",
+        f"{ours['fairseq_first_minute_at_its_end_bleu']:g}." + _machines(ours, theirs), "",
         _provenance(ours, "time_to_quality", "python benchmarks/time_to_quality.py --minutes "
                     f"{ours['minutes']:g} --mark {ours['mark']:g}")])
+
+
+def _machines(ours: dict, theirs: dict) -> str:
+    """A warning where two curves' minutes were measured on different CPUs."""
+    mine, other = ours.get("machine", {}), theirs.get("machine", {})
+    if mine.get("cpu") == other.get("cpu"):
+        return ""
+    return (f" The two curves come from different CPUs (attnmt: {mine.get('cpu', '?')}, "
+            f"{ours['date']}; fairseq: {other.get('cpu', '?')}, {theirs['date']}), so their "
+            "minutes compare machines as well as toolkits.")
 
 
 def test_margins() -> str:
@@ -98,15 +108,16 @@ def multi30k_marks() -> str:
                 for name, key in fields]
         out.append("")
     return "\n".join(out + [_provenance(ours, "time_to_quality", "python benchmarks/"
-                                        "time_to_quality.py --table") + " fairseq: `benchmarks/"
+                                        "time_to_quality.py --table") + " fairseq: measured "
+                            f"{theirs['date']} on {_machine(theirs)}; `benchmarks/"
                             "results/time_to_quality_fairseq.json`, rerun: `python benchmarks/"
                             f"fairseq_curve.py --minutes {theirs['minutes']:g} --every "
                             f"{theirs['every_updates']}`."])
 
 
-def multi30k_levers() -> str:
+def multi30k_levers(name: str = "time_to_quality_ablation", command: str = "") -> str:
     """The screening runs behind the shipped recipe: val BLEU (beam 5) per lever."""
-    d = _load("time_to_quality_ablation")
+    d = _load(name)
 
     def at(row: dict, minutes: float) -> str:
         mark = next((m for m in row["marks"] if m["minutes"] == minutes), None)
@@ -115,14 +126,14 @@ def multi30k_levers() -> str:
     lines = _head(["row", "settings", "updates", "val @12.5", "val @25",
                    "avg of the last 2 / 3 marks"])
     rows = sorted(d["rows"].items(), key=lambda item: bool(item[1]["settings"]))
-    for name, row in rows:
+    for label, row in rows:
         avg = (f"{row['avg2']['val_beam5']:.2f} / {row['avg3']['val_beam5']:.2f}"
                if "avg2" in row else "—")
-        lines.append(_row([name, " ".join(row["settings"]) or "—",
+        lines.append(_row([label, " ".join(row["settings"]) or "—",
                            f"{row['marks'][-1]['step']:,}", at(row, 12.5), at(row, 25.0), avg]))
     return "\n".join(lines + ["", f"Base: {d['base']}.", "",
-                              _provenance(d, "time_to_quality_ablation", "python benchmarks/"
-                                          "time_to_quality.py --stop-at 12.5 --row NAME --set "
+                              _provenance(d, name, "python benchmarks/time_to_quality.py "
+                                          f"--stop-at 12.5 {command}--row NAME --set "
                                           "KEY=VALUE ...")])
 
 
@@ -528,6 +539,8 @@ def _study(name: str) -> Callable[[], str]:
 TABLES: dict[str, Callable[[], str]] = {
     "time-to-quality": time_to_quality, "test-margins": test_margins,
     "multi30k-marks": multi30k_marks, "multi30k-levers": multi30k_levers,
+    "multi30k-levers-intel": lambda: multi30k_levers("time_to_quality_ablation_intel",
+                                                     "--round intel "),
     "multi30k-rnn": multi30k_rnn, "peers": peers, "parallelism": parallelism,
     "decoding-speed": decoding_speed, "serve-load": serve_load, "search-gap": search_gap,
     "alignment": alignment,

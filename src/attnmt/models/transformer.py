@@ -288,8 +288,7 @@ class Transformer(Seq2SeqModel):
         of a sentence attend to it together (:meth:`MultiHeadAttention.forward` with
         fewer key rows than query rows) — and copied only when sentences leave the batch
         (the speed this buys is measured in ``benchmarks/README.md``)."""
-        before = state.cache[0].k.size(0) if state.cache and state.cache[0].k is not None \
-            else rows.numel()
+        before = state.cache[0].k.size(0)   # a reorder follows a step, which filled it
         state = state.select(rows, ["cache"])
         if source_rows is None:
             return state
