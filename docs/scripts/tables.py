@@ -443,6 +443,19 @@ def sst_screen(name: str = "sst_screen") -> str:
                                _provenance(d, name, d["command"])])
 
 
+def rnn_screen(name: str = "rnn_screen") -> str:
+    """The val screen that chose the recurrent recipe of the Multi30k study."""
+    d = _load(name)
+    lines = _head(["run", "settings", "minutes", "updates", "target tokens/s",
+                   "val BLEU (greedy) at the end"])
+    for run, r in d["rows"].items():
+        shown = [s for s in r["settings"] if not s.startswith("train.valid_every")]
+        bleu = f"{r['final_bleu']:.2f}" if r["part"] == "screen" else "—"
+        lines.append(_row([run, " ".join(f"`{s}`" for s in shown), f"{r['minutes']:g}",
+                           f"{r['updates']:,}", f"{r['tokens_per_s']:,.0f}", bleu]))
+    return "\n".join(lines + ["", _provenance(d, name, d["command"])])
+
+
 def ensemble(name: str = "ensemble_m30k") -> str:
     """Test BLEU of each run alone and of their ensembles."""
     d = _load(name)
@@ -553,7 +566,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "terminology": terminology, "ensemble": ensemble, "repetition": repetition,
     "sst-curve-sst2": sst_curve, "sst-curve-sst5": lambda: sst_curve("sst5"),
     "sst-screen": sst_screen, "finetune": finetune, "data-filtered": data_filtered,
-    "spm-alpha": spm_alpha, "lstm-bridge": lstm_bridge,
+    "spm-alpha": spm_alpha, "lstm-bridge": lstm_bridge, "rnn-screen": rnn_screen,
     **{f"study-{p.parent.name}": _study(p.parent.name)
        for p in sorted((ROOT / "docs/results").glob("*/results.json"))}}
 
