@@ -7,8 +7,9 @@ PyTorch engine against the CTranslate2 engine.
 Starts ``attnmt serve`` as its own process on a free 127.0.0.1 port — with the attnmt
 engine at ``--max-batch 32`` and ``--max-batch 1``, and with ``--ctranslate2`` the run
 exported to CTranslate2 at ``--max-batch 32`` — sends a fixed number of single-sentence
-requests from N concurrent clients, and reports requests/s, p50/p99 latency and
-failures, and the throughput ratios. Every server decodes with ``--threads`` CPU threads;
+requests from N concurrent clients, and reports requests/s, p50/p99 latency, failures,
+the server's mean micro-batch and how busy its model thread was (``/stats``), and the
+throughput ratios. Every server decodes with ``--threads`` CPU threads;
 ``--ct2-threads 2,1`` serves the CTranslate2 export once per thread count (on a CPU where
 CTranslate2 runs faster on fewer threads, its best is the fair anchor). Writes
 ``results/serve_load_<run>.json`` (``_t1`` etc. added for other ``--threads`` than 2).
@@ -88,6 +89,15 @@ async def load(url: str, texts: list[str], clients: int, beam: int) -> dict:
             "p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1)}
 
 
+def batching(url: str, seconds: float) -> dict:
+    """The server's micro-batches over the load (``/stats``; the server is fresh, so they
+    are the load's): texts per batch, and the share of the load's wall time the model
+    thread was decoding."""
+    stats = httpx.get(url + "/stats", timeout=10).json()
+    return {"mean_batch": stats["mean_batch"],
+            "model_busy": round(stats["model_seconds"] / seconds, 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
@@ -126,13 +136,15 @@ def main() -> None:
         proc, url = start(path, max_batch, 10.0, engine, threads)
         try:
             results[name] = asyncio.run(load(url, texts, args.clients, args.beam))
+            results[name].update(batching(url, results[name]["seconds"]))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
         r = results[name]
         print(f"{name:>22} (max-batch {max_batch:>2}, {threads} threads): "
               f"{r['requests_per_s']:7.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
-              f"p99 {r['p99_ms']:7.1f} ms  failures {r['failures']}")
+              f"p99 {r['p99_ms']:7.1f} ms  failures {r['failures']}  "
+              f"mean batch {r['mean_batch']:4.1f}  model busy {r['model_busy']:.0%}")
     ratios = {"batched_over_unbatched": round(results["batched"]["requests_per_s"] /
                                               results["unbatched"]["requests_per_s"], 2)}
     for name in (n for n in results if n.startswith("ctranslate2")):

@@ -47,6 +47,16 @@ def test_translate_one_and_many_with_nbest(client):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_stats_count_the_batches_texts_and_model_time(client):
+    before = client.get("/stats").json()
+    assert client.post("/translate", json={"texts": ["a b", "c d e"]}).status_code == 200
+    after = client.get("/stats").json()
+    assert after["batches"] == before["batches"] + 1
+    assert after["texts"] == before["texts"] + 2
+    assert after["model_seconds"] > before["model_seconds"]
+    assert after["mean_batch"] == round(after["texts"] / after["batches"], 2)
+
+
 def test_limits_and_malformed_requests(client):
     r = client.post("/translate", json={"text": "a " * 40})
     assert r.status_code == 413 and r.json()["field"] == "text"
@@ -179,6 +189,49 @@ def test_concurrent_requests_are_micro_batched(trained):
     # each answer went to its own request: it is what that text gets translated alone (one
     # may differ by a near-tie, since a batch pads and sums in another order)
     assert sum(o == a for o, a in zip(outs, alone, strict=True)) >= 5
+
+
+def test_serve_loads_the_model_on_the_thread_that_decodes(trained, monkeypatch):
+    # PyTorch keeps a CPU thread team per calling thread: loading on one thread and
+    # decoding on another halved the server's decoding speed
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from attnmt.serve import app as serve_app
+
+    threads: dict[str, set] = {"load": set(), "translate": set()}
+    real_load = serve_app.load_translator
+
+    def load(*args, **kwargs):
+        threads["load"].add(threading.get_ident())
+        translator = real_load(*args, **kwargs)
+        real_translate = translator.translate
+
+        def translate(texts, **kw):
+            threads["translate"].add(threading.get_ident())
+            return real_translate(texts, **kw)
+
+        translator.translate = translate
+        return translator
+
+    served = {}
+    monkeypatch.setattr(serve_app, "load_translator", load)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app))
+    serve_app.serve(str(trained))
+    app = served["app"]
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                return await asyncio.gather(*(c.post("/translate", json={"text": t})
+                                              for t in ("a b", "c d e")))
+
+    assert all(r.status_code == 200 for r in asyncio.run(main()))
+    assert len(threads["load"]) == 1 and threads["translate"] == threads["load"]
+    assert threads["load"] != {threading.get_ident()}      # not the caller's thread
 
 
 def test_slow_translation_gets_503(trained):
@@ -351,13 +404,13 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(trained):
 
     import uvicorn
 
-    from attnmt.serve import app as app_module
+    from attnmt.serve.limits import HeaderTimeout
 
-    app_module._HeaderTimeout.seconds = 0.5
+    HeaderTimeout.seconds = 0.5
     port = _free_port()
     app = create_app(Translator.from_run(trained), trained)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
-                                           http=app_module._HeaderTimeout.protocol()))
+                                           http=HeaderTimeout.protocol()))
     threading.Thread(target=server.run, daemon=True).start()
     try:
         deadline = time.time() + 20
@@ -369,7 +422,7 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(trained):
             assert s.recv(100) == b""                              # closed by the server
             assert time.time() - start < 3
     finally:
-        app_module._HeaderTimeout.seconds = 10.0
+        HeaderTimeout.seconds = 10.0
         server.should_exit = True
 
 

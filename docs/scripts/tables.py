@@ -240,7 +240,7 @@ def serve_load() -> str:
              "attnmt (PyTorch), max-batch 1", "ctranslate2_batched":
              "CTranslate2 engine, max-batch 32"}
     lines = _head(["load run", "server", "decoding threads", "requests/s", "p50 ms",
-                   "p99 ms", "failures"])
+                   "p99 ms", "failures", "mean micro-batch", "model thread busy"])
     for d in runs:
         for key, r in d.items():
             if not (isinstance(r, dict) and "requests_per_s" in r):
@@ -248,7 +248,8 @@ def serve_load() -> str:
             threads = int(key.rsplit("_t", 1)[1]) if "_t" in key else d["threads"]
             lines.append(_row([f"`--threads {d['threads']}`", names[key.split("_t")[0]], threads,
                                f"{r['requests_per_s']:.1f}", f"{r['p50_ms']:.0f}",
-                               f"{r['p99_ms']:.0f}", r["failures"]]))
+                               f"{r['p99_ms']:.0f}", r["failures"], f"{r['mean_batch']:.1f}",
+                               f"{r['model_busy']:.0%}"]))
     return "\n".join(lines + ["", _provenance(
         runs[0], "serve_load_m30k-tsmall.json` and `serve_load_m30k-tsmall_t1",
         "python benchmarks/serve_load.py runs/m30k-tsmall --ctranslate2 --ct2-threads 2,1`"

@@ -23,6 +23,7 @@ request ran out of time — and then its decoding stops.
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -38,7 +39,7 @@ from ..errors import UserError
 from ..inference.ct2engine import load_translator
 from ..inference.translator import Engine
 from ..rundir import RunDir, study_runs
-from .batcher import MicroBatcher
+from .batcher import MicroBatcher, model_thread
 from .checks import (
     NOT_BLANK,
     HTTPError,
@@ -49,7 +50,7 @@ from .checks import (
     work_of,
 )
 from .explain_routes import STATIC, add_explain_routes
-from .limits import BodyLimit, Limits
+from .limits import BodyLimit, HeaderTimeout, Limits
 
 __all__ = ["Limits", "create_app", "openapi_schema", "serve"]
 
@@ -228,8 +229,15 @@ def _base_app(batcher: MicroBatcher, limits: Limits):
 
 
 def _add_status_routes(app, make_info) -> None:
-    """``/health``, and ``/info`` made by ``make_info`` on its first call."""
+    """``/health``, ``/stats``, and ``/info`` made by ``make_info`` on its first call."""
     info: dict[str, Any] = {}
+
+    @app.get("/stats")
+    async def stats() -> dict:
+        """Micro-batching since the server started: ``batches`` collected, ``texts``
+        answered, ``mean_batch`` (texts per batch) and ``model_seconds`` (time the model
+        thread spent on them; against the wall clock, how busy the model was)."""
+        return app.state.batcher.stats()
 
     @app.get("/health")
     async def health() -> dict:
@@ -247,12 +255,13 @@ def _add_status_routes(app, make_info) -> None:
 
 def create_app(translator: Engine, run_dir: str | Path = "", max_batch: int = 32,
                max_wait_ms: float = 10.0, limits: Limits | None = None,
-               study: dict[str, Engine] | None = None):
+               study: dict[str, Engine] | None = None, executor: ThreadPoolExecutor | None = None):
     """The app serving ``translator`` (from ``run_dir``); with ``study`` (every run of a
     study folder by name, ``translator`` among them) ``POST /study`` explains a sentence
-    under all of them."""
+    under all of them. ``executor``: the model thread the translator was loaded on
+    (``batcher.model_thread``; a new one if not given)."""
     limits = limits or Limits()
-    batcher = MicroBatcher(translator, max_batch, max_wait_ms)
+    batcher = MicroBatcher(translator, max_batch, max_wait_ms, executor)
     TranslateRequest, AttentionRequest = _request_models(limits)
     app = _base_app(batcher, limits)
     _add_status_routes(app, lambda: {**_info(translator, run_dir, limits, max_batch,
@@ -306,47 +315,6 @@ def openapi_schema(limits: Limits | None = None) -> dict:
     return create_app(None, limits=limits).openapi()  # type: ignore[arg-type]
 
 
-class _HeaderTimeout:
-    """uvicorn's HTTP protocol with a deadline for a request's headers: a connection that
-    opens and never finishes them is closed (uvicorn itself only times out idle
-    keep-alive connections)."""
-
-    seconds = 10.0
-
-    @classmethod
-    def protocol(cls):
-        from uvicorn.protocols.http.h11_impl import H11Protocol
-
-        class Protocol(H11Protocol):
-            def connection_made(self, transport):
-                super().connection_made(transport)
-                self._header_timer = self.loop.call_later(cls.seconds, self._header_timeout)
-
-            def data_received(self, data: bytes) -> None:
-                super().data_received(data)
-                if self._header_timer and self.cycle and not self.cycle.response_complete:
-                    self._header_timer.cancel()          # headers complete: a request runs
-                    self._header_timer = None
-
-            def on_response_complete(self) -> None:
-                super().on_response_complete()
-                if self._header_timer is None and not self.transport.is_closing():
-                    self._header_timer = self.loop.call_later(cls.seconds,
-                                                              self._header_timeout)
-
-            def _header_timeout(self) -> None:
-                self._header_timer = None
-                if not self.transport.is_closing():
-                    self.transport.close()
-
-            def connection_lost(self, exc) -> None:
-                if self._header_timer:
-                    self._header_timer.cancel()
-                super().connection_lost(exc)
-
-        return Protocol
-
-
 def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 32,
           max_wait_ms: float = 10.0, limits: Limits | None = None, device: str = "cpu",
           engine: str = "attnmt", threads: int = 0) -> None:
@@ -354,20 +322,28 @@ def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000, max_batch: in
     folder, or a study folder: every run, the first one translating; a classifier or
     language-model run gets :mod:`.task_app`'s routes) and serve it with
     uvicorn until interrupted (idle keep-alive connections close after 5 s, unfinished
-    headers after 10 s; 256 connections at most). ``threads`` is CTranslate2's
+    headers after 10 s; 256 connections at most). The models are loaded on the thread that
+    will run them (``batcher.model_thread``). ``threads`` is CTranslate2's
     ``intra_threads`` (0: its default); the CLI sets PyTorch's."""
     import uvicorn
 
-    app = _task_app(run_dir, max_batch, max_wait_ms, limits, device, engine)
-    if app is None:
-        app = _translation_app(run_dir, max_batch, max_wait_ms, limits, device, engine,
-                               threads)
-    uvicorn.run(app, host=host, port=port, log_level="info", http=_HeaderTimeout.protocol(),
+    executor = model_thread()
+    app = executor.submit(_app, run_dir, max_batch, max_wait_ms, limits, device, engine,
+                          threads, executor).result()
+    uvicorn.run(app, host=host, port=port, log_level="info", http=HeaderTimeout.protocol(),
                 timeout_keep_alive=5, limit_concurrency=256)
 
 
+def _app(run_dir: str, max_batch: int, max_wait_ms: float, limits: Limits | None,
+         device: str, engine: str, threads: int, executor: ThreadPoolExecutor):
+    """The app of ``run_dir``, its models loaded (on ``executor``'s thread, the caller)."""
+    return (_task_app(run_dir, max_batch, max_wait_ms, limits, device, engine, executor)
+            or _translation_app(run_dir, max_batch, max_wait_ms, limits, device, engine,
+                                threads, executor))
+
+
 def _task_app(run_dir: str, max_batch: int, max_wait_ms: float, limits: Limits | None,
-              device: str, engine: str):
+              device: str, engine: str, executor: ThreadPoolExecutor | None = None):
     """The app of a classifier or language-model run; None for anything else."""
     path = Path(run_dir)
     if not (path / "config.yaml").is_file() or study_runs(run_dir):
@@ -382,15 +358,17 @@ def _task_app(run_dir: str, max_batch: int, max_wait_ms: float, limits: Limits |
     from .task_app import create_task_app
 
     return create_task_app(load_predictor(run_dir), run_dir, task, max_batch, max_wait_ms,
-                           limits)
+                           limits, executor)
 
 
 def _translation_app(run_dir: str, max_batch: int, max_wait_ms: float, limits: Limits | None,
-                     device: str, engine: str, threads: int = 0):
+                     device: str, engine: str, threads: int = 0,
+                     executor: ThreadPoolExecutor | None = None):
     runs = study_runs(run_dir)
     load = partial(load_translator, engine=engine, device=device, threads=threads)
     study = {name: load(path) for name, path in runs.items()}
     if study:                      # a study folder: /translate serves its first run
         run_dir = str(next(iter(runs.values())))
     translator = study[next(iter(study))] if study else load(run_dir)
-    return create_app(translator, run_dir, max_batch, max_wait_ms, limits, study=study or None)
+    return create_app(translator, run_dir, max_batch, max_wait_ms, limits, study=study or None,
+                      executor=executor)

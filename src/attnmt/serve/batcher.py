@@ -4,7 +4,8 @@ Requests wait in a queue; a worker takes the first one, then keeps collecting
 for up to ``max_wait_ms`` or until ``max_batch`` sentences are gathered, groups
 them by decoding options (a job's per-text prefixes and constraints travel with its
 texts), and runs the model in a single worker thread (off
-the event loop, one model call at a time).
+the event loop, one model call at a time): the server's model thread, which loads the
+model too (:func:`model_thread`).
 
 A job carries its deadline. Work whose callers have all gone (deadline passed or
 request cancelled) is never started, and running work is abandoned between two
@@ -58,14 +59,26 @@ def _controls(jobs: list[Job]) -> dict:
     return controls
 
 
+def model_thread() -> ThreadPoolExecutor:
+    """The one thread a server runs every model call on, loading the model included.
+    PyTorch's CPU thread pool (OpenMP) keeps a team of worker threads for each thread that
+    calls into it: a model loaded on the main thread and run on another leaves two teams
+    contending for the cores, and decoding in the server ran at half speed
+    (docs/how-to/serving.md)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnmt-model")
+
+
 class MicroBatcher:
-    def __init__(self, translator: Engine, max_batch: int = 32, max_wait_ms: float = 10.0):
+    def __init__(self, translator: Engine, max_batch: int = 32, max_wait_ms: float = 10.0,
+                 executor: ThreadPoolExecutor | None = None):
         self.translator = translator
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnmt-model")
+        self.executor = executor or model_thread()     # the thread that loaded the model
         self.task: asyncio.Task | None = None
         self.batches = 0
+        self.texts = 0                   # texts answered, over all batches
+        self.model_seconds = 0.0         # time the model thread spent answering them
         self.pending_work = 0            # queued or being decoded
         self.seconds_per_work = 0.0      # running estimate; 0 until something was decoded
 
@@ -76,6 +89,13 @@ class MicroBatcher:
         if self.task:
             self.task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def stats(self) -> dict:
+        """Micro-batching since the server started: batches collected, texts answered,
+        texts per batch, and seconds the model thread spent on them."""
+        return {"batches": self.batches, "texts": self.texts,
+                "mean_batch": round(self.texts / self.batches, 2) if self.batches else 0.0,
+                "model_seconds": round(self.model_seconds, 3)}
 
     def expected_wait(self, work: int = 0) -> float:
         """Seconds until work of this size would be done, from the current queue."""
@@ -140,9 +160,11 @@ class MicroBatcher:
             elif not jobs[0].future.done():
                 jobs[0].future.set_exception(e)
             return
-        work = sum(j.work for j in jobs)
+        seconds, work = time.perf_counter() - start, sum(j.work for j in jobs)
+        self.model_seconds += seconds
+        self.texts += sum(len(j.texts) for j in jobs)
         if work:
-            rate = (time.perf_counter() - start) / work
+            rate = seconds / work
             self.seconds_per_work = rate if not self.seconds_per_work else \
                 0.7 * self.seconds_per_work + 0.3 * rate
         flat = iter(results)

@@ -4,6 +4,7 @@
 the limit gets 413 before its body is read, and a body streamed without a length is
 cut off as soon as it passes the limit — a 100 MB upload is never read in full or
 parsed. A body within the limit is read first and handed on whole.
+:class:`HeaderTimeout` closes a connection that never finishes its request's headers.
 """
 
 from __future__ import annotations
@@ -66,3 +67,44 @@ class BodyLimit:
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+class HeaderTimeout:
+    """uvicorn's HTTP protocol with a deadline for a request's headers: a connection that
+    opens and never finishes them is closed (uvicorn itself only times out idle
+    keep-alive connections)."""
+
+    seconds = 10.0
+
+    @classmethod
+    def protocol(cls):
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        class Protocol(H11Protocol):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                self._header_timer = self.loop.call_later(cls.seconds, self._header_timeout)
+
+            def data_received(self, data: bytes) -> None:
+                super().data_received(data)
+                if self._header_timer and self.cycle and not self.cycle.response_complete:
+                    self._header_timer.cancel()          # headers complete: a request runs
+                    self._header_timer = None
+
+            def on_response_complete(self) -> None:
+                super().on_response_complete()
+                if self._header_timer is None and not self.transport.is_closing():
+                    self._header_timer = self.loop.call_later(cls.seconds,
+                                                              self._header_timeout)
+
+            def _header_timeout(self) -> None:
+                self._header_timer = None
+                if not self.transport.is_closing():
+                    self.transport.close()
+
+            def connection_lost(self, exc) -> None:
+                if self._header_timer:
+                    self._header_timer.cancel()
+                super().connection_lost(exc)
+
+        return Protocol

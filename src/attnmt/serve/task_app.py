@@ -20,6 +20,7 @@ out of time is stopped and answered 503.
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +125,12 @@ def _info(predictor, run_dir, task: str, limits: Limits, max_batch: int, max_wai
 
 def create_task_app(predictor, run_dir: str | Path = "", task: str = "classify",
                     max_batch: int = 32, max_wait_ms: float = 10.0,
-                    limits: Limits | None = None):
+                    limits: Limits | None = None, executor: ThreadPoolExecutor | None = None):
     """The app serving a classifier (``task`` classify: ``/classify``) or a language model
-    (``lm``: ``/generate``), with ``/attention``, ``/info`` and ``/health``."""
+    (``lm``: ``/generate``), with ``/attention``, ``/info`` and ``/health``; ``executor``:
+    the model thread the predictor was loaded on (as in ``app.create_app``)."""
     limits = limits or Limits()
-    batcher = ClassifyBatcher(predictor, max_batch, max_wait_ms)
+    batcher = ClassifyBatcher(predictor, max_batch, max_wait_ms, executor)
     ClassifyRequest, GenerateRequest, AttentionRequest, ExplainRequest = _requests(limits)
     app = _base_app(batcher, limits)
     _add_status_routes(app, lambda: _info(predictor, run_dir, task, limits, max_batch,
