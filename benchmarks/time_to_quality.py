@@ -156,7 +156,7 @@ def figure(rows: list[dict], fairseq: list[dict], target: float | None, path: Pa
                    label=f"fairseq at the end, test2016 beam 5 ({target:.2f})")
     ax.set_xlabel("training minutes (2 CPU cores" + (f"; attnmt: {cpu}" if cpu else "") + ")")
     ax.set_ylabel("sacreBLEU (cased, 13a)")
-    ax.set_title("Multi30k de→en, transformer-small: BLEU against training time")
+    ax.set_title("Multi30k de→en, the shipped config: BLEU against training time")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -242,7 +242,7 @@ def print_table(config: Path, round_: str = "") -> None:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", type=Path, default=CONFIG, help="the config to train (the "
-                    "shipped transformer-small by default; another one's curve goes to "
+                    "shipped Transformer config by default; another one's curve goes to "
                     "results/time_to_quality_STEM.json)")
     ap.add_argument("--minutes", type=float, default=25.0)
     ap.add_argument("--mark", type=float, default=2.5)
