@@ -63,6 +63,7 @@ def phases(trainer, steps: int, warmup: int, compiled: bool = False) -> dict[str
                                ("optimizer", t4 - t3)):
                 times[key].append(1000 * value)
     out = {k: round(statistics.median(v), 1) for k, v in times.items()}
+    out["mean update"] = round(sum(map(sum, zip(*times.values()))) / steps, 1)
     return {**out, "first update": round(first, 1)} if compiled else out
 
 
@@ -141,11 +142,13 @@ def main() -> None:
         trainer = Trainer(cfg, Path(tmp) / "run", quiet=True)
         ms = phases(trainer, args.steps, args.warmup, args.compile)
         first = ms.pop("first update", None)
+        mean = ms.pop("mean update")
         ops = op_profile(trainer, args.ops) if args.ops else None
         opt = optimizer_variants(trainer.model, cfg.train.lr)
     step = sum(ms.values())
     print(f"one update of {cfg.model.preset} ({cfg.train.precision}, {args.threads} threads, "
-          f"{'torch.compile, ' if args.compile else ''}median of {args.steps}): {step:.0f} ms")
+          f"{'torch.compile, ' if args.compile else ''}median of {args.steps}): {step:.0f} ms "
+          f"(mean {mean:.0f} ms)")
     if first is not None:
         print(f"  the first update, which compiles: {first / 1000:.1f} s")
     for key, value in ms.items():
@@ -160,7 +163,8 @@ def main() -> None:
     save("train_profile_compiled" if args.compile else "train_profile",
          {"config": args.config, "overrides": args.overrides, "threads": args.threads,
           "steps": args.steps, "compiled": args.compile, "first_update_ms": first,
-          "phases_ms": ms, "update_ms": round(step, 1), "adamw_ms": opt,
+          "warmup": args.warmup, "phases_ms": ms, "update_ms": round(step, 1),
+          "update_mean_ms": mean, "adamw_ms": opt,
           **({"operators": ops} if ops else {})})
 
 

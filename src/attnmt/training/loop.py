@@ -27,7 +27,6 @@ from .ema import WeightAverage
 from .progress import Progress, TrainingClock, check_run_dir
 from .reporting import Reporter
 from .runtime import (
-    bound_onednn_cache,
     check_in_sync,
     peak_rss_mib,
     pick_device,
@@ -83,8 +82,6 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.device = pick_device(cfg.device)
         self.bf16 = uses_bf16(cfg.precision, self.device)
-        if self.bf16 and self.device.type == "cpu":
-            bound_onednn_cache()
 
     def _check_lengths(self) -> None:
         """Every training and validation sentence must fit in one batch."""

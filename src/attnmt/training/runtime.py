@@ -53,15 +53,6 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
-def bound_onednn_cache(capacity: int = 8) -> None:
-    """CPU bf16 matmuls run through oneDNN, which caches a primitive (with its buffers) for
-    every matrix shape it meets, up to 1,024 of them; with length-bucketed batches nearly
-    every step brings new shapes, so a small cache lowers the peak memory at no measurable
-    cost in speed (the numbers are in ``benchmarks/README.md``). Must run before the first
-    bf16 matmul; a user's setting wins."""
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
-
-
 def check_in_sync(model: torch.nn.Module, world: int) -> str:
     """DDP keeps replicas identical; verify it (a parameter checksum per rank, compared
     across ranks) and say so, or raise when they diverged."""
