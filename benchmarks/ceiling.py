@@ -15,8 +15,8 @@ update of its Transformer is made of, at its own sizes: every Linear layer at
 ``train.max_tokens`` rows, forward (rows x in . in x out) and the backward's two (the
 input's gradient, rows x out . out x in, and the weight's, in x rows . rows x out); with
 the layer counts of the model, their FLOPs over their time is the best rate the
-update's products can run at on this CPU, so the best MFU it can reach even with every
-other operator free.
+update's products can run at on this CPU: roughly the MFU the update could reach if
+every other operator were free.
 """
 
 from __future__ import annotations

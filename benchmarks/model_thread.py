@@ -9,7 +9,7 @@ of threads for each thread that calls into it, so a model loaded on the main thr
 run on another leaves two teams on the cores. Each way of loading runs in its own
 process: the model loaded on the main thread or on the worker, then ``--batches``
 batches of 16 validation sentences translated greedily on the worker, ``--rounds``
-times; sentences/s per round. Writes ``results/model_thread_<run>.json``.
+times after one warm-up batch; sentences/s per round. Writes ``results/model_thread_<run>.json``.
 
 ``--neighbours`` (model loaded on the worker) times the same decoding alone and beside
 what a server has beside its model thread, each in its own process, at every thread

@@ -150,6 +150,18 @@ def test_bf16_autocast_training_learns_as_well_as_float32(task, tmp_path):
     assert losses["bf16"] != losses["fp32"]    # same seed: equal only if bf16 were ignored
 
 
+def test_bf16_training_leaves_onednn_kernel_cache_at_its_size(task, tmp_path, monkeypatch):
+    """oneDNN keeps a compiled kernel per bf16 product shape; capping its cache made every
+    update on an AMX CPU 1.27x slower (benchmarks/README.md), so the trainer must not."""
+    from attnmt.config import load_config
+    from attnmt.training.loop import Trainer
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    cfg = config(task, tmp_path / "bf16.yaml", TINY_TRANSFORMER, max_steps=1, precision="bf16")
+    Trainer(load_config(cfg), tmp_path / "run", quiet=True)
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
+
+
 def test_seq2seq_has_no_attention_to_plot(seq2seq_run):
     r = attnmt("plot", "attention", seq2seq_run, "a b", check=False)
     assert r.returncode == 2
