@@ -67,6 +67,9 @@ def product_rates(config: str, ceilings: dict[str, float]) -> dict:
 
     cfg = load_config(config)
     m = cfg.model
+    if m.arch != "transformer":
+        raise SystemExit(f"--products times an encoder-decoder Transformer's products; "
+                         f"{config} trains model.arch {m.arch!r}: give a Transformer config")
     d, f, rows = m.d_model, m.ffn, cfg.train.max_tokens
     vocab = cfg.data.vocab_size
     layers = {"q, k, v": (d, 3 * d, m.enc_layers + m.dec_layers),
